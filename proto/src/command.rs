@@ -1,0 +1,168 @@
+//! SMTP commands as values, and their wire encoding.
+//!
+//! [`crate::syntax::parse_command`] turns a command line into a [`Command`] that borrows
+//! from the line; [`Command::encode`] writes it back. The two are inverses:
+//! `parse_command(encode(c)) == c` for every command (a property test checks it).
+
+use crate::syntax::{ForwardPath, MailParams, ReversePath};
+
+/// The verbs this server knows, used to say which command had a syntax error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Verb {
+    /// `HELO`.
+    Helo,
+    /// `EHLO`.
+    Ehlo,
+    /// `MAIL FROM:`.
+    Mail,
+    /// `RCPT TO:`.
+    Rcpt,
+    /// `DATA`.
+    Data,
+    /// `BDAT` (RFC 3030).
+    Bdat,
+    /// `RSET`.
+    Rset,
+    /// `NOOP`.
+    Noop,
+    /// `QUIT`.
+    Quit,
+    /// `VRFY`.
+    Vrfy,
+    /// `EXPN`.
+    Expn,
+    /// `HELP`.
+    Help,
+    /// `STARTTLS` (RFC 3207).
+    StartTls,
+    /// `XCLIENT` (Postfix's proxy extension).
+    Xclient,
+}
+
+/// One SMTP command (RFC 5321 §4.1.1, RFC 3030, RFC 3207), borrowing from its line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Command<'a> {
+    /// `"HELO" SP Domain`.
+    Helo(&'a str),
+    /// `"EHLO" SP ( Domain / address-literal )`.
+    Ehlo(&'a str),
+    /// `"MAIL FROM:" Reverse-path [SP Mail-parameters]`.
+    Mail {
+        /// The sender.
+        from: ReversePath<'a>,
+        /// The parameters this server understands.
+        params: MailParams,
+    },
+    /// `"RCPT TO:" Forward-path` (no RCPT parameters are offered).
+    Rcpt {
+        /// The recipient.
+        to: ForwardPath<'a>,
+    },
+    /// `"DATA"`.
+    Data,
+    /// `"BDAT" SP chunk-size [ SP end-marker ]` (RFC 3030).
+    Bdat {
+        /// The number of octets that follow the command line.
+        size: u64,
+        /// `LAST`: this chunk ends the message.
+        last: bool,
+    },
+    /// `"RSET"`.
+    Rset,
+    /// `"NOOP" [ SP String ]`; the string is ignored.
+    Noop,
+    /// `"QUIT"`.
+    Quit,
+    /// `"VRFY" SP String`.
+    Vrfy(&'a str),
+    /// `"EXPN" SP String`.
+    Expn(&'a str),
+    /// `"HELP" [ SP String ]`.
+    Help(Option<&'a str>),
+    /// `"STARTTLS"`.
+    StartTls,
+    /// `"XCLIENT" 1*( SP attribute-name "=" attribute-value )`, values still xtext-encoded.
+    Xclient(Vec<(&'a str, &'a str)>),
+}
+
+impl Command<'_> {
+    /// The verb of this command.
+    pub fn verb(&self) -> Verb {
+        match self {
+            Self::Helo(_) => Verb::Helo,
+            Self::Ehlo(_) => Verb::Ehlo,
+            Self::Mail { .. } => Verb::Mail,
+            Self::Rcpt { .. } => Verb::Rcpt,
+            Self::Data => Verb::Data,
+            Self::Bdat { .. } => Verb::Bdat,
+            Self::Rset => Verb::Rset,
+            Self::Noop => Verb::Noop,
+            Self::Quit => Verb::Quit,
+            Self::Vrfy(_) => Verb::Vrfy,
+            Self::Expn(_) => Verb::Expn,
+            Self::Help(_) => Verb::Help,
+            Self::StartTls => Verb::StartTls,
+            Self::Xclient(_) => Verb::Xclient,
+        }
+    }
+
+    /// Appends the command line, CRLF included, in canonical form.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let mut put = |s: &str| out.extend_from_slice(s.as_bytes());
+        match self {
+            Self::Helo(d) => {
+                put("HELO ");
+                put(d);
+            }
+            Self::Ehlo(d) => {
+                put("EHLO ");
+                put(d);
+            }
+            Self::Mail { from, params } => {
+                put("MAIL FROM:");
+                put(&from.to_string());
+                params.encode(out);
+            }
+            Self::Rcpt { to } => {
+                put("RCPT TO:");
+                put(&to.to_string());
+            }
+            Self::Data => put("DATA"),
+            Self::Bdat { size, last } => {
+                put(&format!("BDAT {size}"));
+                if *last {
+                    put(" LAST");
+                }
+            }
+            Self::Rset => put("RSET"),
+            Self::Noop => put("NOOP"),
+            Self::Quit => put("QUIT"),
+            Self::Vrfy(s) => {
+                put("VRFY ");
+                put(s);
+            }
+            Self::Expn(s) => {
+                put("EXPN ");
+                put(s);
+            }
+            Self::Help(None) => put("HELP"),
+            Self::Help(Some(s)) => {
+                put("HELP ");
+                put(s);
+            }
+            Self::StartTls => put("STARTTLS"),
+            Self::Xclient(attrs) => {
+                put("XCLIENT");
+                for (name, value) in attrs {
+                    put(" ");
+                    put(name);
+                    put("=");
+                    put(value);
+                }
+            }
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+}

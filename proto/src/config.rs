@@ -1,0 +1,475 @@
+//! The configuration model: the original's flat JSON file, its keys and their defaults.
+//!
+//! The file is a JSON object of keys to values. As in the original, values may be strings
+//! (`"GSMTP_MAX_SIZE": "131072"`, `"NGINX_AUTH_ENABLED": "Y"`); native numbers and
+//! booleans work too. `//` and `/* */` comments, as in the seed README's annotated example,
+//! are allowed. Keys of the original's MySQL and Redis storage are accepted and reported
+//! as ignored; other unknown keys are reported too, so that a typo does not pass unseen.
+//!
+//! Parsing is pure: it reads no files. Paths are checked by the frontends.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::policy::{AllowedHosts, IpNet};
+
+/// What to do with a bare LF or bare CR (see Postfix's `smtpd_forbid_bare_newline`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BareNewline {
+    /// A line ended by a bare LF counts as one line and is stored with CRLF; a bare CR is
+    /// content. Neither ever ends DATA.
+    #[default]
+    Normalize,
+    /// Refuse the command or message with `550 5.5.2`; nothing is stored.
+    Reject,
+}
+
+/// Where accepted messages go.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Storage {
+    /// Maildir folders under `GSMTP_MAILDIR`, one per recipient.
+    #[default]
+    Maildir,
+    /// Accept and drop every message (for load tests only).
+    Discard,
+}
+
+/// The whole configuration, with the original's key for each field.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// `GSMTP_HOST_NAME`: the name in the greeting, EHLO reply and trace headers.
+    pub host_name: String,
+    /// `GSTMP_LISTEN_INTERFACE` (the original's spelling) or `GSMTP_LISTEN_INTERFACE`.
+    pub listen: SocketAddr,
+    /// `GSMTP_TLS_LISTEN_INTERFACE`: an implicit-TLS listener (RFC 8314), off by default.
+    pub tls_listen: Option<SocketAddr>,
+    /// `GSMTP_MAX_SIZE`: the largest message in octets, counted as RFC 1870 does.
+    pub max_size: u64,
+    /// `GSMTP_TIMEOUT`: seconds a client may stay silent, per command and per data block.
+    pub timeout: Duration,
+    /// `GSMTP_SESSION_TIMEOUT`: the longest a whole session may last.
+    pub session_timeout: Duration,
+    /// `GSMTP_VERBOSE`: log the transcript of every session.
+    pub verbose: bool,
+    /// `GSMTP_LOG_FILE`: where log lines go (appended).
+    pub log_file: String,
+    /// `GSMTP_PUB_KEY`: PEM certificate chain; with the key, enables STARTTLS.
+    pub tls_cert: Option<PathBuf>,
+    /// `GSMTP_PRV_KEY`: PEM private key.
+    pub tls_key: Option<PathBuf>,
+    /// `GM_ALLOWED_HOSTS`: recipient domains accepted; `*` for any.
+    pub allowed_hosts: AllowedHosts,
+    /// `GM_PRIMARY_MAIL_HOST`: when set, every recipient is stored as `user@<this>`.
+    pub primary_mail_host: Option<String>,
+    /// `GM_MAX_CLIENTS`: concurrent sessions; one more gets `421 4.3.2`.
+    pub max_clients: usize,
+    /// `GSMTP_MAILDIR`: the Maildir root.
+    pub maildir: PathBuf,
+    /// `GSMTP_STORAGE`: `maildir` or `discard`.
+    pub storage: Storage,
+    /// `GSMTP_FSYNC`: sync files and directories before answering 250. `N` is unsafe.
+    pub fsync: bool,
+    /// `GSMTP_MAX_RCPT`: recipients per message.
+    pub max_recipients: usize,
+    /// `GSMTP_MAX_COMMAND_LENGTH`: the longest command line, CRLF included.
+    pub max_command_line: usize,
+    /// `GSMTP_MAX_LINE_LENGTH`: the longest message text line, CRLF included; 0 for none.
+    pub max_text_line: usize,
+    /// `GSMTP_MAX_ERRORS`: bad commands in a session before `421` and close.
+    pub max_errors: u32,
+    /// `GSMTP_BARE_NEWLINE`: `normalize` or `reject`.
+    pub bare_newline: BareNewline,
+    /// `GSMTP_SHUTDOWN_GRACE`: seconds sessions may finish in after SIGTERM.
+    pub shutdown_grace: Duration,
+    /// `NGINX_AUTH_ENABLED`: serve nginx's `auth_http` protocol.
+    pub nginx_auth_enabled: bool,
+    /// `NGINX_AUTH`: where the `auth_http` service listens.
+    pub nginx_auth: SocketAddr,
+    /// `NGINX_AUTH_BACKENDS`: the SMTP instances nginx is sent to, in turn; empty means
+    /// this instance's listen address.
+    pub nginx_auth_backends: Vec<SocketAddr>,
+    /// `GSMTP_XCLIENT_HOSTS`: proxies trusted to send XCLIENT and PROXY headers.
+    pub trusted_proxies: Vec<IpNet>,
+    /// `GSMTP_PROXY_PROTOCOL`: expect a HAProxy PROXY header (v1 or v2) on every connection.
+    pub proxy_protocol: bool,
+    /// `SGID`: the group to switch to after binding.
+    pub gid: Option<u32>,
+    /// `GUID` (or the original code's `SUID`): the user to switch to after binding.
+    pub uid: Option<u32>,
+    /// `PID_FILE`: where to write the process id.
+    pub pid_file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            host_name: "localhost".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 2525)),
+            tls_listen: None,
+            max_size: 10_240_000,
+            timeout: Duration::from_secs(100),
+            session_timeout: Duration::from_secs(1800),
+            verbose: false,
+            log_file: "/dev/stdout".into(),
+            tls_cert: None,
+            tls_key: None,
+            allowed_hosts: AllowedHosts::Any,
+            primary_mail_host: None,
+            max_clients: 500,
+            maildir: PathBuf::from("./maildir"),
+            storage: Storage::Maildir,
+            fsync: true,
+            max_recipients: 100,
+            max_command_line: 512,
+            max_text_line: 1000,
+            max_errors: 20,
+            bare_newline: BareNewline::Normalize,
+            shutdown_grace: Duration::from_secs(10),
+            nginx_auth_enabled: false,
+            nginx_auth: SocketAddr::from(([127, 0, 0, 1], 8025)),
+            nginx_auth_backends: Vec::new(),
+            trusted_proxies: vec![
+                IpNet::host(IpAddr::from([127, 0, 0, 1])),
+                IpNet::host(IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
+            ],
+            proxy_protocol: false,
+            gid: None,
+            uid: None,
+            pid_file: None,
+        }
+    }
+}
+
+/// A key with a value that cannot be used. Startup stops with this one line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The key at fault (empty when the file itself does not parse).
+    pub key: String,
+    /// What is wrong with its value.
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "config: {}", self.message)
+        } else {
+            write!(f, "config key {}: {}", self.key, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Keys of the original that this server accepts and ignores, with the reason.
+const IGNORED: [(&str, &str); 12] = [
+    ("MYSQL_HOST", "no MySQL: mail is stored in a Maildir"),
+    ("MYSQL_USER", "no MySQL: mail is stored in a Maildir"),
+    ("MYSQL_PASS", "no MySQL: mail is stored in a Maildir"),
+    ("MYSQL_DB", "no MySQL: mail is stored in a Maildir"),
+    ("GM_MAIL_TABLE", "no MySQL: mail is stored in a Maildir"),
+    ("REDIS_HOST", "no Redis: mail is stored in a Maildir"),
+    ("REDIS_PORT", "no Redis: mail is stored in a Maildir"),
+    (
+        "GSMTP_MAIL_EXPIRE_SECONDS",
+        "no Redis: mail is stored in a Maildir",
+    ),
+    ("GM_SAVE_WORKERS", "storage runs on a fixed committer"),
+    ("GM_CONN_BACKLOG", "the kernel's listen backlog is used"),
+    (
+        "MAX_SMTP_CLIENTS",
+        "unused in the original too; see GM_MAX_CLIENTS",
+    ),
+    ("GSMTP_GID", "unused in the original; see SGID"),
+];
+
+impl Config {
+    /// Parses the original's JSON file over the defaults. Returns the configuration and
+    /// warnings (ignored and unknown keys), or the first key with a bad value.
+    pub fn from_json(text: &str) -> Result<(Self, Vec<String>), ConfigError> {
+        let stripped = strip_comments(text);
+        let value: serde_json::Value =
+            serde_json::from_str(&stripped).map_err(|e| ConfigError {
+                key: String::new(),
+                message: format!("not a JSON object: {e}"),
+            })?;
+        let serde_json::Value::Object(map) = value else {
+            return Err(ConfigError {
+                key: String::new(),
+                message: "not a JSON object".into(),
+            });
+        };
+        let mut cfg = Self::default();
+        let mut warnings = Vec::new();
+        for (key, value) in &map {
+            if let Some((_, why)) = IGNORED.iter().find(|(k, _)| k == key) {
+                warnings.push(format!("config key {key} is ignored: {why}"));
+                continue;
+            }
+            let v = Value { key, value };
+            if !cfg.set(key, v)? {
+                warnings.push(format!("config key {key} is unknown and ignored"));
+            }
+        }
+        cfg.validate()?;
+        Ok((cfg, warnings))
+    }
+
+    /// Sets one key from its JSON value. Returns `Ok(false)` for an unknown key.
+    pub fn set_json(&mut self, key: &str, value: &serde_json::Value) -> Result<bool, ConfigError> {
+        self.set(key, Value { key, value })
+    }
+
+    fn set(&mut self, key: &str, v: Value<'_>) -> Result<bool, ConfigError> {
+        match key {
+            "GSMTP_HOST_NAME" => self.host_name = v.host_name()?,
+            "GSTMP_LISTEN_INTERFACE" | "GSMTP_LISTEN_INTERFACE" => self.listen = v.addr()?,
+            "GSMTP_TLS_LISTEN_INTERFACE" => self.tls_listen = v.opt(|v| v.addr())?,
+            "GSMTP_MAX_SIZE" => self.max_size = v.number(1, u64::MAX)?,
+            "GSMTP_TIMEOUT" => self.timeout = v.seconds()?,
+            "GSMTP_SESSION_TIMEOUT" => self.session_timeout = v.seconds()?,
+            "GSMTP_VERBOSE" => self.verbose = v.yes_no()?,
+            "GSMTP_LOG_FILE" => self.log_file = v.string()?,
+            "GSMTP_PUB_KEY" => self.tls_cert = v.opt(|v| v.string().map(PathBuf::from))?,
+            "GSMTP_PRV_KEY" => self.tls_key = v.opt(|v| v.string().map(PathBuf::from))?,
+            "GM_ALLOWED_HOSTS" => self.allowed_hosts = AllowedHosts::parse(&v.string()?),
+            "GM_PRIMARY_MAIL_HOST" => {
+                self.primary_mail_host =
+                    v.opt(|v| v.host_name().map(|h| h.to_ascii_lowercase()))?;
+            }
+            "GM_MAX_CLIENTS" => self.max_clients = v.number(1, 1 << 20)? as usize,
+            "GSMTP_MAILDIR" => self.maildir = PathBuf::from(v.non_empty()?),
+            "GSMTP_STORAGE" => {
+                self.storage = match v.string()?.to_ascii_lowercase().as_str() {
+                    "maildir" => Storage::Maildir,
+                    "discard" => Storage::Discard,
+                    _ => return Err(v.error("expected maildir or discard")),
+                }
+            }
+            "GSMTP_FSYNC" => self.fsync = v.yes_no()?,
+            "GSMTP_MAX_RCPT" => self.max_recipients = v.number(1, 100_000)? as usize,
+            "GSMTP_MAX_COMMAND_LENGTH" => self.max_command_line = v.number(512, 65_536)? as usize,
+            "GSMTP_MAX_LINE_LENGTH" => {
+                self.max_text_line = v.number(0, u32::MAX.into())? as usize;
+                if (1..1000).contains(&self.max_text_line) {
+                    return Err(
+                        v.error("expected 0 (no limit) or at least 1000 (RFC 5321 §4.5.3.1.6)")
+                    );
+                }
+            }
+            "GSMTP_MAX_ERRORS" => self.max_errors = v.number(1, 10_000)? as u32,
+            "GSMTP_BARE_NEWLINE" => {
+                self.bare_newline = match v.string()?.to_ascii_lowercase().as_str() {
+                    "normalize" => BareNewline::Normalize,
+                    "reject" => BareNewline::Reject,
+                    _ => return Err(v.error("expected normalize or reject")),
+                }
+            }
+            "GSMTP_SHUTDOWN_GRACE" => self.shutdown_grace = v.seconds()?,
+            "NGINX_AUTH_ENABLED" => self.nginx_auth_enabled = v.yes_no()?,
+            "NGINX_AUTH" => self.nginx_auth = v.addr()?,
+            "NGINX_AUTH_BACKENDS" => self.nginx_auth_backends = v.list(parse_addr)?,
+            "GSMTP_XCLIENT_HOSTS" => self.trusted_proxies = v.list(|s| s.parse::<IpNet>().ok())?,
+            "GSMTP_PROXY_PROTOCOL" => self.proxy_protocol = v.yes_no()?,
+            "SGID" => self.gid = v.opt(|v| v.number(0, u32::MAX.into()).map(|n| n as u32))?,
+            "GUID" | "SUID" => {
+                self.uid = v.opt(|v| v.number(0, u32::MAX.into()).map(|n| n as u32))?
+            }
+            "PID_FILE" => self.pid_file = v.opt(|v| v.string().map(PathBuf::from))?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Checks the rules that span several keys.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            let key = if self.tls_cert.is_some() {
+                "GSMTP_PRV_KEY"
+            } else {
+                "GSMTP_PUB_KEY"
+            };
+            return Err(ConfigError {
+                key: key.into(),
+                message: "TLS needs both GSMTP_PUB_KEY and GSMTP_PRV_KEY".into(),
+            });
+        }
+        if self.tls_listen.is_some() && self.tls_cert.is_none() {
+            return Err(ConfigError {
+                key: "GSMTP_TLS_LISTEN_INTERFACE".into(),
+                message: "an implicit-TLS listener needs GSMTP_PUB_KEY and GSMTP_PRV_KEY".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether STARTTLS can be offered.
+    pub fn tls_enabled(&self) -> bool {
+        self.tls_cert.is_some() && self.tls_key.is_some()
+    }
+
+    /// Whether `ip` is a proxy trusted to send XCLIENT or a PROXY header.
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(ip))
+    }
+}
+
+/// Parses `ip:port`, `[v6]:port`, or Go's `:port` (every interface).
+pub fn parse_addr(s: &str) -> Option<SocketAddr> {
+    let s = s.trim();
+    if let Some(port) = s.strip_prefix(':') {
+        return port
+            .parse()
+            .ok()
+            .map(|p| SocketAddr::from(([0, 0, 0, 0], p)));
+    }
+    s.parse().ok()
+}
+
+/// One value in the file, with its key for error messages.
+struct Value<'a> {
+    key: &'a str,
+    value: &'a serde_json::Value,
+}
+
+impl Value<'_> {
+    fn error(&self, what: &str) -> ConfigError {
+        ConfigError {
+            key: self.key.to_string(),
+            message: format!("{what}, got {}", self.value),
+        }
+    }
+
+    fn string(&self) -> Result<String, ConfigError> {
+        match self.value {
+            serde_json::Value::String(s) => Ok(s.trim().to_string()),
+            serde_json::Value::Number(n) => Ok(n.to_string()),
+            serde_json::Value::Bool(b) => Ok(if *b { "Y" } else { "N" }.into()),
+            _ => Err(self.error("expected a string")),
+        }
+    }
+
+    fn non_empty(&self) -> Result<String, ConfigError> {
+        Some(self.string()?)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| self.error("expected a value"))
+    }
+
+    /// An empty string or `null` means "not set".
+    fn opt<T>(
+        &self,
+        f: impl FnOnce(&Self) -> Result<T, ConfigError>,
+    ) -> Result<Option<T>, ConfigError> {
+        match self.value {
+            serde_json::Value::Null => Ok(None),
+            serde_json::Value::String(s) if s.trim().is_empty() => Ok(None),
+            _ => f(self).map(Some),
+        }
+    }
+
+    fn number(&self, min: u64, max: u64) -> Result<u64, ConfigError> {
+        let n = match self.value {
+            serde_json::Value::Number(n) => n.as_u64(),
+            serde_json::Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        };
+        n.filter(|n| (min..=max).contains(n))
+            .ok_or_else(|| self.error(&format!("expected a whole number from {min} to {max}")))
+    }
+
+    fn seconds(&self) -> Result<Duration, ConfigError> {
+        self.number(1, 1 << 32).map(Duration::from_secs)
+    }
+
+    fn yes_no(&self) -> Result<bool, ConfigError> {
+        match self.value {
+            serde_json::Value::Bool(b) => Ok(*b),
+            serde_json::Value::String(s) => match s.trim().to_ascii_uppercase().as_str() {
+                "Y" | "YES" | "TRUE" | "1" | "ON" => Ok(true),
+                "N" | "NO" | "FALSE" | "0" | "OFF" => Ok(false),
+                _ => Err(self.error("expected Y or N")),
+            },
+            _ => Err(self.error("expected Y or N")),
+        }
+    }
+
+    fn addr(&self) -> Result<SocketAddr, ConfigError> {
+        parse_addr(&self.string()?)
+            .ok_or_else(|| self.error("expected an address such as 127.0.0.1:2525"))
+    }
+
+    fn host_name(&self) -> Result<String, ConfigError> {
+        let s = self.non_empty()?;
+        match crate::syntax::domain(&s) {
+            Ok(("", _)) if s.is_ascii() => Ok(s),
+            _ => Err(self.error("expected a host name")),
+        }
+    }
+
+    fn list<T>(&self, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, ConfigError> {
+        let text = self.string()?;
+        text.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| parse(s).ok_or_else(|| self.error(&format!("cannot use {s:?} in this list"))))
+            .collect()
+    }
+}
+
+/// Removes `//` line comments and `/* */` block comments outside JSON strings, and commas
+/// left before a closing brace, so that the seed README's annotated example parses.
+pub fn strip_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    let mut in_string = false;
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match c {
+                '\\' => out.extend(chars.next()),
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match (c, chars.peek()) {
+            ('"', _) => {
+                in_string = true;
+                out.push(c);
+            }
+            ('/', Some('/')) => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        out.push('\n');
+                        break;
+                    }
+                }
+            }
+            ('/', Some('*')) => {
+                chars.next();
+                let mut prev = ' ';
+                for c in chars.by_ref() {
+                    if prev == '*' && c == '/' {
+                        break;
+                    }
+                    prev = c;
+                }
+                out.push(' ');
+            }
+            ('}', _) | (']', _) => {
+                let trimmed = out.trim_end().len();
+                if out[..trimmed].ends_with(',') {
+                    out.truncate(trimmed - 1);
+                }
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

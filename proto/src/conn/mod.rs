@@ -1,0 +1,733 @@
+//! [`Connection`]: one SMTP session as a pure state machine.
+//!
+//! # Run loop
+//!
+//! The driver owns the socket, the clock and the files; the connection owns everything
+//! else. After **every** input (`handle_*`), the driver:
+//!
+//! 1. takes the reply bytes with [`Connection::poll_transmit`] and sends them;
+//! 2. calls [`Connection::poll_action`] and does what it says, until it says
+//!    [`Action::Read`] (or closes);
+//! 3. waits for input, or for [`Connection::poll_timeout`] to pass, and hands over what
+//!    happened: [`handle_input`](Connection::handle_input) or
+//!    [`handle_received`](Connection::handle_received), [`handle_eof`](Connection::handle_eof),
+//!    [`handle_timeout`](Connection::handle_timeout).
+//!
+//! A message arrives as [`Action::Begin`], any number of [`Action::Store`], then either
+//! [`Action::Commit`] (make it durable, then call
+//! [`handle_delivery`](Connection::handle_delivery)) or [`Action::Abort`] (throw it away).
+//! The reply to the final `.` is only queued once `handle_delivery` says the message is
+//! stored: `250` means on disk.
+//!
+//! # Methods by kind (as in quinn-proto)
+//!
+//! - (A) getters: [`is_closed`](Connection::is_closed), [`stats`](Connection::stats),
+//!   [`envelope`](Connection::envelope), [`poll_timeout`](Connection::poll_timeout).
+//! - (B) inputs: `handle_*`. `now` always comes from the caller; the connection never
+//!   reads a clock.
+//! - (D) outputs: [`poll_transmit`](Connection::poll_transmit),
+//!   [`poll_action`](Connection::poll_action), [`poll_event`](Connection::poll_event).
+
+mod body;
+mod recv;
+mod session;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use self::body::{BodyDecoder, BodyError, Step};
+use self::recv::RecvBuf;
+use crate::config::{BareNewline, Config};
+use crate::maildir::{QueueId, Recipient};
+use crate::reply::{self, Reply};
+use crate::syntax::{MailParams, ReversePath};
+use crate::timer::{Timer, TimerTable};
+use crate::trace::{Protocol, TlsInfo, Trace};
+
+/// How much the connection reads at a time while receiving a body.
+const BODY_READ: usize = 32 * 1024;
+/// How much it reads at a time between commands.
+const COMMAND_READ: usize = 4 * 1024;
+
+/// What the driver knows about a new connection.
+#[derive(Clone, Debug)]
+pub struct Accept {
+    /// The client's address (or the one a PROXY header gave).
+    pub peer: SocketAddr,
+    /// A process-wide connection number, shown in the greeting (`#<id>`).
+    pub id: u64,
+    /// Sessions active now, this one included, shown in the greeting (`(<n>)`).
+    pub active: usize,
+    /// The wall-clock time of the accept, for the greeting's date and the queue ids.
+    pub wall: SystemTime,
+    /// Set when the connection is already TLS (an implicit-TLS listener).
+    pub tls: Option<TlsInfo>,
+}
+
+/// What the driver must do next. Returned by [`Connection::poll_action`].
+#[must_use = "the connection cannot make progress until the action is carried out"]
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Action<'a> {
+    /// Send what [`Connection::poll_transmit`] gives, then wait for input, end of input,
+    /// or [`Connection::poll_timeout`].
+    Read,
+    /// Send the pending `220`, then run the TLS server handshake on this stream and call
+    /// [`Connection::handle_tls_established`] (or close the stream if it fails).
+    StartTls,
+    /// A message begins: open a spool for this envelope. Body bytes follow.
+    Begin(&'a Envelope),
+    /// Append these bytes, already dot-unstuffed, to the open spool.
+    Store(&'a [u8]),
+    /// The body is complete: make it durable, then call [`Connection::handle_delivery`].
+    Commit,
+    /// Throw the open spool away: the message was refused or the client went away.
+    Abort,
+    /// Nothing to do until [`Connection::handle_delivery`] is called.
+    AwaitDelivery,
+    /// Send what [`Connection::poll_transmit`] gives, then close the stream.
+    Close(CloseReason),
+}
+
+/// Why a connection ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The client sent QUIT.
+    Quit,
+    /// The client closed its side.
+    Eof,
+    /// A timer ran out (`421 4.4.2`).
+    Timeout,
+    /// Too many bad commands (`421 4.7.0`).
+    TooManyErrors,
+    /// The server was full when it connected (`421 4.3.2`).
+    Busy,
+    /// The server is shutting down (`421 4.3.2`).
+    Shutdown,
+    /// The client broke the framing in a way that cannot be recovered from.
+    Protocol,
+}
+
+/// The outcome of a failed store, reported through [`Connection::handle_delivery`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryError {
+    /// It may work later: `451 4.3.0`.
+    Transient,
+    /// It will not work: `554 5.3.0`.
+    Permanent,
+}
+
+/// Things worth logging. Returned by [`Connection::poll_event`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A command line as received (only with `GSMTP_VERBOSE`).
+    Command(String),
+    /// A message was stored and acknowledged.
+    Queued {
+        /// Its queue id.
+        id: QueueId,
+        /// Its size, as RFC 1870 counts it.
+        size: u64,
+        /// Its recipients.
+        recipients: usize,
+    },
+    /// A message body was received and refused with this reply.
+    Refused(Reply),
+}
+
+/// Counters over the life of a connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Octets received.
+    pub bytes_in: u64,
+    /// Octets queued for sending.
+    pub bytes_out: u64,
+    /// Command lines processed.
+    pub commands: u64,
+    /// Messages stored and acknowledged.
+    pub messages: u64,
+}
+
+/// A message's envelope, handed to the driver with [`Action::Begin`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    /// The queue id, also given in the `250` reply and the Received header.
+    pub id: QueueId,
+    /// The sender.
+    pub from: ReversePath<'static>,
+    /// The MAIL parameters.
+    pub params: MailParams,
+    /// The accepted recipients, in order; several may share a folder.
+    pub recipients: Vec<Recipient>,
+    /// The HELO/EHLO name.
+    pub helo: String,
+    /// The client's address (or what XCLIENT/PROXY said it is).
+    pub client_ip: IpAddr,
+    /// The client's name, if a proxy told us one.
+    pub client_name: Option<String>,
+    /// The `with` keyword for the Received header.
+    pub protocol: Protocol,
+    /// The TLS parameters, when the session used TLS.
+    pub tls: Option<TlsInfo>,
+}
+
+impl Envelope {
+    /// The trace data for one recipient's copy, received at `date` by `host`.
+    pub fn trace<'a>(
+        &'a self,
+        host: &'a str,
+        recipient: &'a Recipient,
+        date: SystemTime,
+    ) -> Trace<'a> {
+        Trace {
+            helo: &self.helo,
+            client_ip: self.client_ip,
+            client_name: self.client_name.as_deref(),
+            host,
+            protocol: self.protocol,
+            tls: self.tls.as_ref(),
+            id: self.id,
+            recipient: Some(&recipient.address),
+            date,
+        }
+    }
+}
+
+/// What the connection is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Reading command lines.
+    Command,
+    /// Throwing away an overlong command line, up to its LF.
+    DiscardLine,
+    /// Receiving a DATA body.
+    Data,
+    /// Receiving a BDAT chunk. `refused` chunks are read and thrown away, then answered
+    /// with that reply.
+    Chunk {
+        remaining: u64,
+        last: bool,
+        refused: Option<Reply>,
+    },
+    /// Waiting for [`Connection::handle_delivery`].
+    Delivering,
+    /// Waiting for [`Connection::handle_tls_established`].
+    Handshake,
+    /// Finished.
+    Closed(CloseReason),
+}
+
+/// The body being received.
+#[derive(Debug)]
+struct Message {
+    decoder: BodyDecoder,
+    /// Octets stored so far (RFC 1870's count).
+    size: u64,
+    /// Set once the message is refused; the rest is read and thrown away.
+    refused: Option<Reply>,
+}
+
+/// One SMTP session: bytes in, replies and storage actions out. See the module docs.
+#[derive(Debug)]
+pub struct Connection {
+    cfg: Arc<Config>,
+    accept: Accept,
+    /// The client as the Received header shows it (XCLIENT and PROXY may change it).
+    client_ip: IpAddr,
+    client_name: Option<String>,
+    /// The client's address is a trusted proxy (XCLIENT allowed).
+    trusted: bool,
+    tls: Option<TlsInfo>,
+    helo: Option<(String, bool)>,
+    txn: Option<session::Transaction>,
+    envelope: Option<Envelope>,
+    message: Option<Message>,
+    messages_started: u32,
+    errors: u32,
+    mode: Mode,
+    rx: RecvBuf,
+    tx: Vec<u8>,
+    pending_begin: bool,
+    pending_abort: bool,
+    timers: TimerTable,
+    events: VecDeque<Event>,
+    stats: Stats,
+}
+
+impl Connection {
+    /// A new session: queues the greeting and arms the timers.
+    pub fn new(cfg: Arc<Config>, now: Instant, accept: Accept) -> Self {
+        let mut c = Self::blank(cfg, now, accept);
+        c.write_greeting();
+        c
+    }
+
+    /// A session refused because the server is full: queues `421 4.3.2`, then closes.
+    pub fn refuse(cfg: Arc<Config>, now: Instant, accept: Accept) -> Self {
+        let mut c = Self::blank(cfg, now, accept);
+        reply::write_busy(&mut c.tx, &c.cfg.host_name);
+        c.mode = Mode::Closed(CloseReason::Busy);
+        c
+    }
+
+    fn blank(cfg: Arc<Config>, now: Instant, accept: Accept) -> Self {
+        let mut timers = TimerTable::default();
+        timers.set(Timer::Idle, now + cfg.timeout);
+        timers.set(Timer::Session, now + cfg.session_timeout);
+        let client_ip = crate::policy::canonical(accept.peer.ip());
+        Self {
+            trusted: cfg.is_trusted_proxy(client_ip),
+            tls: accept.tls.clone(),
+            cfg,
+            accept,
+            client_ip,
+            client_name: None,
+            helo: None,
+            txn: None,
+            envelope: None,
+            message: None,
+            messages_started: 0,
+            errors: 0,
+            mode: Mode::Command,
+            rx: RecvBuf::default(),
+            tx: Vec::new(),
+            pending_begin: false,
+            pending_abort: false,
+            timers,
+            events: VecDeque::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    // (A) getters
+
+    /// Whether the session is over (the last action was, or will be, [`Action::Close`]).
+    pub fn is_closed(&self) -> bool {
+        matches!(self.mode, Mode::Closed(_))
+    }
+
+    /// Counters over the life of the session.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The envelope of the message being received or delivered, if any.
+    pub fn envelope(&self) -> Option<&Envelope> {
+        self.envelope.as_ref()
+    }
+
+    /// Whether the session runs over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The client's address as logged and traced (XCLIENT or PROXY may have changed it).
+    pub fn client_ip(&self) -> IpAddr {
+        self.client_ip
+    }
+
+    /// How many received bytes are buffered and not yet consumed.
+    pub fn buffered_len(&self) -> usize {
+        self.rx.len()
+    }
+
+    /// The next deadline, if any: when it passes, call [`Connection::handle_timeout`].
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.mode {
+            Mode::Delivering | Mode::Closed(_) => None,
+            _ => self.timers.next(),
+        }
+    }
+
+    // (B) inputs
+
+    /// Hands over received bytes (a copy is kept until they are consumed).
+    pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        self.rx.extend(data);
+        self.received(now, data.len());
+    }
+
+    /// Free space to read into, for drivers that read straight into the connection's
+    /// buffer; follow with [`Connection::handle_received`].
+    pub fn recv_buf(&mut self) -> &mut [u8] {
+        let want = match self.mode {
+            Mode::Data | Mode::Chunk { .. } => BODY_READ,
+            _ => COMMAND_READ.max(self.cfg.max_command_line + 1),
+        };
+        self.rx.spare(want)
+    }
+
+    /// Records that `n` bytes were read into [`Connection::recv_buf`].
+    pub fn handle_received(&mut self, now: Instant, n: usize) {
+        self.rx.filled(n);
+        self.received(now, n);
+    }
+
+    fn received(&mut self, now: Instant, n: usize) {
+        self.stats.bytes_in += n as u64;
+        if !self.is_closed() {
+            self.timers.set(Timer::Idle, now + self.cfg.timeout);
+        }
+    }
+
+    /// The client closed its side. A message in progress is aborted.
+    pub fn handle_eof(&mut self, _now: Instant) {
+        if !self.is_closed() {
+            self.abandon_message();
+            self.mode = Mode::Closed(CloseReason::Eof);
+        }
+    }
+
+    /// A deadline may have passed. Calling it early is a no-op.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if matches!(self.mode, Mode::Delivering | Mode::Closed(_))
+            || self.timers.expired(now).is_none()
+        {
+            return;
+        }
+        if self.mode != Mode::Handshake {
+            reply::write_timeout(&mut self.tx, &self.cfg.host_name);
+        }
+        self.abandon_message();
+        self.mode = Mode::Closed(CloseReason::Timeout);
+    }
+
+    /// The server is shutting down: a session not in the middle of storing a message
+    /// gets `421 4.3.2` and is closed; a message being received is aborted.
+    pub fn handle_shutdown(&mut self, _now: Instant) {
+        if matches!(self.mode, Mode::Delivering | Mode::Closed(_)) {
+            return;
+        }
+        if self.mode != Mode::Handshake {
+            reply::write_shutdown(&mut self.tx, &self.cfg.host_name);
+        }
+        self.abandon_message();
+        self.mode = Mode::Closed(CloseReason::Shutdown);
+    }
+
+    /// The TLS handshake that [`Action::StartTls`] asked for succeeded. The session starts
+    /// over, as RFC 3207 §4.2 requires: the client must send EHLO again.
+    pub fn handle_tls_established(&mut self, now: Instant, info: TlsInfo) {
+        self.tls = Some(info);
+        self.helo = None;
+        self.txn = None;
+        self.rx.clear();
+        self.mode = Mode::Command;
+        self.timers.set(Timer::Idle, now + self.cfg.timeout);
+    }
+
+    /// The result of the store that [`Action::Commit`] asked for. Queues the reply to the
+    /// final `.` (or `BDAT LAST`): `250` only on success.
+    pub fn handle_delivery(&mut self, now: Instant, result: Result<(), DeliveryError>) {
+        if self.mode != Mode::Delivering {
+            return;
+        }
+        let size = self.message.take().map_or(0, |m| m.size);
+        let envelope = self.envelope.take();
+        match (result, envelope) {
+            (Ok(()), Some(env)) => {
+                reply::write_line(
+                    &mut self.tx,
+                    250,
+                    "2.0.0",
+                    format_args!("OK : queued as {}", env.id),
+                );
+                self.stats.messages += 1;
+                self.events.push_back(Event::Queued {
+                    id: env.id,
+                    size,
+                    recipients: env.recipients.len(),
+                });
+            }
+            (Err(DeliveryError::Permanent), _) => self.reply(reply::STORE_REFUSED),
+            _ => self.reply(reply::STORE_FAILED),
+        }
+        self.txn = None;
+        self.mode = Mode::Command;
+        self.timers.set(Timer::Idle, now + self.cfg.timeout);
+    }
+
+    // (D) outputs
+
+    /// Moves the reply bytes waiting to be sent into `out` (without copying when `out` is
+    /// empty). Returns how many bytes were added.
+    pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> usize {
+        let n = self.tx.len();
+        self.stats.bytes_out += n as u64;
+        if out.is_empty() {
+            std::mem::swap(out, &mut self.tx);
+        } else {
+            out.append(&mut self.tx);
+        }
+        n
+    }
+
+    /// The next thing worth logging, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// What the driver must do next. See the module docs for the loop around it.
+    pub fn poll_action(&mut self) -> Action<'_> {
+        loop {
+            if self.pending_begin && self.envelope.is_some() {
+                self.pending_begin = false;
+                // Borrowing only on the path that returns keeps NLL happy (its "problem
+                // case #3"); `if let` here would not compile.
+                #[allow(clippy::unnecessary_unwrap)]
+                return Action::Begin(self.envelope.as_ref().expect("checked just above"));
+            }
+            if self.pending_abort {
+                self.pending_abort = false;
+                return Action::Abort;
+            }
+            match self.mode {
+                Mode::Closed(reason) => {
+                    self.rx.clear();
+                    self.rx.release();
+                    return Action::Close(reason);
+                }
+                Mode::Handshake => return Action::StartTls,
+                Mode::Delivering => return Action::AwaitDelivery,
+                Mode::Command => {
+                    if !self.next_command() {
+                        self.rx.release();
+                        return Action::Read;
+                    }
+                }
+                Mode::DiscardLine => {
+                    if !self.discard_line() {
+                        return Action::Read;
+                    }
+                }
+                Mode::Data | Mode::Chunk { .. } => match self.body_step() {
+                    BodyOut::Store(range) => return Action::Store(self.rx.abs(range)),
+                    BodyOut::Crlf => return Action::Store(b"\r\n"),
+                    BodyOut::Commit => return Action::Commit,
+                    BodyOut::NeedInput => return Action::Read,
+                    BodyOut::Continue => {}
+                },
+            }
+        }
+    }
+
+    // Framing
+
+    /// Handles the next complete command line, if there is one.
+    fn next_command(&mut self) -> bool {
+        let data = self.rx.data();
+        let max = self.cfg.max_command_line;
+        let Some(lf) = memchr::memchr(b'\n', data) else {
+            if data.len() >= max {
+                self.rx.clear();
+                self.mode = Mode::DiscardLine;
+                return true;
+            }
+            return false;
+        };
+        let bare_lf = lf == 0 || data[lf - 1] != b'\r';
+        let range = self.rx.take(lf + 1);
+        if lf + 1 > max {
+            self.reply_error(reply::LINE_TOO_LONG);
+            return true;
+        }
+        let line = range.start..range.end - if bare_lf { 1 } else { 2 };
+        self.handle_line(line, bare_lf);
+        true
+    }
+
+    /// Throws away the rest of an overlong line; answers once its end is seen.
+    fn discard_line(&mut self) -> bool {
+        match memchr::memchr(b'\n', self.rx.data()) {
+            Some(lf) => {
+                self.rx.consume(lf + 1);
+                self.mode = Mode::Command;
+                self.reply_error(reply::LINE_TOO_LONG);
+                true
+            }
+            None => {
+                self.rx.clear();
+                false
+            }
+        }
+    }
+
+    /// One step of body decoding over the buffered input.
+    fn body_step(&mut self) -> BodyOut {
+        let (limit, discard) = match self.mode {
+            Mode::Chunk {
+                remaining, refused, ..
+            } => {
+                if remaining == 0 {
+                    return self.chunk_done();
+                }
+                let message_refused = self.message.as_ref().is_none_or(|m| m.refused.is_some());
+                (
+                    usize::try_from(remaining).unwrap_or(usize::MAX),
+                    refused.is_some() || message_refused,
+                )
+            }
+            _ => (usize::MAX, false),
+        };
+        let avail = self.rx.len().min(limit);
+        if avail == 0 {
+            return BodyOut::NeedInput;
+        }
+        if discard {
+            self.rx.consume(avail);
+            self.chunk_consumed(avail);
+            return BodyOut::Continue;
+        }
+        let max_size = self.cfg.max_size;
+        let Some(msg) = self.message.as_mut() else {
+            return BodyOut::NeedInput; // unreachable: Data mode always has a message
+        };
+        let step = msg.decoder.step(&self.rx.data()[..avail]);
+        let range = self.rx.take(step.consumed());
+        self.chunk_consumed(step.consumed());
+        let stored = match step {
+            Step::Content(n) => n,
+            Step::Crlf => 2,
+            Step::Skip => return BodyOut::Continue,
+            Step::NeedMore => return BodyOut::NeedInput,
+            Step::End => return self.finish_message(),
+        };
+        let msg = self.message.as_mut().expect("checked above");
+        if msg.refused.is_some() {
+            return BodyOut::Continue;
+        }
+        let refusal = match msg.decoder.error() {
+            Some(BodyError::BareLf) => Some(reply::BARE_LF),
+            Some(BodyError::BareCr) => Some(reply::BARE_CR),
+            Some(BodyError::LineTooLong) => Some(reply::TEXT_LINE_TOO_LONG),
+            None if msg.size + stored as u64 > max_size => Some(reply::TOO_BIG),
+            None => None,
+        };
+        if let Some(r) = refusal {
+            self.refuse_message(r);
+            return BodyOut::Continue;
+        }
+        msg.size += stored as u64;
+        match step {
+            Step::Crlf => BodyOut::Crlf,
+            _ => BodyOut::Store(range),
+        }
+    }
+
+    fn chunk_consumed(&mut self, n: usize) {
+        if let Mode::Chunk { remaining, .. } = &mut self.mode {
+            *remaining -= n as u64;
+        }
+    }
+
+    /// Refuses the message being received; the rest of its body is read and dropped.
+    fn refuse_message(&mut self, r: Reply) {
+        if let Some(msg) = self.message.as_mut().filter(|m| m.refused.is_none()) {
+            msg.refused = Some(r);
+            if self.pending_begin {
+                self.pending_begin = false; // the driver never saw it: nothing to abort
+            } else {
+                self.pending_abort = true;
+            }
+        }
+    }
+
+    /// Drops the message in progress, telling the driver if it has begun storing it.
+    fn abandon_message(&mut self) {
+        if self.message.as_ref().is_some_and(|m| m.refused.is_none()) {
+            self.refuse_message(reply::STORE_FAILED);
+        }
+        self.message = None;
+        self.envelope = None;
+        self.txn = None;
+    }
+
+    /// The body is complete: commit it, or answer with the refusal.
+    fn finish_message(&mut self) -> BodyOut {
+        let refused = self.message.as_ref().and_then(|m| m.refused);
+        if let Some(r) = refused {
+            self.message = None;
+            self.envelope = None;
+            self.txn = None;
+            self.mode = Mode::Command;
+            self.events.push_back(Event::Refused(r));
+            self.reply_error(r);
+            return BodyOut::Continue;
+        }
+        self.mode = Mode::Delivering;
+        BodyOut::Commit
+    }
+
+    /// A BDAT chunk has been read in full.
+    fn chunk_done(&mut self) -> BodyOut {
+        let Mode::Chunk { last, refused, .. } = self.mode else {
+            return BodyOut::Continue;
+        };
+        self.mode = Mode::Command;
+        if let Some(r) = refused {
+            self.reply_error(r);
+            return BodyOut::Continue;
+        }
+        let Some(msg) = &self.message else {
+            return BodyOut::Continue;
+        };
+        if msg.refused.is_some() || last {
+            return self.finish_message();
+        }
+        let size = msg.size;
+        reply::write_line(
+            &mut self.tx,
+            250,
+            "2.0.0",
+            format_args!("{size} octets received"),
+        );
+        BodyOut::Continue
+    }
+
+    // Replies
+
+    fn reply(&mut self, r: Reply) {
+        r.encode(&mut self.tx);
+    }
+
+    /// Queues an error reply and counts it; too many errors end the session.
+    fn reply_error(&mut self, r: Reply) {
+        self.reply(r);
+        if r.code >= 500 && r.code != 552 {
+            self.errors += 1;
+            if self.errors >= self.cfg.max_errors && !self.is_closed() {
+                reply::write_too_many_errors(&mut self.tx, &self.cfg.host_name);
+                self.abandon_message();
+                self.mode = Mode::Closed(CloseReason::TooManyErrors);
+            }
+        }
+    }
+
+    fn write_greeting(&mut self) {
+        let date = crate::trace::rfc5322_date(self.accept.wall);
+        let text = format!(
+            "{} SMTP Guerrilla-SMTPd #{} ({}) {date}",
+            self.cfg.host_name, self.accept.id, self.accept.active
+        );
+        reply::write_line(&mut self.tx, 220, "", text);
+    }
+
+    fn bare_newline_rejected(&self) -> bool {
+        self.cfg.bare_newline == BareNewline::Reject
+    }
+}
+
+/// The outcome of one [`Connection::body_step`].
+enum BodyOut {
+    Store(std::ops::Range<usize>),
+    Crlf,
+    Commit,
+    NeedInput,
+    Continue,
+}

@@ -1,0 +1,313 @@
+//! The RFC 5321 command state machine: what each command does to the session, and what
+//! it answers. Sequencing errors get 503, syntax errors 500/501, refused parameters 555.
+
+use std::net::IpAddr;
+use std::ops::Range;
+
+use super::{Connection, Envelope, Event, Message, Mode};
+use crate::command::Command;
+use crate::conn::CloseReason;
+use crate::conn::body::BodyDecoder;
+use crate::maildir::{self, QueueId, Recipient};
+use crate::reply::{self, Reply};
+use crate::syntax::{ForwardPath, MailParams, ReversePath, decode_xtext, parse_command};
+use crate::trace::Protocol;
+
+/// A mail transaction: from MAIL to the end of the message (or RSET).
+#[derive(Debug)]
+pub(super) struct Transaction {
+    from: ReversePath<'static>,
+    params: MailParams,
+    rcpts: Vec<Recipient>,
+    /// BDAT chunks have started: RCPT and DATA are out of sequence now.
+    bdat: bool,
+}
+
+/// `503` for RCPT or XCLIENT while a message is being transferred.
+const IN_TRANSACTION: Reply = Reply {
+    code: 503,
+    status: "5.5.1",
+    text: "Error: mail transaction in progress",
+};
+/// `501` for an XCLIENT attribute this server does not know.
+const XCLIENT_NAME: Reply = Reply {
+    code: 501,
+    status: "5.5.4",
+    text: "Error: bad XCLIENT attribute name",
+};
+
+impl Connection {
+    /// Parses and runs one command line, given by its place in the receive buffer.
+    pub(super) fn handle_line(&mut self, line: Range<usize>, bare_lf: bool) {
+        self.stats.commands += 1;
+        // The line borrows the buffer while the command changes the session; commands never
+        // touch the buffer, so it is set aside for the duration.
+        let rx = std::mem::take(&mut self.rx);
+        let bytes = rx.abs(line);
+        if self.cfg.verbose {
+            self.events
+                .push_back(Event::Command(String::from_utf8_lossy(bytes).into_owned()));
+        }
+        if bare_lf && self.bare_newline_rejected() {
+            self.reply_error(reply::BARE_LF);
+        } else if bytes.contains(&b'\r') && self.bare_newline_rejected() {
+            self.reply_error(reply::BARE_CR);
+        } else {
+            match parse_command(bytes) {
+                Ok(cmd) => self.execute(cmd),
+                Err(e) => self.reply_error(reply::for_parse_error(e)),
+            }
+        }
+        self.rx = rx;
+        if self.mode == Mode::Handshake {
+            // CVE-2011-0411: whatever came after STARTTLS in plaintext is never used.
+            self.rx.clear();
+        }
+    }
+
+    fn execute(&mut self, cmd: Command<'_>) {
+        match cmd {
+            Command::Helo(name) => {
+                self.helo = Some((name.to_owned(), false));
+                self.txn = None;
+                let text = format!("{} Hello {name}", self.cfg.host_name);
+                reply::write_line(&mut self.tx, 250, "", text);
+            }
+            Command::Ehlo(name) => {
+                self.helo = Some((name.to_owned(), true));
+                self.txn = None;
+                self.write_ehlo(name);
+            }
+            Command::Mail { from, params } => self.mail(from, params),
+            Command::Rcpt { to } => self.rcpt(to),
+            Command::Data => self.data(),
+            Command::Bdat { size, last } => self.bdat(size, last),
+            Command::Rset => {
+                self.txn = None;
+                self.reply(reply::OK);
+            }
+            Command::Noop => self.reply(reply::OK),
+            Command::Quit => {
+                self.reply(reply::BYE);
+                self.mode = Mode::Closed(CloseReason::Quit);
+            }
+            Command::Vrfy(_) => self.reply(reply::VRFY),
+            Command::Expn(_) => self.reply_error(reply::EXPN),
+            Command::Help(_) => self.reply(reply::HELP),
+            Command::StartTls => self.starttls(),
+            Command::Xclient(attrs) => self.xclient(&attrs),
+        }
+    }
+
+    fn write_ehlo(&mut self, name: &str) {
+        let first = format!("{} Hello {name} [{}]", self.cfg.host_name, self.client_ip);
+        let size = format!("SIZE {}", self.cfg.max_size);
+        let mut lines = vec![
+            first.as_str(),
+            size.as_str(),
+            "PIPELINING",
+            "8BITMIME",
+            "SMTPUTF8",
+        ];
+        lines.extend(["ENHANCEDSTATUSCODES", "CHUNKING"]);
+        if self.cfg.tls_enabled() && self.tls.is_none() {
+            lines.push("STARTTLS");
+        }
+        if self.trusted {
+            lines.push("XCLIENT ADDR NAME HELO PROTO PORT LOGIN DESTADDR DESTPORT");
+        }
+        lines.push("HELP");
+        reply::write_multiline(&mut self.tx, 250, lines);
+    }
+
+    /// `MAIL FROM:` (RFC 5321 §4.1.1.2), with SIZE checked against the limit (RFC 1870).
+    fn mail(&mut self, from: ReversePath<'_>, params: MailParams) {
+        if self.helo.is_none() {
+            return self.reply_error(reply::NEED_HELO);
+        }
+        if self.txn.is_some() {
+            return self.reply_error(reply::NESTED_MAIL);
+        }
+        if params.size.is_some_and(|s| s > self.cfg.max_size) {
+            return self.reply_error(reply::TOO_BIG);
+        }
+        if matches!(&from, ReversePath::Mailbox(m) if m.is_utf8()) && !params.smtputf8 {
+            return self.reply_error(reply::NEED_SMTPUTF8);
+        }
+        self.txn = Some(Transaction {
+            from: from.into_owned(),
+            params,
+            rcpts: Vec::new(),
+            bdat: false,
+        });
+        self.reply(reply::MAIL_OK);
+    }
+
+    /// `RCPT TO:` (RFC 5321 §4.1.1.3): the domain must be one we accept mail for.
+    fn rcpt(&mut self, to: ForwardPath<'_>) {
+        let Some(txn) = &self.txn else {
+            return self.reply_error(reply::NEED_MAIL);
+        };
+        if txn.bdat {
+            return self.reply_error(IN_TRANSACTION);
+        }
+        if txn.rcpts.len() >= self.cfg.max_recipients {
+            return self.reply(reply::TOO_MANY_RCPTS);
+        }
+        if let ForwardPath::Mailbox(m) = &to {
+            if m.is_utf8() && !txn.params.smtputf8 {
+                return self.reply_error(reply::NEED_SMTPUTF8);
+            }
+            if !self.cfg.allowed_hosts.allows(&m.domain) {
+                return self.reply_error(reply::RELAY_DENIED);
+            }
+        }
+        match maildir::recipient(&to, &self.cfg) {
+            Ok(r) => {
+                if let Some(txn) = self.txn.as_mut() {
+                    txn.rcpts.push(r);
+                }
+                self.reply(reply::RCPT_OK);
+            }
+            Err(maildir::MapError::TooLong) => self.reply_error(reply::MAILBOX_TOO_LONG),
+        }
+    }
+
+    /// `DATA` (RFC 5321 §4.1.1.4).
+    fn data(&mut self) {
+        let Some(txn) = &self.txn else {
+            return self.reply_error(reply::NEED_MAIL);
+        };
+        if txn.bdat {
+            return self.reply_error(reply::DATA_AFTER_BDAT);
+        }
+        if txn.rcpts.is_empty() {
+            return self.reply_error(reply::NEED_RCPT);
+        }
+        self.reply(reply::START_DATA);
+        self.start_message(true);
+        self.mode = Mode::Data;
+    }
+
+    /// `BDAT` (RFC 3030). The chunk's octets are read even when the command is refused,
+    /// since they cannot be told apart from commands otherwise.
+    fn bdat(&mut self, size: u64, last: bool) {
+        let refused = match &self.txn {
+            None => Some(reply::NEED_MAIL),
+            Some(t) if !t.bdat && t.rcpts.is_empty() => Some(reply::NEED_RCPT),
+            Some(_) => None,
+        };
+        if refused.is_none() {
+            if let Some(txn) = self.txn.as_mut().filter(|t| !t.bdat) {
+                txn.bdat = true;
+                self.start_message(false);
+            }
+            let too_big = self
+                .message
+                .as_ref()
+                .is_some_and(|m| m.size.saturating_add(size) > self.cfg.max_size);
+            if too_big {
+                self.refuse_message(reply::TOO_BIG);
+            }
+        }
+        self.mode = Mode::Chunk {
+            remaining: size,
+            last,
+            refused,
+        };
+    }
+
+    /// Opens a message for the current transaction and tells the driver to begin a spool.
+    fn start_message(&mut self, dot_stuffed: bool) {
+        let Some(txn) = self.txn.as_mut() else {
+            return;
+        };
+        let id = QueueId::new(self.accept.wall, self.accept.id, self.messages_started);
+        self.messages_started += 1;
+        let (helo, esmtp) = self.helo.clone().unwrap_or_default();
+        let protocol = match (esmtp, self.tls.is_some(), txn.params.smtputf8) {
+            (false, false, _) => Protocol::Smtp,
+            (_, false, false) => Protocol::Esmtp,
+            (_, true, false) | (false, true, true) => Protocol::Esmtps,
+            (true, false, true) => Protocol::Utf8Smtp,
+            (true, true, true) => Protocol::Utf8Smtps,
+        };
+        self.envelope = Some(Envelope {
+            id,
+            from: txn.from.clone(),
+            params: txn.params,
+            recipients: std::mem::take(&mut txn.rcpts),
+            helo,
+            client_ip: self.client_ip,
+            client_name: self.client_name.clone(),
+            protocol,
+            tls: self.tls.clone(),
+        });
+        let decoder = BodyDecoder::new(
+            dot_stuffed,
+            self.bare_newline_rejected(),
+            self.cfg.max_text_line,
+        );
+        self.message = Some(Message {
+            decoder,
+            size: 0,
+            refused: None,
+        });
+        self.pending_begin = true;
+    }
+
+    /// `STARTTLS` (RFC 3207).
+    fn starttls(&mut self) {
+        if self.tls.is_some() {
+            return self.reply_error(reply::TLS_ACTIVE);
+        }
+        if !self.cfg.tls_enabled() {
+            return self.reply_error(reply::NO_TLS);
+        }
+        self.reply(reply::READY_TLS);
+        self.mode = Mode::Handshake;
+    }
+
+    /// `XCLIENT` (Postfix's XCLIENT_README), from trusted proxies only. The session starts
+    /// over with the new client identity and a fresh greeting.
+    fn xclient(&mut self, attrs: &[(&str, &str)]) {
+        if !self.trusted {
+            return self.reply_error(reply::XCLIENT_DENIED);
+        }
+        if self.txn.is_some() {
+            return self.reply_error(IN_TRANSACTION);
+        }
+        let (mut ip, mut name) = (self.client_ip, self.client_name.clone());
+        for (attr, value) in attrs {
+            let Some(value) = decode_xtext(value) else {
+                return self.reply_error(reply::XCLIENT_BAD);
+            };
+            let unavailable = value.eq_ignore_ascii_case("[UNAVAILABLE]")
+                || value.eq_ignore_ascii_case("[TEMPUNAVAIL]");
+            match attr.to_ascii_uppercase().as_str() {
+                "ADDR" if unavailable => {}
+                "ADDR" => {
+                    let text = value
+                        .get(..5)
+                        .filter(|p| p.eq_ignore_ascii_case("IPV6:"))
+                        .map_or(&*value, |_| &value[5..]);
+                    match text.parse::<IpAddr>() {
+                        Ok(a) => ip = crate::policy::canonical(a),
+                        Err(_) => return self.reply_error(reply::XCLIENT_BAD),
+                    }
+                }
+                "NAME" if unavailable => name = None,
+                "NAME" => match crate::syntax::domain(&value) {
+                    Ok(("", _)) => name = Some(value),
+                    _ => return self.reply_error(reply::XCLIENT_BAD),
+                },
+                "HELO" | "PROTO" | "PORT" | "LOGIN" | "DESTADDR" | "DESTPORT" => {}
+                _ => return self.reply_error(XCLIENT_NAME),
+            }
+        }
+        self.client_ip = ip;
+        self.client_name = name;
+        self.helo = None;
+        self.write_greeting();
+    }
+}

@@ -1,0 +1,490 @@
+//! Session tests as transcripts: `C:` lines are sent (pipelined until the next `S:`),
+//! `S:` lines must match the replies in order (`*` at the end matches any rest).
+
+use std::time::Duration;
+
+use crate::CloseReason;
+use crate::config::{BareNewline, Config};
+use crate::sim::Sim;
+
+fn check(sim: &mut Sim, expected: &[String]) {
+    let out = sim.take_output();
+    let got: Vec<&str> = out.split_terminator("\r\n").collect();
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "replies {got:#?}\nexpected {expected:#?}"
+    );
+    for (g, e) in got.iter().zip(expected) {
+        let ok = match e.strip_suffix('*') {
+            Some(prefix) => g.starts_with(prefix),
+            None => g == e,
+        };
+        assert!(ok, "got {g:?}, expected {e:?}\nall: {got:#?}");
+    }
+}
+
+/// Runs a transcript against a fresh session and returns the simulation.
+fn run(cfg: Config, script: &str) -> Sim {
+    let mut sim = Sim::new(cfg);
+    let mut client = Vec::new();
+    let mut expected = Vec::new();
+    for line in script
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| !l.is_empty())
+    {
+        if let Some(c) = line.strip_prefix("C: ").or_else(|| line.strip_prefix("C:")) {
+            if !expected.is_empty() {
+                sim.send(&std::mem::take(&mut client));
+                check(&mut sim, &std::mem::take(&mut expected));
+            }
+            client.extend_from_slice(c.as_bytes());
+            client.extend_from_slice(b"\r\n");
+        } else if let Some(s) = line.strip_prefix("S: ") {
+            expected.push(s.to_string());
+        } else {
+            panic!("bad script line {line:?}");
+        }
+    }
+    sim.send(&client);
+    check(&mut sim, &expected);
+    sim
+}
+
+const GREETING: &str =
+    "S: 220 localhost SMTP Guerrilla-SMTPd #1 (1) Thu, 01 Jan 1970 00:00:00 +0000";
+
+#[test]
+fn full_session() {
+    let sim = run(
+        Config::default(),
+        &format!(
+            "{GREETING}
+        C: EHLO client.example
+        S: 250-localhost Hello client.example [192.0.2.1]
+        S: 250-SIZE 10240000
+        S: 250-PIPELINING
+        S: 250-8BITMIME
+        S: 250-SMTPUTF8
+        S: 250-ENHANCEDSTATUSCODES
+        S: 250-CHUNKING
+        S: 250 HELP
+        C: MAIL FROM:<a@b.example> SIZE=100
+        S: 250 2.1.0 Ok
+        C: RCPT TO:<User@Example.com>
+        S: 250 2.1.5 Accepted
+        C: RCPT TO:<postmaster>
+        S: 250 2.1.5 Accepted
+        C: DATA
+        S: 354 2.0.0 Enter message, ending with \".\" on a line by itself
+        C: Subject: hi
+        C:
+        C: ..dotted
+        C: .
+        S: 250 2.0.0 OK : queued as *
+        C: NOOP
+        C: RSET
+        C: VRFY x
+        C: HELP
+        C: QUIT
+        S: 250 2.0.0 OK
+        S: 250 2.0.0 OK
+        S: 252 2.5.0 *
+        S: 214 2.0.0 *
+        S: 221 2.0.0 Bye"
+        ),
+    );
+    assert_eq!(sim.closed, Some(CloseReason::Quit));
+    assert_eq!(sim.stored.len(), 1);
+    let m = &sim.stored[0];
+    assert_eq!(m.body, b"Subject: hi\r\n\r\n.dotted\r\n");
+    let rcpts: Vec<_> = m
+        .envelope
+        .recipients
+        .iter()
+        .map(|r| r.address.as_str())
+        .collect();
+    assert_eq!(rcpts, ["user@example.com", "postmaster@localhost"]);
+}
+
+#[test]
+fn sequencing_errors() {
+    run(
+        Config::default(),
+        &format!(
+            "{GREETING}
+        C: MAIL FROM:<a@b>
+        S: 503 5.5.1 Error: send HELO/EHLO first
+        C: HELO x
+        S: 250 localhost Hello x
+        C: RCPT TO:<a@b>
+        S: 503 5.5.1 Error: need MAIL command
+        C: DATA
+        S: 503 5.5.1 Error: need MAIL command
+        C: MAIL FROM:<>
+        S: 250 2.1.0 Ok
+        C: MAIL FROM:<>
+        S: 503 5.5.1 Error: nested MAIL command
+        C: DATA
+        S: 503 5.5.1 Error: need RCPT command
+        C: STARTTLS
+        S: 502 5.5.1 Error: STARTTLS not offered
+        C: QUITTER
+        S: 500 5.5.1 Error: command not recognized
+        C: MAIL FROM:<a@b> FOO=1
+        S: 555 5.5.4 *
+        C: RSET
+        S: 250 2.0.0 OK
+        C: MAIL FROM:<a@b> FOO=1
+        S: 555 5.5.4 Error: unsupported parameter
+        C: MAIL FROM:<a@@b>
+        S: 501 5.1.7 Error: bad sender address syntax
+        C: MAIL FROM:a@b
+        S: 501 5.5.4 Syntax: MAIL FROM:<address> *
+        C: AUTH LOGIN
+        S: 502 5.5.1 Error: command not implemented
+        C: EXPN list
+        S: 502 5.5.1 Error: EXPN not available"
+        ),
+    );
+}
+
+#[test]
+fn size_limits() {
+    let cfg = Config {
+        max_size: 10,
+        ..Config::default()
+    };
+    let sim = run(
+        cfg,
+        &format!(
+            "{GREETING}
+        C: HELO x
+        S: 250 *
+        C: MAIL FROM:<a@b> SIZE=11
+        S: 552 5.3.4 *
+        C: MAIL FROM:<a@b> SIZE=10
+        C: RCPT TO:<c@d>
+        C: DATA
+        S: 250 2.1.0 Ok
+        S: 250 2.1.5 Accepted
+        S: 354 *
+        C: 12345678
+        C: .
+        S: 250 2.0.0 OK : queued as *
+        C: MAIL FROM:<a@b>
+        C: RCPT TO:<c@d>
+        C: DATA
+        S: 250 2.1.0 Ok
+        S: 250 2.1.5 Accepted
+        S: 354 *
+        C: 123456789
+        C: more lines that are drained
+        C: .
+        S: 552 5.3.4 Error: message size exceeds fixed maximum message size
+        C: NOOP
+        S: 250 2.0.0 OK"
+        ),
+    );
+    assert_eq!(sim.stored.len(), 1, "exactly the limit is accepted");
+    assert_eq!(sim.stored[0].body, b"12345678\r\n");
+    assert_eq!(sim.aborted, 1);
+}
+
+#[test]
+fn recipient_limit_and_allowed_hosts() {
+    let mut cfg = Config {
+        max_recipients: 2,
+        ..Config::default()
+    };
+    cfg.allowed_hosts = crate::policy::AllowedHosts::parse("ok.example");
+    run(
+        cfg,
+        &format!(
+            "{GREETING}
+        C: EHLO x
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250 HELP
+        C: MAIL FROM:<a@b>
+        C: RCPT TO:<a@evil.example>
+        C: RCPT TO:<a@OK.example>
+        C: RCPT TO:<postmaster>
+        C: RCPT TO:<b@ok.example>
+        C: RCPT TO:<ü@ok.example>
+        S: 250 2.1.0 Ok
+        S: 550 5.7.1 Error: relay access denied
+        S: 250 2.1.5 Accepted
+        S: 250 2.1.5 Accepted
+        S: 452 4.5.3 Error: too many recipients
+        S: 452 4.5.3 Error: too many recipients"
+        ),
+    );
+}
+
+#[test]
+fn smtputf8_addresses() {
+    run(
+        Config::default(),
+        &format!(
+            "{GREETING}
+        C: HELO x
+        S: 250 *
+        C: MAIL FROM:<ü@b>
+        S: 553 5.6.7 *
+        C: MAIL FROM:<ü@b> SMTPUTF8
+        C: RCPT TO:<用户@例子.广告>
+        S: 250 2.1.0 Ok
+        S: 250 2.1.5 Accepted"
+        ),
+    );
+}
+
+#[test]
+fn overlong_command_line_is_answered_and_skipped() {
+    let mut sim = Sim::new(Config::default());
+    sim.take_output();
+    let mut long = b"NOOP ".to_vec();
+    long.resize(5000, b'x');
+    sim.send(&long[..3000]);
+    assert_eq!(sim.take_output(), "");
+    sim.send(&long[3000..]);
+    sim.send(b"\r\nNOOP\r\n");
+    assert_eq!(
+        sim.take_output(),
+        "500 5.5.2 Error: line too long\r\n250 2.0.0 OK\r\n"
+    );
+    assert!(sim.max_buffered <= 512, "{}", sim.max_buffered);
+    let mut exact = b"NOOP ".to_vec();
+    exact.resize(510, b'y');
+    exact.extend_from_slice(b"\r\n");
+    sim.send(&exact);
+    assert_eq!(
+        sim.take_output(),
+        "250 2.0.0 OK\r\n",
+        "512 octets with CRLF is allowed"
+    );
+}
+
+#[test]
+fn too_many_errors_close() {
+    let cfg = Config {
+        max_errors: 3,
+        ..Config::default()
+    };
+    let sim = run(
+        cfg,
+        &format!(
+            "{GREETING}
+        C: bad
+        C: bad
+        C: bad
+        C: NOOP
+        S: 500 *
+        S: 500 *
+        S: 500 *
+        S: 421 4.7.0 localhost Error: too many errors"
+        ),
+    );
+    assert_eq!(sim.closed, Some(CloseReason::TooManyErrors));
+}
+
+#[test]
+fn timeouts() {
+    let cfg = Config {
+        timeout: Duration::from_secs(10),
+        session_timeout: Duration::from_secs(25),
+        ..Config::default()
+    };
+    let mut sim = Sim::new(cfg);
+    sim.take_output();
+    sim.advance(Duration::from_secs(9));
+    assert_eq!(sim.closed, None, "an early timeout call is a no-op");
+    sim.send(b"HELO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\npartial body\r\n");
+    sim.advance(Duration::from_secs(9));
+    sim.send(b"more\r\n");
+    sim.advance(Duration::from_secs(6));
+    sim.send(b"more\r\n");
+    assert_eq!(sim.closed, None);
+    sim.advance(Duration::from_secs(1));
+    assert_eq!(sim.closed, Some(CloseReason::Timeout), "the session limit");
+    assert!(
+        sim.take_output()
+            .ends_with("421 4.4.2 localhost Error: timeout exceeded\r\n")
+    );
+    assert_eq!((sim.aborted, sim.stored.len()), (1, 0));
+}
+
+#[test]
+fn eof_mid_data_stores_nothing() {
+    let mut sim = Sim::new(Config::default());
+    sim.send(b"HELO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nhalf a message");
+    sim.eof();
+    assert_eq!(
+        (sim.closed, sim.aborted, sim.stored.len()),
+        (Some(CloseReason::Eof), 1, 0)
+    );
+}
+
+#[test]
+fn failed_store_gives_451() {
+    let mut sim = Sim::new(Config::default());
+    sim.delivery = Err(crate::DeliveryError::Transient);
+    sim.send(
+        b"HELO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\nMAIL FROM:<a@b>\r\n",
+    );
+    let out = sim.take_output();
+    assert!(out.ends_with("354 2.0.0 Enter message, ending with \".\" on a line by itself\r\n451 4.3.0 Error: queue file write error\r\n250 2.1.0 Ok\r\n"), "{out}");
+}
+
+#[test]
+fn smuggling_variants_stay_in_the_body() {
+    for sep in ["\n.\n", "\n.\r\n", "\r\n.\n", "\r.\r\n", "\r.\r"] {
+        let mut sim = Sim::new(Config::default());
+        let smuggled = format!(
+            "HELO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nbody{sep}MAIL FROM:<evil@x>\r\nRCPT TO:<c@d>\r\nDATA\r\nforged\r\n.\r\n"
+        );
+        sim.send(smuggled.as_bytes());
+        assert_eq!(sim.stored.len(), 1, "{sep:?}");
+        let body = String::from_utf8_lossy(&sim.stored[0].body).into_owned();
+        assert!(
+            body.contains("MAIL FROM:<evil@x>") && body.ends_with("forged\r\n"),
+            "{sep:?}: {body:?}"
+        );
+        let out = sim.take_output();
+        assert_eq!(out.matches("queued as").count(), 1, "{sep:?}: {out}");
+    }
+}
+
+#[test]
+fn bare_newline_policies() {
+    let msg = b"HELO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nline one\nline two\r\n.\r\n";
+    let mut sim = Sim::new(Config::default());
+    sim.send(msg);
+    assert_eq!(sim.stored[0].body, b"line one\r\nline two\r\n");
+    let mut sim = Sim::new(Config {
+        bare_newline: BareNewline::Reject,
+        ..Config::default()
+    });
+    sim.send(msg);
+    assert!(sim.stored.is_empty());
+    assert!(
+        sim.take_output()
+            .ends_with("550 5.5.2 Error: bare <LF> received\r\n")
+    );
+    sim.send(b"NOOP\n");
+    assert!(
+        sim.take_output()
+            .ends_with("550 5.5.2 Error: bare <LF> received\r\n")
+    );
+}
+
+#[test]
+fn starttls_drops_injected_commands_and_resets() {
+    let cfg = Config {
+        tls_cert: Some("c".into()),
+        tls_key: Some("k".into()),
+        ..Config::default()
+    };
+    let mut sim = Sim::new(cfg);
+    sim.send(b"EHLO x\r\nMAIL FROM:<a@b>\r\n");
+    assert!(sim.take_output().contains("250-STARTTLS\r\n"));
+    sim.send(b"STARTTLS\r\nRSET\r\nMAIL FROM:<evil@x>\r\n");
+    assert_eq!(sim.handshakes, 1);
+    assert_eq!(
+        sim.take_output(),
+        "220 2.0.0 Ready to start TLS\r\n",
+        "nothing injected is answered"
+    );
+    sim.send(b"MAIL FROM:<a@b>\r\n");
+    assert_eq!(
+        sim.take_output(),
+        "503 5.5.1 Error: send HELO/EHLO first\r\n",
+        "the session was reset"
+    );
+    sim.send(b"EHLO x\r\nSTARTTLS\r\n");
+    let out = sim.take_output();
+    assert!(!out.contains("STARTTLS"), "not offered twice: {out}");
+    assert!(out.ends_with("503 5.5.1 Error: TLS already active\r\n"));
+}
+
+#[test]
+fn bdat_chunks() {
+    let mut sim = Sim::new(Config::default());
+    sim.send(
+        b"EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 5\r\nab\r\n.BDAT 3 LAST\r\n\r\n.",
+    );
+    sim.take_output();
+    assert_eq!(sim.stored[0].body, b"ab\r\n.\r\n.");
+    sim.send(b"BDAT 4 LAST\r\nabcd");
+    assert_eq!(
+        sim.take_output(),
+        "503 5.5.1 Error: need MAIL command\r\n",
+        "the data was drained"
+    );
+    sim.send(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 3\r\nabcDATA\r\nBDAT 0 LAST\r\n");
+    let out = sim.take_output();
+    assert!(out.contains("250 2.0.0 3 octets received\r\n503 5.5.1 Error: DATA cannot follow BDAT\r\n250 2.0.0 OK : queued"), "{out}");
+}
+
+#[test]
+fn bdat_oversize_is_drained_and_refused() {
+    let cfg = Config {
+        max_size: 4,
+        ..Config::default()
+    };
+    let mut sim = Sim::new(cfg);
+    sim.send(
+        b"EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 3\r\nabcBDAT 3 LAST\r\ndefNOOP\r\n",
+    );
+    let out = sim.take_output();
+    assert!(out.ends_with("250 2.0.0 3 octets received\r\n552 5.3.4 Error: message size exceeds fixed maximum message size\r\n250 2.0.0 OK\r\n"), "{out}");
+    assert_eq!((sim.stored.len(), sim.aborted), (0, 1));
+}
+
+#[test]
+fn xclient_needs_trust() {
+    let mut sim = Sim::new(Config::default());
+    sim.send(b"XCLIENT ADDR=10.0.0.1\r\n");
+    assert!(
+        sim.take_output()
+            .ends_with("550 5.7.0 Error: insufficient authorization\r\n")
+    );
+    let accept = crate::Accept {
+        peer: "127.0.0.1:5000".parse().unwrap(),
+        id: 7,
+        active: 2,
+        wall: std::time::SystemTime::UNIX_EPOCH,
+        tls: None,
+    };
+    let mut sim = Sim::with_accept(Config::default(), accept);
+    sim.take_output();
+    sim.send(b"EHLO proxy\r\nXCLIENT ADDR=IPV6:2001:db8::1 NAME=client.example\r\nEHLO real\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\n");
+    let out = sim.take_output();
+    assert!(out.contains("250-XCLIENT ADDR NAME"), "{out}");
+    assert!(
+        out.contains("\r\n220 localhost SMTP Guerrilla-SMTPd #7 (2) "),
+        "{out}"
+    );
+    assert!(
+        out.contains("250-localhost Hello real [2001:db8::1]"),
+        "{out}"
+    );
+    let env = &sim.stored[0].envelope;
+    assert_eq!(
+        env.client_ip,
+        "2001:db8::1".parse::<std::net::IpAddr>().unwrap()
+    );
+    assert_eq!(env.client_name.as_deref(), Some("client.example"));
+    sim.send(b"XCLIENT ADDR=nonsense\r\nXCLIENT\r\n");
+    assert_eq!(
+        sim.take_output(),
+        "501 5.5.4 Error: bad XCLIENT attribute value\r\n501 5.5.4 Syntax: XCLIENT attribute=value ...\r\n"
+    );
+}

@@ -1,0 +1,246 @@
+//! Replies: the catalogue of fixed texts, the few built at run time, and their encoding.
+//!
+//! Every reply carries an RFC 3463 enhanced status code (RFC 2034), except the greeting and
+//! the replies to HELO/EHLO, which RFC 2034 §3 exempts. Texts follow the original server
+//! where it had one (`250 Ok`, `250 Accepted`, `221 Bye`, ...).
+
+use std::fmt::{self, Display, Write as _};
+
+use crate::syntax::{ParseError, Verb};
+
+/// A fixed reply: a three-digit code, an enhanced status code and a text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Reply {
+    /// The RFC 5321 reply code.
+    pub code: u16,
+    /// The RFC 3463 enhanced status code, such as `2.1.0`.
+    pub status: &'static str,
+    /// The human-readable text.
+    pub text: &'static str,
+}
+
+impl Reply {
+    const fn new(code: u16, status: &'static str, text: &'static str) -> Self {
+        Self { code, status, text }
+    }
+
+    /// Whether this is a 4xx or 5xx reply.
+    pub fn is_error(&self) -> bool {
+        self.code >= 400
+    }
+
+    /// Appends the reply line, CRLF included.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        write_line(out, self.code, self.status, self.text);
+    }
+}
+
+impl Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} {}", self.code, self.status, self.text)
+    }
+}
+
+/// Appends `code SP status SP text CRLF` (the status left out when empty).
+pub fn write_line(out: &mut Vec<u8>, code: u16, status: &str, text: impl Display) {
+    let mut s = String::with_capacity(64);
+    // Writing to a String cannot fail.
+    let _ = if status.is_empty() {
+        write!(s, "{code} {text}\r\n")
+    } else {
+        write!(s, "{code} {status} {text}\r\n")
+    };
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Appends a multi-line reply: `code-line` for all lines but the last, `code line` last.
+pub fn write_multiline<'a>(out: &mut Vec<u8>, code: u16, lines: impl IntoIterator<Item = &'a str>) {
+    let mut lines = lines.into_iter().peekable();
+    while let Some(line) = lines.next() {
+        let sep = if lines.peek().is_some() { '-' } else { ' ' };
+        out.extend_from_slice(format!("{code}{sep}{line}\r\n").as_bytes());
+    }
+}
+
+macro_rules! catalogue {
+    ($($(#[$doc:meta])* $name:ident = $code:literal $status:literal $text:literal;)*) => {
+        $($(#[$doc])* pub const $name: Reply = Reply::new($code, $status, $text);)*
+    };
+}
+
+catalogue! {
+    /// RSET, NOOP and other plain successes.
+    OK = 250 "2.0.0" "OK";
+    /// MAIL accepted (the original's text).
+    MAIL_OK = 250 "2.1.0" "Ok";
+    /// RCPT accepted (the original's text).
+    RCPT_OK = 250 "2.1.5" "Accepted";
+    /// DATA accepted; the body follows (the original's text).
+    START_DATA = 354 "2.0.0" "Enter message, ending with \".\" on a line by itself";
+    /// QUIT.
+    BYE = 221 "2.0.0" "Bye";
+    /// VRFY is answered without looking anything up (RFC 5321 §3.5.3).
+    VRFY = 252 "2.5.0" "Cannot VRFY user, but will accept message and attempt delivery";
+    /// EXPN is not offered.
+    EXPN = 502 "5.5.1" "Error: EXPN not available";
+    /// HELP.
+    HELP = 214 "2.0.0" "Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS";
+    /// STARTTLS accepted; the handshake follows.
+    READY_TLS = 220 "2.0.0" "Ready to start TLS";
+    /// An unknown verb.
+    UNRECOGNIZED = 500 "5.5.1" "Error: command not recognized";
+    /// A verb this server does not offer.
+    NOT_IMPLEMENTED = 502 "5.5.1" "Error: command not implemented";
+    /// A command line longer than the limit.
+    LINE_TOO_LONG = 500 "5.5.2" "Error: line too long";
+    /// A text line of the message longer than the limit.
+    TEXT_LINE_TOO_LONG = 554 "5.6.0" "Error: message line too long";
+    /// Bare LF under the `reject` policy (Postfix's text).
+    BARE_LF = 550 "5.5.2" "Error: bare <LF> received";
+    /// Bare CR under the `reject` policy.
+    BARE_CR = 550 "5.5.2" "Error: bare <CR> received";
+    /// MAIL before HELO/EHLO.
+    NEED_HELO = 503 "5.5.1" "Error: send HELO/EHLO first";
+    /// RCPT or DATA before MAIL.
+    NEED_MAIL = 503 "5.5.1" "Error: need MAIL command";
+    /// MAIL inside a transaction.
+    NESTED_MAIL = 503 "5.5.1" "Error: nested MAIL command";
+    /// DATA or BDAT without an accepted recipient.
+    NEED_RCPT = 503 "5.5.1" "Error: need RCPT command";
+    /// DATA after BDAT in the same transaction (RFC 3030 §2).
+    DATA_AFTER_BDAT = 503 "5.5.1" "Error: DATA cannot follow BDAT";
+    /// STARTTLS when TLS is already on.
+    TLS_ACTIVE = 503 "5.5.1" "Error: TLS already active";
+    /// STARTTLS when no certificate is configured.
+    NO_TLS = 502 "5.5.1" "Error: STARTTLS not offered";
+    /// SIZE= above the limit at MAIL, or a body over it (RFC 1870).
+    TOO_BIG = 552 "5.3.4" "Error: message size exceeds fixed maximum message size";
+    /// More recipients than the limit (RFC 5321 §4.5.3.1.10).
+    TOO_MANY_RCPTS = 452 "4.5.3" "Error: too many recipients";
+    /// A recipient in a domain this server does not accept mail for. It never relays.
+    RELAY_DENIED = 550 "5.7.1" "Error: relay access denied";
+    /// A UTF-8 address without SMTPUTF8 (RFC 6531 §3.5).
+    NEED_SMTPUTF8 = 553 "5.6.7" "Error: non-ASCII address requires SMTPUTF8";
+    /// A recipient whose mailbox name would be too long to store.
+    MAILBOX_TOO_LONG = 553 "5.1.3" "Error: recipient address too long";
+    /// The store failed for a reason that may pass.
+    STORE_FAILED = 451 "4.3.0" "Error: queue file write error";
+    /// The store refused the message for good (the original's text).
+    STORE_REFUSED = 554 "5.3.0" "Error: transaction failed, blame it on the weather";
+    /// XCLIENT from a client that is not a trusted proxy.
+    XCLIENT_DENIED = 550 "5.7.0" "Error: insufficient authorization";
+    /// An XCLIENT attribute with a value that does not parse.
+    XCLIENT_BAD = 501 "5.5.4" "Error: bad XCLIENT attribute value";
+    /// A sender address that does not parse.
+    BAD_SENDER = 501 "5.1.7" "Error: bad sender address syntax";
+    /// A recipient address that does not parse.
+    BAD_RECIPIENT = 501 "5.1.3" "Error: bad recipient address syntax";
+    /// An ESMTP parameter that is not offered.
+    UNSUPPORTED_PARAMETER = 555 "5.5.4" "Error: unsupported parameter";
+}
+
+/// The reply for a command line that did not parse. The one place that maps
+/// [`ParseError`] to replies.
+pub fn for_parse_error(e: ParseError) -> Reply {
+    match e {
+        ParseError::Unrecognized => UNRECOGNIZED,
+        ParseError::NotImplemented => NOT_IMPLEMENTED,
+        ParseError::BadSender => BAD_SENDER,
+        ParseError::BadRecipient => BAD_RECIPIENT,
+        ParseError::UnsupportedParameter => UNSUPPORTED_PARAMETER,
+        ParseError::Syntax(verb) => Reply::new(501, "5.5.4", usage(verb)),
+    }
+}
+
+/// The usage text for a verb, used in its syntax-error reply.
+fn usage(verb: Verb) -> &'static str {
+    match verb {
+        Verb::Helo => "Syntax: HELO hostname",
+        Verb::Ehlo => "Syntax: EHLO hostname",
+        Verb::Mail => "Syntax: MAIL FROM:<address> [SIZE=n] [BODY=7BIT|8BITMIME] [SMTPUTF8]",
+        Verb::Rcpt => "Syntax: RCPT TO:<address>",
+        Verb::Data => "Syntax: DATA",
+        Verb::Bdat => "Syntax: BDAT size [LAST]",
+        Verb::Rset => "Syntax: RSET",
+        Verb::Noop => "Syntax: NOOP",
+        Verb::Quit => "Syntax: QUIT",
+        Verb::Vrfy => "Syntax: VRFY address",
+        Verb::Expn => "Syntax: EXPN list",
+        Verb::Help => "Syntax: HELP [topic]",
+        Verb::StartTls => "Syntax: STARTTLS",
+        Verb::Xclient => "Syntax: XCLIENT attribute=value ...",
+    }
+}
+
+/// `421 4.4.2 <host> Error: timeout exceeded`, sent before closing an idle session.
+pub fn write_timeout(out: &mut Vec<u8>, host: &str) {
+    write_line(
+        out,
+        421,
+        "4.4.2",
+        format_args!("{host} Error: timeout exceeded"),
+    );
+}
+
+/// `421 4.3.2 <host> Error: too many connections`, sent to a client over the limit.
+pub fn write_busy(out: &mut Vec<u8>, host: &str) {
+    write_line(
+        out,
+        421,
+        "4.3.2",
+        format_args!("{host} Error: too many connections, try again later"),
+    );
+}
+
+/// `421 4.3.2 <host> Service shutting down`, sent to sessions still open at shutdown.
+pub fn write_shutdown(out: &mut Vec<u8>, host: &str) {
+    write_line(
+        out,
+        421,
+        "4.3.2",
+        format_args!("{host} Service shutting down, try again later"),
+    );
+}
+
+/// `421 4.7.0 <host> Error: too many errors`, sent before closing a misbehaving session.
+pub fn write_too_many_errors(out: &mut Vec<u8>, host: &str) {
+    write_line(
+        out,
+        421,
+        "4.7.0",
+        format_args!("{host} Error: too many errors"),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoding() {
+        let mut out = Vec::new();
+        MAIL_OK.encode(&mut out);
+        write_timeout(&mut out, "mx.example");
+        write_multiline(&mut out, 250, ["a", "b", "c"]);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "250 2.1.0 Ok\r\n421 4.4.2 mx.example Error: timeout exceeded\r\n250-a\r\n250-b\r\n250 c\r\n"
+        );
+    }
+
+    #[test]
+    fn parse_errors_map_to_codes() {
+        let table = [
+            (ParseError::Unrecognized, 500, "5.5.1"),
+            (ParseError::NotImplemented, 502, "5.5.1"),
+            (ParseError::Syntax(Verb::Mail), 501, "5.5.4"),
+            (ParseError::BadSender, 501, "5.1.7"),
+            (ParseError::BadRecipient, 501, "5.1.3"),
+            (ParseError::UnsupportedParameter, 555, "5.5.4"),
+        ];
+        for (e, code, status) in table {
+            let r = for_parse_error(e);
+            assert_eq!((r.code, r.status), (code, status), "{e:?}");
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Trace headers (RFC 5321 §4.4) and dates (RFC 5322 §3.3), put before each stored message.
+//!
+//! Each stored file starts with the original's two headers, `Delivered-To:` and
+//! `Received:`. Nothing a client sends can break out of them: the HELO name is visible
+//! ASCII by the time it gets here (the parser sees to that), and any character that could
+//! end a clause is replaced by `?`.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::maildir::QueueId;
+
+/// How the message came in: the `with` clause of the Received header (RFC 3848, RFC 6531).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// After HELO.
+    Smtp,
+    /// After EHLO.
+    Esmtp,
+    /// After EHLO, over TLS.
+    Esmtps,
+    /// After EHLO, with SMTPUTF8.
+    Utf8Smtp,
+    /// After EHLO, with SMTPUTF8, over TLS.
+    Utf8Smtps,
+}
+
+impl Protocol {
+    /// The keyword written in the header.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Smtp => "SMTP",
+            Self::Esmtp => "ESMTP",
+            Self::Esmtps => "ESMTPS",
+            Self::Utf8Smtp => "UTF8SMTP",
+            Self::Utf8Smtps => "UTF8SMTPS",
+        }
+    }
+}
+
+/// The TLS parameters of a session, as the frontend's TLS library names them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// For example `TLSv1.3`.
+    pub version: String,
+    /// For example `TLS13_AES_256_GCM_SHA384`.
+    pub cipher: String,
+}
+
+/// Everything a Received header says.
+#[derive(Clone, Debug)]
+pub struct Trace<'a> {
+    /// The HELO/EHLO name the client gave (or XCLIENT's HELO).
+    pub helo: &'a str,
+    /// The client's address (or XCLIENT's / PROXY's).
+    pub client_ip: IpAddr,
+    /// The client's verified name, if a proxy told us one.
+    pub client_name: Option<&'a str>,
+    /// This server's name.
+    pub host: &'a str,
+    /// The `with` keyword.
+    pub protocol: Protocol,
+    /// The TLS parameters, when the session used TLS.
+    pub tls: Option<&'a TlsInfo>,
+    /// The queue id, also given in the 250 reply.
+    pub id: QueueId,
+    /// The recipient this copy is for.
+    pub recipient: Option<&'a str>,
+    /// When the message was received.
+    pub date: SystemTime,
+}
+
+/// Appends `Delivered-To: <address>` and the Received header, each ending in CRLF.
+pub fn write_prefix(out: &mut Vec<u8>, delivered_to: &str, trace: &Trace<'_>) {
+    let mut s = String::with_capacity(256);
+    // Writing to a String cannot fail.
+    let _ = write!(s, "Delivered-To: {}\r\n", clean(delivered_to));
+    let name = trace.client_name.map_or(Cow::Borrowed("unknown"), clean);
+    let _ = write!(
+        s,
+        "Received: from {} ({name} [{}])\r\n",
+        clean(trace.helo),
+        trace.client_ip
+    );
+    if let Some(tls) = trace.tls {
+        let _ = write!(
+            s,
+            "\t(using {} with cipher {})\r\n",
+            clean(&tls.version),
+            clean(&tls.cipher)
+        );
+    }
+    let _ = write!(
+        s,
+        "\tby {} (Guerrilla-SMTPd) with {} id {}",
+        clean(trace.host),
+        trace.protocol.as_str(),
+        trace.id
+    );
+    if let Some(rcpt) = trace.recipient {
+        let _ = write!(s, "\r\n\tfor <{}>", clean(rcpt));
+    }
+    let _ = write!(s, ";\r\n\t{}\r\n", rfc5322_date(trace.date));
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Replaces anything that could end a header clause or the header itself by `?`.
+fn clean(s: &str) -> Cow<'_, str> {
+    let bad = |c: char| c.is_control() || matches!(c, '(' | ')' | '<' | '>' | ';' | '\\' | '"');
+    if s.contains(bad) {
+        Cow::Owned(s.chars().map(|c| if bad(c) { '?' } else { c }).collect())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// Formats a time as RFC 5322 `date-time` in UTC, like Go's RFC1123Z:
+/// `Tue, 20 Nov 2012 10:00:00 +0000`.
+pub fn rfc5322_date(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days as i64);
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} +0000",
+        DAYS[(days % 7) as usize],
+        d,
+        MONTHS[(m - 1) as usize],
+        y,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), from Howard Hinnant's `civil_from_days`.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn dates() {
+        let table = [
+            (0, "Thu, 01 Jan 1970 00:00:00 +0000"),
+            (1_353_405_600, "Tue, 20 Nov 2012 10:00:00 +0000"),
+            (951_782_400, "Tue, 29 Feb 2000 00:00:00 +0000"),
+            (1_795_910_399, "Sat, 28 Nov 2026 23:59:59 +0000"),
+        ];
+        for (secs, text) in table {
+            assert_eq!(rfc5322_date(UNIX_EPOCH + Duration::from_secs(secs)), text);
+        }
+    }
+
+    #[test]
+    fn prefix_shape_and_injection() {
+        let tls = TlsInfo {
+            version: "TLSv1.3".into(),
+            cipher: "TLS13_AES_128_GCM_SHA256".into(),
+        };
+        let trace = Trace {
+            helo: "evil)\r\nX-Injected: 1",
+            client_ip: "192.0.2.7".parse().unwrap(),
+            client_name: None,
+            host: "mx.example",
+            protocol: Protocol::Esmtps,
+            tls: Some(&tls),
+            id: QueueId(0xabc),
+            recipient: Some("u@example.com"),
+            date: UNIX_EPOCH,
+        };
+        let mut out = Vec::new();
+        write_prefix(&mut out, "u@example.com", &trace);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "Delivered-To: u@example.com\r\n\
+             Received: from evil???X-Injected: 1 (unknown [192.0.2.7])\r\n\
+             \t(using TLSv1.3 with cipher TLS13_AES_128_GCM_SHA256)\r\n\
+             \tby mx.example (Guerrilla-SMTPd) with ESMTPS id 00000000000000000000000000000abc\r\n\
+             \tfor <u@example.com>;\r\n\
+             \tThu, 01 Jan 1970 00:00:00 +0000\r\n"
+        );
+    }
+}
