@@ -94,10 +94,11 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// `GSMTP_PROXY_PROTOCOL`: expect a HAProxy PROXY header (v1 or v2) on every connection.
     pub proxy_protocol: bool,
-    /// `SGID`: the group to switch to after binding.
-    pub gid: Option<u32>,
-    /// `GUID` (or the original code's `SUID`): the user to switch to after binding.
-    pub uid: Option<u32>,
+    /// `SGID`: the group (number or name) to switch to after binding.
+    pub group: Option<String>,
+    /// `GUID` (or the original code's `SUID`): the user (number or name) to switch to
+    /// after binding.
+    pub user: Option<String>,
     /// `PID_FILE`: where to write the process id.
     pub pid_file: Option<PathBuf>,
 }
@@ -135,8 +136,8 @@ impl Default for Config {
                 IpNet::host(IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
             ],
             proxy_protocol: false,
-            gid: None,
-            uid: None,
+            group: None,
+            user: None,
             pid_file: None,
         }
     }
@@ -273,10 +274,8 @@ impl Config {
             "NGINX_AUTH_BACKENDS" => self.nginx_auth_backends = v.list(parse_addr)?,
             "GSMTP_XCLIENT_HOSTS" => self.trusted_proxies = v.list(|s| s.parse::<IpNet>().ok())?,
             "GSMTP_PROXY_PROTOCOL" => self.proxy_protocol = v.yes_no()?,
-            "SGID" => self.gid = v.opt(|v| v.number(0, u32::MAX.into()).map(|n| n as u32))?,
-            "GUID" | "SUID" => {
-                self.uid = v.opt(|v| v.number(0, u32::MAX.into()).map(|n| n as u32))?
-            }
+            "SGID" => self.group = v.opt(Value::account)?,
+            "GUID" | "SUID" => self.user = v.opt(Value::account)?,
             "PID_FILE" => self.pid_file = v.opt(|v| v.string().map(PathBuf::from))?,
             _ => return Ok(false),
         }
@@ -405,6 +404,20 @@ impl Value<'_> {
         match crate::syntax::domain(&s) {
             Ok(("", _)) if s.is_ascii() => Ok(s),
             _ => Err(self.error("expected a host name")),
+        }
+    }
+
+    /// A numeric id or a user/group name.
+    fn account(&self) -> Result<String, ConfigError> {
+        let s = self.non_empty()?;
+        let name_ok = s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+            && s.len() <= 32;
+        if name_ok {
+            Ok(s)
+        } else {
+            Err(self.error("expected a numeric id or a name"))
         }
     }
 

@@ -53,16 +53,21 @@
 //!   ([`maildir`]).
 #![warn(missing_docs)]
 
+pub mod auth_http;
 pub mod command;
 pub mod config;
 mod conn;
 pub mod maildir;
 pub mod policy;
+pub mod proxy;
 pub mod reply;
 pub mod sim;
 pub mod syntax;
 mod timer;
 pub mod trace;
+
+#[cfg(feature = "io")]
+pub mod io;
 
 pub use command::{Command, Verb};
 pub use config::Config;

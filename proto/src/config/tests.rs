@@ -36,7 +36,10 @@ fn seed_example_parses() {
     assert_eq!(cfg.max_clients, 500);
     assert_eq!(cfg.primary_mail_host.as_deref(), Some("mail.example.com"));
     assert!(cfg.allowed_hosts.allows("foo.com") && !cfg.allowed_hosts.allows("evil.com"));
-    assert_eq!((cfg.gid, cfg.uid), (Some(508), Some(504)));
+    assert_eq!(
+        (cfg.group.as_deref(), cfg.user.as_deref()),
+        (Some("508"), Some("504"))
+    );
     assert!(cfg.tls_enabled() && !cfg.nginx_auth_enabled && !cfg.verbose);
     assert_eq!(warnings.len(), 5, "{warnings:?}");
     assert!(warnings.iter().all(|w| w.contains("ignored")));

@@ -1,0 +1,90 @@
+//! Guerrilla SMTPd on [smol]: the [`proto::io::Runtime`] for smol, and [`start`].
+//!
+//! Everything but the runtime glue lives in `proto` (the protocol) and `proto::io` (the
+//! runtime-neutral server); this crate only says how smol listens, accepts, sleeps,
+//! spawns and runs blocking code.
+//!
+//! [smol]: https://docs.rs/smol
+
+use std::future::Future;
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use smol::{Async, Executor, Timer};
+
+pub use proto::Config;
+pub use proto::config::ConfigError;
+
+/// A running server on smol.
+pub type Server = proto::io::Server<Smol>;
+
+/// smol, with an executor that runs on one thread per core.
+#[derive(Clone, Debug)]
+pub struct Smol {
+    executor: Arc<Executor<'static>>,
+}
+
+impl Smol {
+    /// The process-wide runtime; its threads start on first use.
+    pub fn global() -> Self {
+        static GLOBAL: OnceLock<Smol> = OnceLock::new();
+        GLOBAL
+            .get_or_init(|| {
+                let executor = Arc::new(Executor::new());
+                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+                for i in 0..threads {
+                    let ex = Arc::clone(&executor);
+                    std::thread::Builder::new()
+                        .name(format!("smol-{i}"))
+                        .spawn(move || smol::block_on(ex.run(std::future::pending::<()>())))
+                        .expect("cannot start the executor threads");
+                }
+                Self { executor }
+            })
+            .clone()
+    }
+}
+
+impl proto::io::Runtime for Smol {
+    type Listener = Async<TcpListener>;
+    type Tcp = Async<TcpStream>;
+
+    fn listener(&self, listener: TcpListener) -> io::Result<Self::Listener> {
+        Async::new(listener)
+    }
+
+    async fn accept(&self, listener: &Self::Listener) -> io::Result<(Self::Tcp, SocketAddr)> {
+        let (stream, peer) = listener.accept().await?;
+        stream.get_ref().set_nodelay(true)?;
+        Ok((stream, peer))
+    }
+
+    fn readable<'a>(
+        &'a self,
+        stream: &'a Self::Tcp,
+    ) -> impl Future<Output = io::Result<()>> + Send + 'a {
+        stream.readable()
+    }
+
+    async fn sleep_until(&self, deadline: Instant) {
+        Timer::at(deadline).await;
+    }
+
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.executor.spawn(task).detach();
+    }
+
+    fn unblock<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> impl Future<Output = T> + Send + 'static {
+        smol::unblock(f)
+    }
+}
+
+/// Starts a server with `cfg` on the global smol runtime. See [`proto::io::start`].
+pub fn start(cfg: Config) -> Result<Server, ConfigError> {
+    proto::io::start(Smol::global(), cfg)
+}

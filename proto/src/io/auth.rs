@@ -1,0 +1,152 @@
+//! The nginx `auth_http` service (`NGINX_AUTH_ENABLED`, `NGINX_AUTH`): one short HTTP
+//! exchange per SMTP session nginx proxies, answered by [`crate::auth_http`], with the
+//! backend chosen round robin from `NGINX_AUTH_BACKENDS`, skipping instances that do not
+//! accept connections.
+
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_lite::future;
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::drive::{Signal, bounded};
+use super::runtime::Runtime;
+use crate::auth_http::{self, MAX_REQUEST};
+use crate::config::Config;
+
+/// How long nginx has to send its request and read the answer.
+const EXCHANGE: Duration = Duration::from_secs(10);
+/// How long a backend found up or down is believed without asking again.
+const REMEMBER: Duration = Duration::from_secs(2);
+/// How long a probe may take to connect.
+const PROBE: Duration = Duration::from_secs(1);
+
+/// The backend instances, picked in turn.
+#[derive(Debug)]
+struct Pool {
+    backends: Vec<SocketAddr>,
+    next: AtomicUsize,
+    /// Per backend: when it was last probed, and whether it answered.
+    health: Mutex<Vec<Option<(Instant, bool)>>>,
+}
+
+impl Pool {
+    fn new(backends: Vec<SocketAddr>) -> Self {
+        let health = Mutex::new(vec![None; backends.len()]);
+        Self {
+            backends,
+            next: AtomicUsize::new(0),
+            health,
+        }
+    }
+
+    /// The next backend that accepts connections, trying each at most once.
+    async fn pick<R: Runtime>(&self, rt: &R) -> Option<SocketAddr> {
+        let n = self.backends.len();
+        for _ in 0..n {
+            let i = self.next.fetch_add(1, Ordering::Relaxed) % n;
+            let addr = auth_http::routable(self.backends[i]);
+            let known = self
+                .health
+                .lock()
+                .ok()
+                .and_then(|h| h[i])
+                .filter(|(at, _)| at.elapsed() < REMEMBER);
+            let up = match known {
+                Some((_, up)) => up,
+                None => {
+                    let up = rt
+                        .unblock(move || TcpStream::connect_timeout(&addr, PROBE).is_ok())
+                        .await;
+                    if let Ok(mut h) = self.health.lock() {
+                        h[i] = Some((Instant::now(), up));
+                    }
+                    up
+                }
+            };
+            if up {
+                return Some(addr);
+            }
+        }
+        None
+    }
+}
+
+/// Serves `auth_http` requests until `stopping` fires. `own` is this instance's SMTP
+/// address, the backend when no pool is configured.
+pub(crate) async fn serve<R: Runtime>(
+    cfg: Arc<Config>,
+    rt: R,
+    listener: R::Listener,
+    own: SocketAddr,
+    stopping: Signal,
+) {
+    let backends = if cfg.nginx_auth_backends.is_empty() {
+        vec![own]
+    } else {
+        cfg.nginx_auth_backends.clone()
+    };
+    let pool = Arc::new(Pool::new(backends));
+    loop {
+        let next = future::or(async { Some(rt.accept(&listener).await) }, async {
+            stopping.wait().await;
+            None
+        });
+        match next.await {
+            None => break,
+            Some(Ok((tcp, peer))) => {
+                let (cfg, pool, rt2) = (Arc::clone(&cfg), Arc::clone(&pool), rt.clone());
+                rt.spawn(async move { exchange(&rt2, &cfg, &pool, tcp, peer).await });
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "auth_http accept failed");
+                rt.sleep_until(Instant::now() + Duration::from_millis(50))
+                    .await;
+            }
+        }
+    }
+}
+
+/// One request and its answer, all within [`EXCHANGE`].
+async fn exchange<R: Runtime>(
+    rt: &R,
+    cfg: &Config,
+    pool: &Pool,
+    mut tcp: R::Tcp,
+    peer: SocketAddr,
+) {
+    let deadline = Instant::now() + EXCHANGE;
+    let never = Signal::never();
+    let mut buf = vec![0u8; MAX_REQUEST];
+    let mut filled = 0;
+    let parsed = loop {
+        match auth_http::parse_request(&buf[..filled]) {
+            Ok(None) if filled < buf.len() => {}
+            Ok(None) => break Err(auth_http::HttpError::TooLarge),
+            other => break other.map(|r| r.expect("Some, since None was matched above")),
+        }
+        match bounded(rt, Some(deadline), &never, tcp.read(&mut buf[filled..])).await {
+            Ok(Ok(n)) if n > 0 => filled += n,
+            _ => return, // closed, timed out or failed before a whole request
+        }
+    };
+    let response = match parsed {
+        Ok(req) => {
+            let backend = pool.pick(rt).await;
+            let decision = auth_http::decide(&req, cfg, backend);
+            tracing::info!(%peer, client = ?req.client_ip, to = ?req.to, ?decision, "auth_http");
+            auth_http::response(&decision)
+        }
+        Err(e) => {
+            tracing::info!(%peer, error = ?e, "auth_http: bad request");
+            auth_http::bad_request().to_vec()
+        }
+    };
+    let write = async {
+        tcp.write_all(&response).await?;
+        tcp.close().await
+    };
+    let _ = bounded(rt, Some(deadline), &never, write).await;
+}

@@ -1,0 +1,202 @@
+//! The command line both binaries share: `--config FILE`, `--if ADDR`, `-v`, `--help`,
+//! `--version`, and the original's single-dash forms `-config=FILE`, `-if=ADDR`, `-v=y`.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches, Parser};
+
+use super::runtime::Runtime;
+use crate::config::{Config, ConfigError, parse_addr};
+
+/// The file read when `--config` is not given, if it exists (the original's default).
+pub const DEFAULT_CONFIG: &str = "goguerrilla.conf";
+
+/// Command-line arguments.
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "Guerrilla SMTPd: a receive-only SMTP server that stores mail in Maildir folders."
+)]
+pub struct Args {
+    /// The configuration file, in the original's JSON format [default: goguerrilla.conf if present]
+    #[arg(long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The interface and port to listen on, such as 127.0.0.1:2525 (overrides GSTMP_LISTEN_INTERFACE)
+    #[arg(long = "if", value_name = "ADDR")]
+    pub interface: Option<String>,
+    /// Log each session's transcript: -v, -v=y or -v=n
+    #[arg(short = 'v', long = "verbose", value_name = "y|n", num_args = 0..=1, default_missing_value = "y", require_equals = true)]
+    pub verbose: Option<String>,
+}
+
+/// Rewrites the original's Go-style flags (`-config=x`, `-if x`) to clap's (`--config=x`).
+pub fn rewrite_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    args.into_iter()
+        .enumerate()
+        .map(|(i, arg)| {
+            let Some(s) = arg.to_str().filter(|_| i > 0) else {
+                return arg;
+            };
+            for long in ["config", "if", "verbose", "help", "version"] {
+                let single = format!("-{long}");
+                if s == single || s.starts_with(&format!("{single}=")) {
+                    return OsString::from(format!("-{s}"));
+                }
+            }
+            arg
+        })
+        .collect()
+}
+
+/// Loads the configuration the arguments point to, with the CLI overrides applied.
+/// Returns it with the warnings to log.
+pub fn load(args: &Args) -> Result<(Config, Vec<String>), ConfigError> {
+    let path = args.config.clone().or_else(|| {
+        Path::new(DEFAULT_CONFIG)
+            .exists()
+            .then(|| DEFAULT_CONFIG.into())
+    });
+    let (mut cfg, warnings, host_set) = match &path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+                key: String::new(),
+                message: format!("cannot read config file {}: {e}", path.display()),
+            })?;
+            let (cfg, warnings) = Config::from_json(&text)?;
+            (cfg, warnings, text.contains("\"GSMTP_HOST_NAME\""))
+        }
+        None => (Config::default(), Vec::new(), false),
+    };
+    if !host_set && let Some(name) = system_host_name() {
+        cfg.host_name = name;
+    }
+    if let Some(addr) = &args.interface {
+        cfg.listen = parse_addr(addr).ok_or_else(|| ConfigError {
+            key: "-if".into(),
+            message: format!("expected an address such as 127.0.0.1:2525, got {addr:?}"),
+        })?;
+    }
+    if let Some(v) = &args.verbose {
+        cfg.set_json("GSMTP_VERBOSE", &serde_json::Value::String(v.clone()))
+            .map_err(|e| ConfigError {
+                key: "-v".into(),
+                message: e.message,
+            })?;
+    }
+    cfg.validate()?;
+    Ok((cfg, warnings))
+}
+
+/// This machine's name, if it is a valid domain.
+fn system_host_name() -> Option<String> {
+    let name = nix::unistd::gethostname().ok()?.into_string().ok()?;
+    matches!(crate::syntax::domain(&name), Ok(("", _))).then_some(name)
+}
+
+/// The whole program: parse arguments, load the configuration, start, run until SIGTERM
+/// or SIGINT, shut down gracefully. Exits with status 2 on a configuration error.
+pub fn main<R: Runtime>(rt: R, name: &'static str) -> ExitCode {
+    let argv = rewrite_args(std::env::args_os());
+    let matches = Args::command()
+        .name(name)
+        .bin_name(name)
+        .get_matches_from(argv);
+    let args = match Args::from_arg_matches(&matches) {
+        Ok(a) => a,
+        Err(e) => e.exit(),
+    };
+    let fail = |e: ConfigError| {
+        eprintln!("{name}: {e}");
+        ExitCode::from(2)
+    };
+    let (cfg, warnings) = match load(&args) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    if let Err(e) = super::log::init(&cfg) {
+        return fail(e);
+    }
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    let grace = cfg.shutdown_grace;
+    let server = match super::server::start(rt, cfg) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let c = server.config();
+    tracing::info!(
+        smtp = %server.local_addr(),
+        tls = ?server.tls_local_addr(),
+        auth_http = ?server.auth_local_addr(),
+        host = %c.host_name,
+        maildir = %c.maildir.display(),
+        storage = ?c.storage,
+        starttls = c.tls_enabled(),
+        "{name} {} started", env!("CARGO_PKG_VERSION")
+    );
+    match signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ]) {
+        Ok(mut signals) => {
+            if let Some(sig) = signals.forever().next() {
+                tracing::info!(signal = sig, active = server.active(), "shutting down");
+            }
+        }
+        Err(e) => {
+            eprintln!("{name}: cannot wait for signals: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    server.shutdown(grace);
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        let argv = rewrite_args(args.iter().map(OsString::from));
+        Args::try_parse_from(argv)
+    }
+
+    #[test]
+    fn original_and_modern_flags() {
+        let a = parse(&["x", "-config=/etc/g.conf", "-if=127.0.0.1:25", "-v=n"]).unwrap();
+        assert_eq!(a.config.as_deref(), Some(Path::new("/etc/g.conf")));
+        assert_eq!(a.interface.as_deref(), Some("127.0.0.1:25"));
+        assert_eq!(a.verbose.as_deref(), Some("n"));
+        let b = parse(&["x", "--config", "c.json", "--if", ":2525", "-v"]).unwrap();
+        assert_eq!(b.config.as_deref(), Some(Path::new("c.json")));
+        assert_eq!(b.verbose.as_deref(), Some("y"));
+        let c = parse(&["x", "-config", "c.json"]).unwrap();
+        assert_eq!(c.config.as_deref(), Some(Path::new("c.json")));
+        assert!(parse(&["x", "--bogus"]).is_err());
+    }
+
+    #[test]
+    fn bad_overrides_name_the_flag() {
+        let args = Args {
+            config: None,
+            interface: Some("nowhere".into()),
+            verbose: None,
+        };
+        assert_eq!(load(&args).unwrap_err().key, "-if");
+        let args = Args {
+            config: Some("/nonexistent/g.conf".into()),
+            interface: None,
+            verbose: None,
+        };
+        assert!(
+            load(&args)
+                .unwrap_err()
+                .to_string()
+                .contains("cannot read config file")
+        );
+    }
+}

@@ -1,0 +1,223 @@
+//! The pump: moves bytes between a [`Transport`] and a [`Connection`], carries out its
+//! actions, and races every wait against the connection's deadline and the shutdown
+//! signal. It is the only loop in the server; STARTTLS and implicit TLS run it twice.
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_lite::future;
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::runtime::{Runtime, Transport};
+use super::server::Shared;
+use super::store::Spool;
+use crate::conn::{Action, CloseReason, Connection, Event};
+
+/// How a run of the pump ended.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// The client asked for STARTTLS and the `220` has been sent.
+    StartTls,
+    /// The session is over.
+    Closed(CloseReason),
+}
+
+/// What interrupted a wait.
+#[derive(Debug)]
+pub(crate) enum Interrupt {
+    /// The connection's deadline passed.
+    Deadline,
+    /// The server is closing the remaining sessions.
+    Stop,
+}
+
+/// A level-triggered signal: once fired, every wait on it returns at once.
+#[derive(Clone, Debug)]
+pub(crate) struct Signal {
+    rx: async_channel::Receiver<()>,
+    tx: Arc<std::sync::Mutex<Option<async_channel::Sender<()>>>>,
+}
+
+impl Signal {
+    pub(crate) fn new() -> Self {
+        let (tx, rx) = async_channel::bounded(1);
+        Self {
+            rx,
+            tx: Arc::new(std::sync::Mutex::new(Some(tx))),
+        }
+    }
+
+    /// Fires the signal (closes the channel).
+    pub(crate) fn fire(&self) {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+    }
+
+    /// Resolves once the signal has fired.
+    pub(crate) async fn wait(&self) {
+        let _ = self.rx.recv().await;
+    }
+}
+
+/// Runs `fut` until it completes, `deadline` passes, or `stop` fires.
+pub(crate) async fn bounded<R: Runtime, T>(
+    rt: &R,
+    deadline: Option<Instant>,
+    stop: &Signal,
+    fut: impl Future<Output = io::Result<T>>,
+) -> io::Result<Result<T, Interrupt>> {
+    let timer = async {
+        match deadline {
+            Some(at) => rt.sleep_until(at).await,
+            None => future::pending::<()>().await,
+        }
+        Ok(Err(Interrupt::Deadline))
+    };
+    let stopped = async {
+        stop.wait().await;
+        Ok(Err(Interrupt::Stop))
+    };
+    future::or(async { fut.await.map(Ok) }, future::or(timer, stopped)).await
+}
+
+/// Runs the pump until the session closes or asks for TLS. A message still spooled when
+/// it stops (an I/O error mid-body) is thrown away.
+pub(crate) async fn drive<R: Runtime, T: Transport>(
+    shared: &Shared<R>,
+    conn: &mut Connection,
+    io: &mut T,
+) -> io::Result<Outcome> {
+    let mut spool = None;
+    let result = pump(shared, conn, io, &mut spool).await;
+    if spool.is_some() {
+        shared.store.abort(&shared.rt, spool).await;
+    }
+    result
+}
+
+async fn pump<R: Runtime, T: Transport>(
+    shared: &Shared<R>,
+    conn: &mut Connection,
+    io: &mut T,
+    spool: &mut Option<Spool>,
+) -> io::Result<Outcome> {
+    let rt = &shared.rt;
+    let mut out = Vec::new();
+    loop {
+        match conn.poll_action() {
+            Action::Read => {
+                if !flush(shared, conn, io, &mut out).await? {
+                    return Ok(Outcome::Closed(CloseReason::Timeout));
+                }
+                let deadline = conn.poll_timeout();
+                let read = async {
+                    io.readable().await?;
+                    io.read(conn.recv_buf()).await
+                };
+                let woke = bounded(rt, deadline, &shared.force, read).await?;
+                let now = Instant::now();
+                match woke {
+                    Ok(0) => conn.handle_eof(now),
+                    Ok(n) => conn.handle_received(now, n),
+                    Err(Interrupt::Deadline) => conn.handle_timeout(now),
+                    Err(Interrupt::Stop) => conn.handle_shutdown(now),
+                }
+            }
+            Action::StartTls => {
+                flush(shared, conn, io, &mut out).await?;
+                return Ok(Outcome::StartTls);
+            }
+            Action::Begin(envelope) => *spool = shared.store.begin(envelope),
+            Action::Store(bytes) => {
+                if let Some(s) = spool.as_mut() {
+                    shared.store.write(rt, s, bytes).await;
+                }
+            }
+            Action::Commit => {
+                let result = shared.store.commit(rt, spool.take()).await;
+                conn.handle_delivery(Instant::now(), result);
+                while let Some(event) = conn.poll_event() {
+                    log_event(conn, &event);
+                }
+            }
+            Action::Abort => shared.store.abort(rt, spool.take()).await,
+            Action::AwaitDelivery => {
+                return Err(io::Error::other("a delivery was left unreported"));
+            }
+            Action::Close(reason) => {
+                if flush(shared, conn, io, &mut out).await? {
+                    let _ = bounded(
+                        rt,
+                        Some(Instant::now() + CLOSE_WAIT),
+                        &Signal::never(),
+                        io.close(),
+                    )
+                    .await;
+                }
+                return Ok(Outcome::Closed(reason));
+            }
+        }
+    }
+}
+
+/// How long closing a stream (a TLS close_notify, say) may take.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Signal {
+    /// A signal that never fires, shared by all sessions.
+    pub(crate) fn never() -> Self {
+        static NEVER: std::sync::OnceLock<Signal> = std::sync::OnceLock::new();
+        NEVER.get_or_init(Self::new).clone()
+    }
+}
+
+/// Sends the pending replies, bounded by the connection's deadline (a client that does
+/// not read cannot hold a session forever). `Ok(false)` means the deadline passed.
+async fn flush<R: Runtime, T: Transport>(
+    shared: &Shared<R>,
+    conn: &mut Connection,
+    io: &mut T,
+    out: &mut Vec<u8>,
+) -> io::Result<bool> {
+    while let Some(event) = conn.poll_event() {
+        log_event(conn, &event);
+    }
+    conn.poll_transmit(out);
+    if out.is_empty() {
+        return Ok(true);
+    }
+    if shared.cfg.verbose {
+        for line in String::from_utf8_lossy(out).lines() {
+            tracing::info!(target: "transcript", peer = %conn.client_ip(), "S: {line}");
+        }
+    }
+    let deadline = conn
+        .poll_timeout()
+        .unwrap_or_else(|| Instant::now() + shared.cfg.timeout);
+    let write = async {
+        io.write_all(out).await?;
+        io.flush().await
+    };
+    let sent = bounded(&shared.rt, Some(deadline), &Signal::never(), write).await?;
+    // Keep no buffer while idle: the next replies bring their own allocation.
+    *out = Vec::new();
+    Ok(sent.is_ok())
+}
+
+fn log_event(conn: &Connection, event: &Event) {
+    let peer = conn.client_ip();
+    match event {
+        Event::Command(line) => tracing::info!(target: "transcript", %peer, "C: {line}"),
+        Event::Queued {
+            id,
+            size,
+            recipients,
+        } => {
+            tracing::info!(%peer, %id, size, recipients, tls = conn.is_tls(), "message queued");
+        }
+        Event::Refused(reply) => tracing::info!(%peer, %reply, "message refused"),
+    }
+}

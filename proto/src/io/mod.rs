@@ -1,0 +1,26 @@
+//! Runtime-neutral I/O shared by both frontends (the opt-in `io` feature).
+//!
+//! Everything here is written once against [`futures_io`] traits and the small
+//! [`Runtime`] trait, so each frontend only supplies its runtime's sockets, timers,
+//! spawner and thread pool:
+//!
+//! - [`drive`](self): the pump between a stream and a [`crate::Connection`];
+//! - [`store`]: Maildir delivery with group commit;
+//! - [`server`]: listeners, the max-clients gate, privilege drop, graceful shutdown;
+//! - TLS set-up, PROXY headers, the nginx `auth_http` service, logging and the CLI.
+
+mod auth;
+pub mod cli;
+mod drive;
+pub mod log;
+mod privilege;
+mod proxy;
+mod runtime;
+mod server;
+mod session;
+pub mod store;
+mod tls;
+
+pub use runtime::{Plain, Runtime, Transport};
+pub use server::{Server, start};
+pub use tls::acceptor;

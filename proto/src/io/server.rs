@@ -1,0 +1,278 @@
+//! Starting and stopping a server: listeners, the max-clients gate, privilege drop, and
+//! graceful shutdown. Generic over the [`Runtime`], so both frontends share all of it.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_lite::future;
+use futures_rustls::TlsAcceptor;
+
+use super::drive::{Signal, drive};
+use super::runtime::{Plain, Runtime};
+use super::store::Store;
+use crate::config::{Config, ConfigError};
+use crate::conn::{Accept, Connection};
+
+/// What every session of a server shares.
+pub(crate) struct Shared<R: Runtime> {
+    pub(crate) rt: R,
+    pub(crate) cfg: Arc<Config>,
+    pub(crate) store: Store,
+    pub(crate) tls: Option<TlsAcceptor>,
+    /// Fired at the end of the shutdown grace period: remaining sessions get `421`.
+    pub(crate) force: Signal,
+    /// Fired when shutdown begins: listeners close.
+    stopping: Signal,
+    active: AtomicUsize,
+    next_id: AtomicU64,
+}
+
+impl<R: Runtime> Shared<R> {
+    /// Sessions open now.
+    pub(crate) fn active(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// A new connection number, from 1.
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+impl<R: Runtime> std::fmt::Debug for Shared<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("listen", &self.cfg.listen)
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Counts a session while it lives.
+struct ActiveGuard<R: Runtime>(Arc<Shared<R>>);
+
+impl<R: Runtime> Drop for ActiveGuard<R> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A running server. Dropping it does not stop it; call [`Server::shutdown`].
+#[derive(Debug)]
+pub struct Server<R: Runtime> {
+    shared: Arc<Shared<R>>,
+    addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
+    auth_addr: Option<SocketAddr>,
+}
+
+impl<R: Runtime> Server<R> {
+    /// Where the SMTP listener is (useful when the config asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Where the implicit-TLS listener is, if configured.
+    pub fn tls_local_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    /// Where the nginx `auth_http` service is, if enabled.
+    pub fn auth_local_addr(&self) -> Option<SocketAddr> {
+        self.auth_addr
+    }
+
+    /// Sessions open now.
+    pub fn active(&self) -> usize {
+        self.shared.active()
+    }
+
+    /// The configuration the server runs with.
+    pub fn config(&self) -> &Config {
+        &self.shared.cfg
+    }
+
+    /// Stops accepting, lets open sessions finish for up to `grace`, then sends `421 4.3.2`
+    /// to the rest and waits (a few seconds at most) for them to close. A message being
+    /// stored is finished first; one being received is thrown away. Blocks the caller.
+    pub fn shutdown(&self, grace: Duration) {
+        self.shared.stopping.fire();
+        if !wait_for(|| self.active() == 0, grace) {
+            self.shared.force.fire();
+            wait_for(|| self.active() == 0, Duration::from_secs(10));
+        }
+    }
+}
+
+/// Polls `done` until it holds or `limit` passes; returns whether it held.
+fn wait_for(done: impl Fn() -> bool, limit: Duration) -> bool {
+    let end = Instant::now() + limit;
+    while !done() {
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
+fn bind(addr: SocketAddr, key: &str) -> Result<TcpListener, ConfigError> {
+    TcpListener::bind(addr).map_err(|e| ConfigError {
+        key: key.into(),
+        message: format!("cannot listen on {addr}: {e}"),
+    })
+}
+
+/// Starts a server: loads the TLS files, binds every listener, writes the pid file, drops
+/// privileges, opens the Maildir as the unprivileged user, and starts accepting. Every
+/// error names the configuration key at fault.
+pub fn start<R: Runtime>(rt: R, cfg: Config) -> Result<Server<R>, ConfigError> {
+    raise_fd_limit();
+    let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => Some(super::tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    let smtp = bind(cfg.listen, "GSTMP_LISTEN_INTERFACE")?;
+    let implicit = cfg
+        .tls_listen
+        .map(|a| bind(a, "GSMTP_TLS_LISTEN_INTERFACE"))
+        .transpose()?;
+    let auth = cfg
+        .nginx_auth_enabled
+        .then(|| bind(cfg.nginx_auth, "NGINX_AUTH"))
+        .transpose()?;
+    if let Some(path) = &cfg.pid_file {
+        std::fs::write(path, format!("{}\n", std::process::id())).map_err(|e| ConfigError {
+            key: "PID_FILE".into(),
+            message: format!("cannot write {}: {e}", path.display()),
+        })?;
+    }
+    super::privilege::drop_privileges(&cfg)?;
+    let store = Store::open(&cfg).map_err(|e| ConfigError {
+        key: "GSMTP_MAILDIR".into(),
+        message: format!("cannot use {}: {e}", cfg.maildir.display()),
+    })?;
+    let local = |l: &TcpListener, key: &str| {
+        l.local_addr().map_err(|e| ConfigError {
+            key: key.into(),
+            message: e.to_string(),
+        })
+    };
+    let addr = local(&smtp, "GSTMP_LISTEN_INTERFACE")?;
+    let tls_addr = implicit
+        .as_ref()
+        .map(|l| local(l, "GSMTP_TLS_LISTEN_INTERFACE"))
+        .transpose()?;
+    let auth_addr = auth.as_ref().map(|l| local(l, "NGINX_AUTH")).transpose()?;
+    let shared = Arc::new(Shared {
+        rt: rt.clone(),
+        cfg: Arc::new(cfg),
+        store,
+        tls,
+        force: Signal::new(),
+        stopping: Signal::new(),
+        active: AtomicUsize::new(0),
+        next_id: AtomicU64::new(0),
+    });
+    let wrap = |l: TcpListener, key: &str| {
+        rt.listener(l).map_err(|e| ConfigError {
+            key: key.into(),
+            message: e.to_string(),
+        })
+    };
+    let listeners = [
+        (Some(smtp), false, "GSTMP_LISTEN_INTERFACE"),
+        (implicit, true, "GSMTP_TLS_LISTEN_INTERFACE"),
+    ];
+    for (listener, implicit_tls, key) in listeners {
+        if let Some(l) = listener {
+            let l = wrap(l, key)?;
+            rt.spawn(accept_loop(Arc::clone(&shared), l, implicit_tls));
+        }
+    }
+    if let Some(l) = auth {
+        let l = wrap(l, "NGINX_AUTH")?;
+        rt.spawn(super::auth::serve(
+            Arc::clone(&shared.cfg),
+            rt.clone(),
+            l,
+            addr,
+            shared.stopping.clone(),
+        ));
+    }
+    Ok(Server {
+        shared,
+        addr,
+        tls_addr,
+        auth_addr,
+    })
+}
+
+/// Accepts until shutdown begins. Over `GM_MAX_CLIENTS`, a connection is answered
+/// `421 4.3.2` and closed at once, so waiting clients never pile up unanswered.
+async fn accept_loop<R: Runtime>(
+    shared: Arc<Shared<R>>,
+    listener: R::Listener,
+    implicit_tls: bool,
+) {
+    loop {
+        let next = future::or(async { Some(shared.rt.accept(&listener).await) }, async {
+            shared.stopping.wait().await;
+            None
+        });
+        let Some(accepted) = next.await else { break };
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of descriptors, most likely: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                shared
+                    .rt
+                    .sleep_until(Instant::now() + Duration::from_millis(50))
+                    .await;
+                continue;
+            }
+        };
+        let n = shared.active.fetch_add(1, Ordering::Relaxed) + 1;
+        let guard = ActiveGuard(Arc::clone(&shared));
+        if n > shared.cfg.max_clients {
+            shared.rt.spawn(async move {
+                let _guard = guard;
+                refuse(&_guard.0, tcp, peer).await;
+            });
+        } else {
+            let session = super::session::serve(Arc::clone(&shared), tcp, peer, implicit_tls);
+            shared.rt.spawn(async move {
+                let _guard = guard;
+                session.await;
+            });
+        }
+    }
+}
+
+/// Answers a connection over the limit with `421 4.3.2` and closes it.
+async fn refuse<R: Runtime>(shared: &Shared<R>, tcp: R::Tcp, peer: SocketAddr) {
+    let accept = Accept {
+        peer,
+        id: 0,
+        active: shared.active(),
+        wall: SystemTime::now(),
+        tls: None,
+    };
+    let mut conn = Connection::refuse(Arc::clone(&shared.cfg), Instant::now(), accept);
+    let _ = drive(shared, &mut conn, &mut Plain::new(shared.rt.clone(), tcp)).await;
+    tracing::info!(%peer, "connection refused: too many clients");
+}
+
+/// Lifts the soft limit on open files to the hard limit, so `GM_MAX_CLIENTS` is not
+/// capped by a small default.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
