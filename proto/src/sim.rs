@@ -60,7 +60,7 @@ impl Sim {
 
     /// A session with the given accept data.
     pub fn with_accept(cfg: Config, accept: Accept) -> Self {
-        let now = Instant::now();
+        let now = Instant::now(); // purity: the virtual clock's origin; it only moves by `advance`
         let conn = Connection::new(Arc::new(cfg), now, accept);
         let mut sim = Self {
             conn,

@@ -54,7 +54,7 @@ mod tests {
 
     #[test]
     fn earliest_wins() {
-        let t0 = Instant::now();
+        let t0 = Instant::now(); // purity: an origin for the test
         let mut t = TimerTable::default();
         assert_eq!(t.next(), None);
         t.set(Timer::Session, t0 + Duration::from_secs(10));

@@ -1,0 +1,3 @@
+//! The whole conformance suite against the smol frontend.
+
+testsuite::conformance!(frontend_smol::start);

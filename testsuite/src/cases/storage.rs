@@ -1,0 +1,244 @@
+//! What ends up on disk: byte-exact files, one per recipient folder, nothing in tmp/,
+//! and no path outside the Maildir root.
+
+use std::fs;
+
+use proto::config::Storage;
+
+use super::session::queued_id;
+use crate::fixture::split_trace;
+use crate::{Fixture, Start};
+
+/// A body with every awkward thing a body may hold, CRLF-terminated lines throughout.
+fn awkward_body() -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(b"From: a@example.net\r\nSubject: awkward\r\n\r\n");
+    b.extend_from_slice(b".leading dot\r\n..two dots\r\n.\r\n\r\n\r\n");
+    b.extend_from_slice("8-bit: ünïcödé \u{1F600}\r\n".as_bytes());
+    b.extend_from_slice(&[b'x'; 998]);
+    b.extend_from_slice(b"\r\n\t tab and spaces  \r\n");
+    b.extend((1u8..=255).filter(|c| *c != b'\r' && *c != b'\n'));
+    b.extend_from_slice(b"\r\nlast line\r\n");
+    b
+}
+
+/// The file is the two trace headers and then the body exactly as sent (unstuffed).
+pub fn stored_file_is_byte_exact(start: Start) {
+    let fx = Fixture::start(start, |_| {});
+    let mut c = fx.session();
+    let body = awkward_body();
+    let r = c.send_mail("a@example.net", &["u@example.com"], &body);
+    let id = queued_id(r.text());
+    let stored = fx.stored("example.com/u");
+    assert_eq!(stored.len(), 1);
+    let (trace, rest) = split_trace(&stored[0]);
+    assert_eq!(rest, body.as_slice());
+    let lines: Vec<&str> = trace.split_terminator("\r\n").collect();
+    assert_eq!(lines[0], "Delivered-To: u@example.com");
+    assert_eq!(
+        lines[1],
+        "Received: from client.example (unknown [127.0.0.1])"
+    );
+    assert_eq!(
+        lines[2],
+        format!("\tby mx.test (Guerrilla-SMTPd) with ESMTP id {id}")
+    );
+    assert_eq!(lines[3], "\tfor <u@example.com>;");
+    assert!(
+        lines[4].starts_with('\t') && lines[4].ends_with(" +0000"),
+        "{trace}"
+    );
+    assert_eq!(lines.len(), 5);
+}
+
+/// One file per distinct recipient folder, each with its own Delivered-To.
+pub fn one_file_per_recipient_folder(start: Start) {
+    let fx = Fixture::start(start, |_| {});
+    let mut c = fx.session();
+    let rcpts = [
+        "u@example.com",
+        "v@example.com",
+        "U@Example.COM",
+        "w@mail.example.org",
+    ];
+    assert_eq!(
+        c.send_mail("a@example.net", &rcpts, b"shared body\r\n")
+            .code,
+        250
+    );
+    for (folder, addr) in [
+        ("example.com/u", "u@example.com"),
+        ("example.com/v", "v@example.com"),
+        ("mail.example.org/w", "w@mail.example.org"),
+    ] {
+        let stored = fx.stored(folder);
+        assert_eq!(stored.len(), 1, "{folder}: {:?}", fx.all_files());
+        let (trace, body) = split_trace(&stored[0]);
+        assert!(
+            trace.starts_with(&format!("Delivered-To: {addr}\r\n")),
+            "{trace}"
+        );
+        assert!(trace.contains(&format!("\tfor <{addr}>;")), "{trace}");
+        assert_eq!(body, b"shared body\r\n");
+    }
+    assert_eq!(fx.all_files().len(), 3, "{:?}", fx.all_files());
+}
+
+/// With GM_PRIMARY_MAIL_HOST, every allowed domain shares one mailbox per user.
+pub fn primary_mail_host_shares_mailboxes(start: Start) {
+    let fx = Fixture::start(start, |c| {
+        c.primary_mail_host = Some("mail.example.com".into())
+    });
+    let mut c = fx.session();
+    assert_eq!(
+        c.send_mail(
+            "a@example.net",
+            &["u@example.com", "u@x.example.org"],
+            b"x\r\n"
+        )
+        .code,
+        250
+    );
+    let stored = fx.stored("mail.example.com/u");
+    assert_eq!(stored.len(), 1, "{:?}", fx.all_files());
+    assert!(stored[0].starts_with(b"Delivered-To: u@mail.example.com\r\n"));
+}
+
+/// A 5 MB message to two recipients arrives intact in both.
+pub fn large_message_streams_to_disk(start: Start) {
+    let fx = Fixture::start(start, |_| {});
+    let mut c = fx.session();
+    let mut body = Vec::with_capacity(5_200_000);
+    for i in 0..52_000u32 {
+        body.extend_from_slice(format!("{i:08} {}\r\n", "abcdefghij".repeat(9)).as_bytes());
+    }
+    assert_eq!(
+        c.send_mail("a@example.net", &["u@example.com", "v@example.com"], &body)
+            .code,
+        250
+    );
+    for folder in ["example.com/u", "example.com/v"] {
+        let stored = fx.stored(folder);
+        let (_, rest) = split_trace(&stored[0]);
+        assert!(
+            rest == body.as_slice(),
+            "{folder}: {} octets, expected {}",
+            rest.len(),
+            body.len()
+        );
+    }
+}
+
+/// Accepted, refused and abandoned messages alike leave nothing in any tmp/.
+pub fn nothing_left_in_tmp(start: Start) {
+    let fx = Fixture::start(start, |c| c.max_size = 200_000);
+    let mut c = fx.session();
+    assert_eq!(
+        c.send_mail("a@example.net", &["u@example.com"], b"small\r\n")
+            .code,
+        250
+    );
+    let big = "y".repeat(900) + "\r\n";
+    assert_eq!(
+        c.send_mail(
+            "a@example.net",
+            &["u@example.com"],
+            big.repeat(150).as_bytes()
+        )
+        .code,
+        250
+    );
+    assert_eq!(
+        c.send_mail(
+            "a@example.net",
+            &["u@example.com"],
+            big.repeat(300).as_bytes()
+        )
+        .code,
+        552
+    );
+    c.cmd("MAIL FROM:<a@example.net>");
+    c.cmd("RCPT TO:<u@example.com>");
+    c.cmd("DATA");
+    c.send(big.repeat(100).as_bytes());
+    drop(c);
+    fx.wait_idle();
+    assert_eq!(fx.stored("example.com/u").len(), 2);
+    assert!(fx.tmp_files().is_empty(), "{:?}", fx.tmp_files());
+}
+
+/// GSMTP_STORAGE=discard answers 250 and writes nothing.
+pub fn discard_storage_stores_nothing(start: Start) {
+    let fx = Fixture::start(start, |c| c.storage = Storage::Discard);
+    let mut c = fx.session();
+    assert_eq!(
+        c.send_mail("a@example.net", &["u@example.com"], b"gone\r\n")
+            .code,
+        250
+    );
+    assert!(fx.all_files().is_empty(), "{:?}", fx.all_files());
+}
+
+/// A store that fails answers 451 4.3.0 and leaves nothing in new/.
+pub fn store_failure_gives_451(start: Start) {
+    let fx = Fixture::start(start, |_| {});
+    // A file where the domain folder should be: the store cannot create the mailbox.
+    fs::write(fx.maildir().join("example.com"), b"in the way").expect("write a blocking file");
+    let mut c = fx.session();
+    let r = c.send_mail("a@example.net", &["u@example.com"], b"x\r\n");
+    assert_eq!(r.wire(), "451 4.3.0 Error: queue file write error\r\n");
+    assert_eq!(c.cmd("NOOP").code, 250, "the session goes on");
+    assert_eq!(fx.all_files(), ["example.com"]);
+}
+
+/// Local parts that look like paths land in escaped folders under the root, each its own.
+pub fn mailbox_mapping_stays_inside_root(start: Start) {
+    let fx = Fixture::start(start, |_| {});
+    let tricks = [
+        (
+            "\"../../escape\"@example.com",
+            "example.com/%2E.%2F..%2Fescape",
+        ),
+        ("\"a/b\"@example.com", "example.com/a%2Fb"),
+        ("a/b@example.com", "example.com/a%2Fb"),
+        ("\".hidden\"@example.com", "example.com/%2Ehidden"),
+        ("\"..\"@example.com", "example.com/%2E."),
+        ("\"\"@example.com", "example.com/%"),
+        ("%2F@example.com", "example.com/%252f"),
+        ("\"sp ace\"@example.com", "example.com/sp%20ace"),
+    ];
+    let mut c = fx.session();
+    c.cmd("MAIL FROM:<a@example.net>");
+    for (addr, _) in tricks {
+        let r = c.cmd(&format!("RCPT TO:<{addr}>"));
+        assert_eq!(r.code, 250, "{addr}: {r:?}");
+    }
+    c.cmd("DATA");
+    c.send(b"x\r\n.\r\n");
+    assert_eq!(c.reply().code, 250);
+    for (addr, folder) in tricks {
+        assert_eq!(
+            fx.files(folder, "new").len(),
+            1,
+            "{addr} -> {folder}: {:?}",
+            fx.all_files()
+        );
+    }
+    // "a/b" quoted and unquoted are the same address, so seven folders in all.
+    assert_eq!(
+        fx.all_files().len(),
+        tricks.len() - 1,
+        "{:?}",
+        fx.all_files()
+    );
+    let outside: Vec<_> = fs::read_dir(fx.dir())
+        .expect("the case directory")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(
+        outside,
+        ["maildir"],
+        "nothing was written next to the Maildir root"
+    );
+}
