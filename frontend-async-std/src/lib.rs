@@ -2,16 +2,13 @@
 //! [`start`].
 //!
 //! async-std is discontinued upstream (RUSTSEC-2025-0052); `frontend-smol` is the one we
-//! recommend. This crate is kept to a runtime adapter so that carrying it costs little.
+//! recommend. This crate is kept to a runtime adapter (sockets and timers come from
+//! async-io, the reactor async-std runs on) so that carrying it costs little.
 //!
 //! [async-std]: https://docs.rs/async-std
 
 use std::future::Future;
-use std::io;
-use std::net::SocketAddr;
-use std::time::Instant;
 
-use async_std::net::{TcpListener, TcpStream};
 use async_std::task;
 
 pub use proto::Config;
@@ -25,28 +22,6 @@ pub type Server = proto::io::Server<AsyncStd>;
 pub struct AsyncStd;
 
 impl proto::io::Runtime for AsyncStd {
-    type Listener = TcpListener;
-    type Tcp = TcpStream;
-
-    fn listener(&self, listener: std::net::TcpListener) -> io::Result<Self::Listener> {
-        Ok(TcpListener::from(listener))
-    }
-
-    async fn accept(&self, listener: &Self::Listener) -> io::Result<(Self::Tcp, SocketAddr)> {
-        let (stream, peer) = listener.accept().await?;
-        stream.set_nodelay(true)?;
-        Ok((stream, peer))
-    }
-
-    async fn readable(&self, stream: &Self::Tcp) -> io::Result<()> {
-        // async-std has no readiness call; peeking one byte waits the same way.
-        stream.peek(&mut [0u8; 1]).await.map(drop)
-    }
-
-    async fn sleep_until(&self, deadline: Instant) {
-        task::sleep(deadline.saturating_duration_since(Instant::now())).await;
-    }
-
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
         task::spawn(task);
     }

@@ -1,18 +1,15 @@
 //! Guerrilla SMTPd on [smol]: the [`proto::io::Runtime`] for smol, and [`start`].
 //!
 //! Everything but the runtime glue lives in `proto` (the protocol) and `proto::io` (the
-//! runtime-neutral server); this crate only says how smol listens, accepts, sleeps,
-//! spawns and runs blocking code.
+//! runtime-neutral server, on async-io's reactor, which smol runs on); this crate only
+//! says how smol spawns tasks and runs blocking code.
 //!
 //! [smol]: https://docs.rs/smol
 
 use std::future::Future;
-use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
 
-use smol::{Async, Executor, Timer};
+use smol::Executor;
 
 pub use proto::Config;
 pub use proto::config::ConfigError;
@@ -48,30 +45,6 @@ impl Smol {
 }
 
 impl proto::io::Runtime for Smol {
-    type Listener = Async<TcpListener>;
-    type Tcp = Async<TcpStream>;
-
-    fn listener(&self, listener: TcpListener) -> io::Result<Self::Listener> {
-        Async::new(listener)
-    }
-
-    async fn accept(&self, listener: &Self::Listener) -> io::Result<(Self::Tcp, SocketAddr)> {
-        let (stream, peer) = listener.accept().await?;
-        stream.get_ref().set_nodelay(true)?;
-        Ok((stream, peer))
-    }
-
-    fn readable<'a>(
-        &'a self,
-        stream: &'a Self::Tcp,
-    ) -> impl Future<Output = io::Result<()>> + Send + 'a {
-        stream.readable()
-    }
-
-    async fn sleep_until(&self, deadline: Instant) {
-        Timer::at(deadline).await;
-    }
-
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
         self.executor.spawn(task).detach();
     }

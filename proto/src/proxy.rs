@@ -91,22 +91,22 @@ fn parse_v1(buf: &[u8]) -> Result<Header, Error> {
         });
     }
     let fields: Vec<&str> = parts.collect();
-    let [src, _dst, sport, _dport] = fields[..] else {
+    let [src, dst, sport, dport] = fields[..] else {
         return Err(Error::Malformed);
     };
-    let ip: IpAddr = match family {
-        "TCP4" => src
-            .parse::<Ipv4Addr>()
-            .map_err(|_| Error::Malformed)?
-            .into(),
-        "TCP6" => src
-            .parse::<Ipv6Addr>()
-            .map_err(|_| Error::Malformed)?
-            .into(),
-        _ => return Err(Error::Malformed),
+    // Both addresses must be of the family named.
+    let address = |s: &str| -> Result<IpAddr, Error> {
+        match family {
+            "TCP4" => s.parse::<Ipv4Addr>().map(IpAddr::from),
+            "TCP6" => s.parse::<Ipv6Addr>().map(IpAddr::from),
+            _ => return Err(Error::Malformed),
+        }
+        .map_err(|_| Error::Malformed)
     };
+    let ip = address(src)?;
+    address(dst)?;
     let source_port = port(sport)?;
-    port(_dport)?;
+    port(dport)?;
     Ok(Header::Complete {
         len: lf + 1,
         source: Some(SocketAddr::new(ip, source_port)),
@@ -159,6 +159,9 @@ fn parse_v2(buf: &[u8]) -> Result<Header, Error> {
             ))
         }
         (1, 0x00) => None, // UNSPEC
+        // AF_UNIX: valid, but without an IP address to use; the specification asks a
+        // receiver that does not support a valid family to fall back to UNSPEC.
+        (1, 0x31) | (1, 0x32) if body.len() >= 216 => None,
         _ => return Err(Error::Malformed),
     };
     Ok(Header::Complete { len: total, source })
@@ -170,7 +173,7 @@ mod tests {
 
     #[test]
     fn v1() {
-        let table: [(&[u8], Result<Header, Error>); 9] = [
+        let table: [(&[u8], Result<Header, Error>); 11] = [
             (
                 b"PROXY TCP4 192.0.2.1 198.51.100.2 5000 25\r\nEHLO",
                 Ok(Header::Complete {
@@ -207,6 +210,14 @@ mod tests {
                 Err(Error::Malformed),
             ),
             (b"EHLO x\r\n", Err(Error::NotProxy)),
+            (
+                b"PROXY TCP4 192.0.2.1 2001:db8::2 5000 25\r\n",
+                Err(Error::Malformed),
+            ),
+            (
+                b"PROXY TCP6 2001:db8::1 198.51.100.2 5000 25\r\n",
+                Err(Error::Malformed),
+            ),
         ];
         for (input, expected) in table {
             assert_eq!(parse(input), expected, "{}", String::from_utf8_lossy(input));
@@ -241,6 +252,19 @@ mod tests {
         let mut bad = h.clone();
         bad[12] = 0x11;
         assert_eq!(parse(&bad), Err(Error::Malformed));
+        let mut unix = V2_SIGNATURE.to_vec();
+        unix.extend_from_slice(&[0x21, 0x31, 0, 216]);
+        unix.extend_from_slice(&[b'/'; 216]);
+        assert_eq!(
+            parse(&unix),
+            Ok(Header::Complete {
+                len: 232,
+                source: None
+            })
+        );
+        unix[15] = 100;
+        unix.truncate(116);
+        assert_eq!(parse(&unix), Err(Error::Malformed));
         let mut short = V2_SIGNATURE.to_vec();
         short.extend_from_slice(&[0x21, 0x11, 0, 4, 1, 2, 3, 4]);
         assert_eq!(parse(&short), Err(Error::Malformed));

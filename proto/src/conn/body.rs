@@ -53,6 +53,11 @@ pub(crate) enum BodyError {
     LineTooLong,
 }
 
+impl BodyError {
+    /// The order in which broken rules are reported.
+    const PRIORITY: [Self; 3] = [Self::BareLf, Self::BareCr, Self::LineTooLong];
+}
+
 /// Decoder state that carries over from one piece of input to the next.
 #[derive(Clone, Debug)]
 pub(crate) struct BodyDecoder {
@@ -70,8 +75,9 @@ pub(crate) struct BodyDecoder {
     prev_cr: bool,
     /// Octets of the current line consumed so far, a trailing CR included.
     line_len: usize,
-    /// The first rule broken, if any.
-    error: Option<BodyError>,
+    /// Every rule broken so far, as bits of [`BodyError`]: all are found whatever the
+    /// reads were, so the reply does not depend on how the input was split.
+    errors: u8,
 }
 
 impl BodyDecoder {
@@ -85,17 +91,20 @@ impl BodyDecoder {
             after_crlf: true,
             prev_cr: false,
             line_len: 0,
-            error: None,
+            errors: 0,
         }
     }
 
-    /// The first rule the body broke, if any.
+    /// The rule the body broke, if any; when it broke several, the first of
+    /// [`BodyError::PRIORITY`].
     pub(crate) fn error(&self) -> Option<BodyError> {
-        self.error
+        BodyError::PRIORITY
+            .into_iter()
+            .find(|e| self.errors & (1 << *e as u8) != 0)
     }
 
     fn fail(&mut self, e: BodyError) {
-        self.error.get_or_insert(e);
+        self.errors |= 1 << e as u8;
     }
 
     /// Checks a line (or the part of it seen so far) of `content` octets, its ending not

@@ -134,8 +134,10 @@ pub enum Event {
         id: QueueId,
         /// Its size, as RFC 1870 counts it.
         size: u64,
-        /// Its recipients.
-        recipients: usize,
+        /// Its sender, as `<a@b>` or `<>`.
+        from: String,
+        /// Its recipients' canonical addresses.
+        recipients: Vec<String>,
     },
     /// A message body was received and refused with this reply.
     Refused(Reply),
@@ -213,7 +215,7 @@ enum Mode {
     Chunk {
         remaining: u64,
         last: bool,
-        refused: Option<Reply>,
+        refused: Option<&'static Reply>,
     },
     /// Waiting for [`Connection::handle_delivery`].
     Delivering,
@@ -227,27 +229,47 @@ enum Mode {
 #[derive(Debug)]
 struct Message {
     decoder: BodyDecoder,
-    /// Octets stored so far (RFC 1870's count).
+    /// Octets received so far, as stored (RFC 1870's count), refused or not.
     size: u64,
-    /// Set once the message is refused; the rest is read and thrown away.
-    refused: Option<Reply>,
+    /// BDAT declared more than the limit.
+    declared_too_big: bool,
+    /// Set once the message is refused: the rest is read (and decoded, so that the reply
+    /// does not depend on how the input was split) but not stored.
+    refused: bool,
+}
+
+impl Message {
+    /// Why the message must be refused, if it must: the first of a bare newline, an
+    /// overlong line, and the size.
+    fn refusal(&self, max_size: u64) -> Option<Reply> {
+        match self.decoder.error() {
+            Some(BodyError::BareLf) => Some(reply::BARE_LF),
+            Some(BodyError::BareCr) => Some(reply::BARE_CR),
+            Some(BodyError::LineTooLong) => Some(reply::TEXT_LINE_TOO_LONG),
+            None if self.declared_too_big || self.size > max_size => Some(reply::TOO_BIG),
+            None => None,
+        }
+    }
 }
 
 /// One SMTP session: bytes in, replies and storage actions out. See the module docs.
 #[derive(Debug)]
 pub struct Connection {
     cfg: Arc<Config>,
-    accept: Accept,
+    /// What the greeting shows and queue ids are made of: connection number, sessions
+    /// active at accept, and the accept's wall-clock time.
+    origin: (u64, usize, SystemTime),
     /// The client as the Received header shows it (XCLIENT and PROXY may change it).
     client_ip: IpAddr,
     client_name: Option<String>,
     /// The client's address is a trusted proxy (XCLIENT allowed).
     trusted: bool,
-    tls: Option<TlsInfo>,
+    // Rarely set or large, so boxed: an idle connection stays small.
+    tls: Option<Box<TlsInfo>>,
     helo: Option<(String, bool)>,
-    txn: Option<session::Transaction>,
-    envelope: Option<Envelope>,
-    message: Option<Message>,
+    txn: Option<Box<session::Transaction>>,
+    envelope: Option<Box<Envelope>>,
+    message: Option<Box<Message>>,
     messages_started: u32,
     errors: u32,
     mode: Mode,
@@ -283,9 +305,9 @@ impl Connection {
         let client_ip = crate::policy::canonical(accept.peer.ip());
         Self {
             trusted: cfg.is_trusted_proxy(client_ip),
-            tls: accept.tls.clone(),
+            tls: accept.tls.map(Box::new),
             cfg,
-            accept,
+            origin: (accept.id, accept.active, accept.wall),
             client_ip,
             client_name: None,
             helo: None,
@@ -319,7 +341,7 @@ impl Connection {
 
     /// The envelope of the message being received or delivered, if any.
     pub fn envelope(&self) -> Option<&Envelope> {
-        self.envelope.as_ref()
+        self.envelope.as_deref()
     }
 
     /// Whether the session runs over TLS.
@@ -379,7 +401,7 @@ impl Connection {
     /// The client closed its side. A message in progress is aborted.
     pub fn handle_eof(&mut self, _now: Instant) {
         if !self.is_closed() {
-            self.abandon_message();
+            self.reset_transaction();
             self.mode = Mode::Closed(CloseReason::Eof);
         }
     }
@@ -394,7 +416,7 @@ impl Connection {
         if self.mode != Mode::Handshake {
             reply::write_timeout(&mut self.tx, &self.cfg.host_name);
         }
-        self.abandon_message();
+        self.reset_transaction();
         self.mode = Mode::Closed(CloseReason::Timeout);
     }
 
@@ -407,16 +429,16 @@ impl Connection {
         if self.mode != Mode::Handshake {
             reply::write_shutdown(&mut self.tx, &self.cfg.host_name);
         }
-        self.abandon_message();
+        self.reset_transaction();
         self.mode = Mode::Closed(CloseReason::Shutdown);
     }
 
     /// The TLS handshake that [`Action::StartTls`] asked for succeeded. The session starts
     /// over, as RFC 3207 §4.2 requires: the client must send EHLO again.
     pub fn handle_tls_established(&mut self, now: Instant, info: TlsInfo) {
-        self.tls = Some(info);
+        self.tls = Some(Box::new(info));
         self.helo = None;
-        self.txn = None;
+        self.reset_transaction();
         self.rx.clear();
         self.mode = Mode::Command;
         self.timers.set(Timer::Idle, now + self.cfg.timeout);
@@ -429,7 +451,7 @@ impl Connection {
             return;
         }
         let size = self.message.take().map_or(0, |m| m.size);
-        let envelope = self.envelope.take();
+        let envelope = self.envelope.take().map(|e| *e);
         match (result, envelope) {
             (Ok(()), Some(env)) => {
                 reply::write_line(
@@ -439,10 +461,13 @@ impl Connection {
                     format_args!("OK : queued as {}", env.id),
                 );
                 self.stats.messages += 1;
+                let recipients = env.recipients.into_iter().map(|r| r.address).collect();
+                let from = env.from.to_string();
                 self.events.push_back(Event::Queued {
                     id: env.id,
                     size,
-                    recipients: env.recipients.len(),
+                    from,
+                    recipients,
                 });
             }
             (Err(DeliveryError::Permanent), _) => self.reply(reply::STORE_REFUSED),
@@ -481,7 +506,7 @@ impl Connection {
                 // Borrowing only on the path that returns keeps NLL happy (its "problem
                 // case #3"); `if let` here would not compile.
                 #[allow(clippy::unnecessary_unwrap)]
-                return Action::Begin(self.envelope.as_ref().expect("checked just above"));
+                return Action::Begin(self.envelope.as_deref().expect("checked just above"));
             }
             if self.pending_abort {
                 self.pending_abort = false;
@@ -567,10 +592,9 @@ impl Connection {
                 if remaining == 0 {
                     return self.chunk_done();
                 }
-                let message_refused = self.message.as_ref().is_none_or(|m| m.refused.is_some());
                 (
                     usize::try_from(remaining).unwrap_or(usize::MAX),
-                    refused.is_some() || message_refused,
+                    refused.is_some() || self.message.is_none(),
                 )
             }
             _ => (usize::MAX, false),
@@ -599,21 +623,14 @@ impl Connection {
             Step::End => return self.finish_message(),
         };
         let msg = self.message.as_mut().expect("checked above");
-        if msg.refused.is_some() {
-            return BodyOut::Continue;
-        }
-        let refusal = match msg.decoder.error() {
-            Some(BodyError::BareLf) => Some(reply::BARE_LF),
-            Some(BodyError::BareCr) => Some(reply::BARE_CR),
-            Some(BodyError::LineTooLong) => Some(reply::TEXT_LINE_TOO_LONG),
-            None if msg.size + stored as u64 > max_size => Some(reply::TOO_BIG),
-            None => None,
-        };
-        if let Some(r) = refusal {
-            self.refuse_message(r);
-            return BodyOut::Continue;
-        }
         msg.size += stored as u64;
+        if msg.refused {
+            return BodyOut::Continue;
+        }
+        if msg.refusal(max_size).is_some() {
+            self.refuse_message();
+            return BodyOut::Continue;
+        }
         match step {
             Step::Crlf => BodyOut::Crlf,
             _ => BodyOut::Store(range),
@@ -627,9 +644,9 @@ impl Connection {
     }
 
     /// Refuses the message being received; the rest of its body is read and dropped.
-    fn refuse_message(&mut self, r: Reply) {
-        if let Some(msg) = self.message.as_mut().filter(|m| m.refused.is_none()) {
-            msg.refused = Some(r);
+    fn refuse_message(&mut self) {
+        if let Some(msg) = self.message.as_mut().filter(|m| !m.refused) {
+            msg.refused = true;
             if self.pending_begin {
                 self.pending_begin = false; // the driver never saw it: nothing to abort
             } else {
@@ -638,11 +655,11 @@ impl Connection {
         }
     }
 
-    /// Drops the message in progress, telling the driver if it has begun storing it.
-    fn abandon_message(&mut self) {
-        if self.message.as_ref().is_some_and(|m| m.refused.is_none()) {
-            self.refuse_message(reply::STORE_FAILED);
-        }
+    /// Ends the mail transaction (RSET, HELO, QUIT, STARTTLS, a timeout, the end of
+    /// input): a message in progress is dropped, and the driver told if it has begun
+    /// storing it. The one way a transaction ends without a delivery.
+    fn reset_transaction(&mut self) {
+        self.refuse_message();
         self.message = None;
         self.envelope = None;
         self.txn = None;
@@ -650,11 +667,12 @@ impl Connection {
 
     /// The body is complete: commit it, or answer with the refusal.
     fn finish_message(&mut self) -> BodyOut {
-        let refused = self.message.as_ref().and_then(|m| m.refused);
+        let refused = self
+            .message
+            .as_ref()
+            .and_then(|m| m.refusal(self.cfg.max_size));
         if let Some(r) = refused {
-            self.message = None;
-            self.envelope = None;
-            self.txn = None;
+            self.reset_transaction();
             self.mode = Mode::Command;
             self.events.push_back(Event::Refused(r));
             self.reply_error(r);
@@ -671,13 +689,13 @@ impl Connection {
         };
         self.mode = Mode::Command;
         if let Some(r) = refused {
-            self.reply_error(r);
+            self.reply_error(*r);
             return BodyOut::Continue;
         }
         let Some(msg) = &self.message else {
             return BodyOut::Continue;
         };
-        if msg.refused.is_some() || last {
+        if msg.refused || last {
             return self.finish_message();
         }
         let size = msg.size;
@@ -703,17 +721,18 @@ impl Connection {
             self.errors += 1;
             if self.errors >= self.cfg.max_errors && !self.is_closed() {
                 reply::write_too_many_errors(&mut self.tx, &self.cfg.host_name);
-                self.abandon_message();
+                self.reset_transaction();
                 self.mode = Mode::Closed(CloseReason::TooManyErrors);
             }
         }
     }
 
     fn write_greeting(&mut self) {
-        let date = crate::trace::rfc5322_date(self.accept.wall);
+        let (id, active, wall) = self.origin;
+        let date = crate::trace::rfc5322_date(wall);
         let text = format!(
             "{} SMTP Guerrilla-SMTPd #{} ({}) {date}",
-            self.cfg.host_name, self.accept.id, self.accept.active
+            self.cfg.host_name, id, active
         );
         reply::write_line(&mut self.tx, 220, "", text);
     }

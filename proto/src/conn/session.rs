@@ -69,13 +69,13 @@ impl Connection {
         match cmd {
             Command::Helo(name) => {
                 self.helo = Some((name.to_owned(), false));
-                self.txn = None;
+                self.reset_transaction();
                 let text = format!("{} Hello {name}", self.cfg.host_name);
                 reply::write_line(&mut self.tx, 250, "", text);
             }
             Command::Ehlo(name) => {
                 self.helo = Some((name.to_owned(), true));
-                self.txn = None;
+                self.reset_transaction();
                 self.write_ehlo(name);
             }
             Command::Mail { from, params } => self.mail(from, params),
@@ -83,11 +83,12 @@ impl Connection {
             Command::Data => self.data(),
             Command::Bdat { size, last } => self.bdat(size, last),
             Command::Rset => {
-                self.txn = None;
+                self.reset_transaction();
                 self.reply(reply::OK);
             }
             Command::Noop => self.reply(reply::OK),
             Command::Quit => {
+                self.reset_transaction();
                 self.reply(reply::BYE);
                 self.mode = Mode::Closed(CloseReason::Quit);
             }
@@ -134,12 +135,12 @@ impl Connection {
         if matches!(&from, ReversePath::Mailbox(m) if m.is_utf8()) && !params.smtputf8 {
             return self.reply_error(reply::NEED_SMTPUTF8);
         }
-        self.txn = Some(Transaction {
+        self.txn = Some(Box::new(Transaction {
             from: from.into_owned(),
             params,
             rcpts: Vec::new(),
             bdat: false,
-        });
+        }));
         self.reply(reply::MAIL_OK);
     }
 
@@ -193,8 +194,8 @@ impl Connection {
     /// since they cannot be told apart from commands otherwise.
     fn bdat(&mut self, size: u64, last: bool) {
         let refused = match &self.txn {
-            None => Some(reply::NEED_MAIL),
-            Some(t) if !t.bdat && t.rcpts.is_empty() => Some(reply::NEED_RCPT),
+            None => Some(&reply::NEED_MAIL),
+            Some(t) if !t.bdat && t.rcpts.is_empty() => Some(&reply::NEED_RCPT),
             Some(_) => None,
         };
         if refused.is_none() {
@@ -202,12 +203,14 @@ impl Connection {
                 txn.bdat = true;
                 self.start_message(false);
             }
-            let too_big = self
+            let max = self.cfg.max_size;
+            if let Some(m) = self
                 .message
-                .as_ref()
-                .is_some_and(|m| m.size.saturating_add(size) > self.cfg.max_size);
-            if too_big {
-                self.refuse_message(reply::TOO_BIG);
+                .as_mut()
+                .filter(|m| m.size.saturating_add(size) > max)
+            {
+                m.declared_too_big = true;
+                self.refuse_message();
             }
         }
         self.mode = Mode::Chunk {
@@ -222,7 +225,8 @@ impl Connection {
         let Some(txn) = self.txn.as_mut() else {
             return;
         };
-        let id = QueueId::new(self.accept.wall, self.accept.id, self.messages_started);
+        let (conn_id, _, wall) = self.origin;
+        let id = QueueId::new(wall, conn_id, self.messages_started);
         self.messages_started += 1;
         let (helo, esmtp) = self.helo.clone().unwrap_or_default();
         let protocol = match (esmtp, self.tls.is_some(), txn.params.smtputf8) {
@@ -232,7 +236,7 @@ impl Connection {
             (true, false, true) => Protocol::Utf8Smtp,
             (true, true, true) => Protocol::Utf8Smtps,
         };
-        self.envelope = Some(Envelope {
+        self.envelope = Some(Box::new(Envelope {
             id,
             from: txn.from.clone(),
             params: txn.params,
@@ -241,18 +245,19 @@ impl Connection {
             client_ip: self.client_ip,
             client_name: self.client_name.clone(),
             protocol,
-            tls: self.tls.clone(),
-        });
+            tls: self.tls.as_deref().cloned(),
+        }));
         let decoder = BodyDecoder::new(
             dot_stuffed,
             self.bare_newline_rejected(),
             self.cfg.max_text_line,
         );
-        self.message = Some(Message {
+        self.message = Some(Box::new(Message {
             decoder,
             size: 0,
-            refused: None,
-        });
+            declared_too_big: false,
+            refused: false,
+        }));
         self.pending_begin = true;
     }
 
@@ -264,6 +269,7 @@ impl Connection {
         if !self.cfg.tls_enabled() {
             return self.reply_error(reply::NO_TLS);
         }
+        self.reset_transaction();
         self.reply(reply::READY_TLS);
         self.mode = Mode::Handshake;
     }

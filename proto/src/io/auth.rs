@@ -79,7 +79,7 @@ impl Pool {
 pub(crate) async fn serve<R: Runtime>(
     cfg: Arc<Config>,
     rt: R,
-    listener: R::Listener,
+    listener: async_io::Async<std::net::TcpListener>,
     own: SocketAddr,
     stopping: Signal,
 ) {
@@ -90,10 +90,13 @@ pub(crate) async fn serve<R: Runtime>(
     };
     let pool = Arc::new(Pool::new(backends));
     loop {
-        let next = future::or(async { Some(rt.accept(&listener).await) }, async {
-            stopping.wait().await;
-            None
-        });
+        let next = future::or(
+            async { Some(super::runtime::accept(&listener).await) },
+            async {
+                stopping.wait().await;
+                None
+            },
+        );
         match next.await {
             None => break,
             Some(Ok((tcp, peer))) => {
@@ -102,8 +105,7 @@ pub(crate) async fn serve<R: Runtime>(
             }
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "auth_http accept failed");
-                rt.sleep_until(Instant::now() + Duration::from_millis(50))
-                    .await;
+                async_io::Timer::after(Duration::from_millis(50)).await;
             }
         }
     }
@@ -114,7 +116,7 @@ async fn exchange<R: Runtime>(
     rt: &R,
     cfg: &Config,
     pool: &Pool,
-    mut tcp: R::Tcp,
+    mut tcp: async_io::Async<TcpStream>,
     peer: SocketAddr,
 ) {
     let deadline = Instant::now() + EXCHANGE;
@@ -127,7 +129,7 @@ async fn exchange<R: Runtime>(
             Ok(None) => break Err(auth_http::HttpError::TooLarge),
             other => break other.map(|r| r.expect("Some, since None was matched above")),
         }
-        match bounded(rt, Some(deadline), &never, tcp.read(&mut buf[filled..])).await {
+        match bounded(Some(deadline), &never, tcp.read(&mut buf[filled..])).await {
             Ok(Ok(n)) if n > 0 => filled += n,
             _ => return, // closed, timed out or failed before a whole request
         }
@@ -148,5 +150,5 @@ async fn exchange<R: Runtime>(
         tcp.write_all(&response).await?;
         tcp.close().await
     };
-    let _ = bounded(rt, Some(deadline), &never, write).await;
+    let _ = bounded(Some(deadline), &never, write).await;
 }

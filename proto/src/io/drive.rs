@@ -63,24 +63,35 @@ impl Signal {
 }
 
 /// Runs `fut` until it completes, `deadline` passes, or `stop` fires.
-pub(crate) async fn bounded<R: Runtime, T>(
-    rt: &R,
+pub(crate) fn bounded<'a, T: 'a>(
     deadline: Option<Instant>,
-    stop: &Signal,
-    fut: impl Future<Output = io::Result<T>>,
-) -> io::Result<Result<T, Interrupt>> {
-    let timer = async {
+    stop: &'a Signal,
+    fut: impl Future<Output = io::Result<T>> + 'a,
+) -> impl Future<Output = io::Result<Result<T, Interrupt>>> + 'a {
+    race(deadline, stop, async move { fut.await.map(Ok) })
+}
+
+/// [`bounded`] for a future that already gives `Ok(Ok(_))`. It is a plain function, not
+/// an `async fn`, so `fut` is moved once into the result instead of being kept twice
+/// (as an argument and as the awaited value) in the caller's future: this is what keeps
+/// an idle session's task small.
+fn race<'a, T: 'a>(
+    deadline: Option<Instant>,
+    stop: &'a Signal,
+    fut: impl Future<Output = io::Result<Result<T, Interrupt>>> + 'a,
+) -> impl Future<Output = io::Result<Result<T, Interrupt>>> + 'a {
+    let timer = async move {
         match deadline {
-            Some(at) => rt.sleep_until(at).await,
+            Some(at) => drop(async_io::Timer::at(at).await),
             None => future::pending::<()>().await,
         }
         Ok(Err(Interrupt::Deadline))
     };
-    let stopped = async {
+    let stopped = async move {
         stop.wait().await;
         Ok(Err(Interrupt::Stop))
     };
-    future::or(async { fut.await.map(Ok) }, future::or(timer, stopped)).await
+    future::or(fut, future::or(timer, stopped))
 }
 
 /// Runs the pump until the session closes or asks for TLS. A message still spooled when
@@ -93,7 +104,7 @@ pub(crate) async fn drive<R: Runtime, T: Transport>(
     let mut spool = None;
     let result = pump(shared, conn, io, &mut spool).await;
     if spool.is_some() {
-        shared.store.abort(&shared.rt, spool).await;
+        Box::pin(shared.store.abort(&shared.rt, spool)).await;
     }
     result
 }
@@ -105,19 +116,18 @@ async fn pump<R: Runtime, T: Transport>(
     spool: &mut Option<Spool>,
 ) -> io::Result<Outcome> {
     let rt = &shared.rt;
-    let mut out = Vec::new();
     loop {
         match conn.poll_action() {
             Action::Read => {
-                if !flush(shared, conn, io, &mut out).await? {
+                if !flush(shared, conn, io).await? {
                     return Ok(Outcome::Closed(CloseReason::Timeout));
                 }
                 let deadline = conn.poll_timeout();
                 let read = async {
                     io.readable().await?;
-                    io.read(conn.recv_buf()).await
+                    io.read(conn.recv_buf()).await.map(Ok)
                 };
-                let woke = bounded(rt, deadline, &shared.force, read).await?;
+                let woke = race(deadline, &shared.force, read).await?;
                 let now = Instant::now();
                 match woke {
                     Ok(0) => conn.handle_eof(now),
@@ -127,35 +137,34 @@ async fn pump<R: Runtime, T: Transport>(
                 }
             }
             Action::StartTls => {
-                flush(shared, conn, io, &mut out).await?;
+                flush(shared, conn, io).await?;
                 return Ok(Outcome::StartTls);
             }
             Action::Begin(envelope) => *spool = shared.store.begin(envelope),
             Action::Store(bytes) => {
-                if let Some(s) = spool.as_mut() {
-                    shared.store.write(rt, s, bytes).await;
+                if let Some(s) = spool.as_mut()
+                    && shared.store.write(s, bytes)
+                {
+                    // Big futures on cold paths are boxed so that an idle session's task
+                    // stays small.
+                    Box::pin(shared.store.flush(rt, s)).await;
                 }
             }
             Action::Commit => {
-                let result = shared.store.commit(rt, spool.take()).await;
+                let result = Box::pin(shared.store.commit(rt, spool.take())).await;
                 conn.handle_delivery(Instant::now(), result);
                 while let Some(event) = conn.poll_event() {
                     log_event(conn, &event);
                 }
             }
-            Action::Abort => shared.store.abort(rt, spool.take()).await,
+            Action::Abort => Box::pin(shared.store.abort(rt, spool.take())).await,
             Action::AwaitDelivery => {
                 return Err(io::Error::other("a delivery was left unreported"));
             }
             Action::Close(reason) => {
-                if flush(shared, conn, io, &mut out).await? {
-                    let _ = bounded(
-                        rt,
-                        Some(Instant::now() + CLOSE_WAIT),
-                        &Signal::never(),
-                        io.close(),
-                    )
-                    .await;
+                if flush(shared, conn, io).await? {
+                    let deadline = Some(Instant::now() + CLOSE_WAIT);
+                    let _ = Box::pin(bounded(deadline, &Signal::never(), io.close())).await;
                 }
                 return Ok(Outcome::Closed(reason));
             }
@@ -180,8 +189,11 @@ async fn flush<R: Runtime, T: Transport>(
     shared: &Shared<R>,
     conn: &mut Connection,
     io: &mut T,
-    out: &mut Vec<u8>,
 ) -> io::Result<bool> {
+    // A fresh buffer each time (no copy: it is swapped with the connection's), so that
+    // no buffer is kept while idle.
+    let mut out = Vec::new();
+    let out = &mut out;
     while let Some(event) = conn.poll_event() {
         log_event(conn, &event);
     }
@@ -199,11 +211,9 @@ async fn flush<R: Runtime, T: Transport>(
         .unwrap_or_else(|| Instant::now() + shared.cfg.timeout);
     let write = async {
         io.write_all(out).await?;
-        io.flush().await
+        io.flush().await.map(Ok)
     };
-    let sent = bounded(&shared.rt, Some(deadline), &Signal::never(), write).await?;
-    // Keep no buffer while idle: the next replies bring their own allocation.
-    *out = Vec::new();
+    let sent = race(Some(deadline), &Signal::never(), write).await?;
     Ok(sent.is_ok())
 }
 
@@ -214,9 +224,11 @@ fn log_event(conn: &Connection, event: &Event) {
         Event::Queued {
             id,
             size,
+            from,
             recipients,
         } => {
-            tracing::info!(%peer, %id, size, recipients, tls = conn.is_tls(), "message queued");
+            let to = recipients.join(",");
+            tracing::info!(%peer, %id, size, %from, %to, tls = conn.is_tls(), "message queued");
         }
         Event::Refused(reply) => tracing::info!(%peer, %reply, "message refused"),
     }

@@ -16,7 +16,7 @@ use crate::proxy::{self, Header};
 /// taken only from trusted proxies; anything else is an error and the caller closes.
 pub(crate) async fn read_header<R: Runtime>(
     shared: &Shared<R>,
-    plain: &mut Plain<R>,
+    plain: &mut Plain,
     peer: SocketAddr,
 ) -> io::Result<SocketAddr> {
     if !shared.cfg.proxy_protocol {
@@ -47,7 +47,7 @@ pub(crate) async fn read_header<R: Runtime>(
             Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
         }
         let read = plain.tcp.read(&mut buf[filled..]);
-        match bounded(&shared.rt, Some(deadline), &shared.force, read).await? {
+        match bounded(Some(deadline), &shared.force, read).await? {
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(n) => filled += n,
             Err(_) => return Err(io::ErrorKind::TimedOut.into()),

@@ -1,42 +1,19 @@
-//! The few things a frontend provides: its runtime's sockets, timers, tasks and thread
-//! pool. Modelled on quinn's `Runtime` trait; each frontend implements it in about
-//! forty lines.
+//! The two things a frontend provides: its executor and its thread pool for blocking
+//! code. Sockets and timers come from async-io, the reactor both smol and async-std run
+//! on (as quinn's former `async_io` runtime did for both); so each frontend is a
+//! [`Runtime`] of a few lines.
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::TcpStream;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
+use async_io::Async;
 use futures_io::{AsyncRead, AsyncWrite};
 
 /// An async runtime, as the server needs it.
 pub trait Runtime: Clone + Send + Sync + Unpin + 'static {
-    /// A listening TCP socket.
-    type Listener: Send + Sync + 'static;
-    /// An accepted TCP stream.
-    type Tcp: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static;
-
-    /// Wraps a bound std listener (already listening, any mode).
-    fn listener(&self, listener: std::net::TcpListener) -> io::Result<Self::Listener>;
-
-    /// Accepts the next connection.
-    fn accept<'a>(
-        &'a self,
-        listener: &'a Self::Listener,
-    ) -> impl Future<Output = io::Result<(Self::Tcp, SocketAddr)>> + Send + 'a;
-
-    /// Resolves once `stream` has input (or end of input, or an error) to read, without
-    /// holding a read buffer: this is what keeps idle sessions small.
-    fn readable<'a>(
-        &'a self,
-        stream: &'a Self::Tcp,
-    ) -> impl Future<Output = io::Result<()>> + Send + 'a;
-
-    /// Resolves at `deadline`.
-    fn sleep_until(&self, deadline: Instant) -> impl Future<Output = ()> + Send;
-
     /// Runs a task in the background.
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static);
 
@@ -49,39 +26,36 @@ pub trait Runtime: Clone + Send + Sync + Unpin + 'static {
 
 /// A stream the pump reads from and writes to: plain TCP, or TLS over it.
 pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send {
-    /// Resolves once a read would not block. Plain TCP waits without a buffer; TLS
-    /// returns at once and lets the read wait.
+    /// Resolves once a read would not block. Plain TCP waits without a buffer, which is
+    /// what keeps idle sessions small; TLS returns at once and lets the read wait.
     fn readable(&mut self) -> impl Future<Output = io::Result<()>> + Send {
         std::future::ready(Ok(()))
     }
 }
 
-/// Plain TCP from runtime `R`, with bytes read ahead (after a PROXY header) served first.
+/// Plain TCP, with bytes read ahead (after a PROXY header) served first.
 #[derive(Debug)]
-pub struct Plain<R: Runtime> {
-    /// The runtime, for [`Runtime::readable`].
-    pub rt: R,
+pub struct Plain {
     /// The stream.
-    pub tcp: R::Tcp,
+    pub tcp: Async<TcpStream>,
     /// Bytes already read from `tcp` that belong to what follows.
     pub pending: Vec<u8>,
 }
 
-impl<R: Runtime> Plain<R> {
+impl Plain {
     /// Wraps an accepted stream.
-    pub fn new(rt: R, tcp: R::Tcp) -> Self {
+    pub fn new(tcp: Async<TcpStream>) -> Self {
         Self {
-            rt,
             tcp,
             pending: Vec::new(),
         }
     }
 }
 
-impl<R: Runtime> Transport for Plain<R> {
+impl Transport for Plain {
     async fn readable(&mut self) -> io::Result<()> {
         if self.pending.is_empty() {
-            self.rt.readable(&self.tcp).await
+            self.tcp.readable().await
         } else {
             Ok(())
         }
@@ -90,7 +64,7 @@ impl<R: Runtime> Transport for Plain<R> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Transport for futures_rustls::server::TlsStream<S> {}
 
-impl<R: Runtime> AsyncRead for Plain<R> {
+impl AsyncRead for Plain {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -106,7 +80,7 @@ impl<R: Runtime> AsyncRead for Plain<R> {
     }
 }
 
-impl<R: Runtime> AsyncWrite for Plain<R> {
+impl AsyncWrite for Plain {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -122,4 +96,13 @@ impl<R: Runtime> AsyncWrite for Plain<R> {
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.tcp).poll_close(cx)
     }
+}
+
+/// Accepts a connection with Nagle's algorithm off (replies are written whole).
+pub(crate) async fn accept(
+    listener: &Async<std::net::TcpListener>,
+) -> io::Result<(Async<TcpStream>, std::net::SocketAddr)> {
+    let (stream, peer) = listener.accept().await?;
+    stream.get_ref().set_nodelay(true)?;
+    Ok((stream, peer))
 }

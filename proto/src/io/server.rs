@@ -10,7 +10,7 @@ use futures_lite::future;
 use futures_rustls::TlsAcceptor;
 
 use super::drive::{Signal, drive};
-use super::runtime::{Plain, Runtime};
+use super::runtime::{Plain, Runtime, accept};
 use super::store::Store;
 use crate::config::{Config, ConfigError};
 use crate::conn::{Accept, Connection};
@@ -51,7 +51,7 @@ impl<R: Runtime> std::fmt::Debug for Shared<R> {
 }
 
 /// Counts a session while it lives.
-struct ActiveGuard<R: Runtime>(Arc<Shared<R>>);
+pub(crate) struct ActiveGuard<R: Runtime>(Arc<Shared<R>>);
 
 impl<R: Runtime> Drop for ActiveGuard<R> {
     fn drop(&mut self) {
@@ -177,7 +177,7 @@ pub fn start<R: Runtime>(rt: R, cfg: Config) -> Result<Server<R>, ConfigError> {
         next_id: AtomicU64::new(0),
     });
     let wrap = |l: TcpListener, key: &str| {
-        rt.listener(l).map_err(|e| ConfigError {
+        async_io::Async::new(l).map_err(|e| ConfigError {
             key: key.into(),
             message: e.to_string(),
         })
@@ -214,11 +214,11 @@ pub fn start<R: Runtime>(rt: R, cfg: Config) -> Result<Server<R>, ConfigError> {
 /// `421 4.3.2` and closed at once, so waiting clients never pile up unanswered.
 async fn accept_loop<R: Runtime>(
     shared: Arc<Shared<R>>,
-    listener: R::Listener,
+    listener: async_io::Async<TcpListener>,
     implicit_tls: bool,
 ) {
     loop {
-        let next = future::or(async { Some(shared.rt.accept(&listener).await) }, async {
+        let next = future::or(async { Some(accept(&listener).await) }, async {
             shared.stopping.wait().await;
             None
         });
@@ -228,10 +228,7 @@ async fn accept_loop<R: Runtime>(
             Err(e) => {
                 // Out of descriptors, most likely: back off instead of spinning.
                 tracing::warn!(error = %e, "accept failed");
-                shared
-                    .rt
-                    .sleep_until(Instant::now() + Duration::from_millis(50))
-                    .await;
+                async_io::Timer::after(Duration::from_millis(50)).await;
                 continue;
             }
         };
@@ -243,17 +240,24 @@ async fn accept_loop<R: Runtime>(
                 refuse(&_guard.0, tcp, peer).await;
             });
         } else {
-            let session = super::session::serve(Arc::clone(&shared), tcp, peer, implicit_tls);
-            shared.rt.spawn(async move {
-                let _guard = guard;
-                session.await;
-            });
+            // No wrapping `async` block: it would hold the session future twice.
+            shared.rt.spawn(super::session::serve(
+                Arc::clone(&shared),
+                tcp,
+                peer,
+                implicit_tls,
+                guard,
+            ));
         }
     }
 }
 
 /// Answers a connection over the limit with `421 4.3.2` and closes it.
-async fn refuse<R: Runtime>(shared: &Shared<R>, tcp: R::Tcp, peer: SocketAddr) {
+async fn refuse<R: Runtime>(
+    shared: &Shared<R>,
+    tcp: async_io::Async<std::net::TcpStream>,
+    peer: SocketAddr,
+) {
     let accept = Accept {
         peer,
         id: 0,
@@ -262,7 +266,7 @@ async fn refuse<R: Runtime>(shared: &Shared<R>, tcp: R::Tcp, peer: SocketAddr) {
         tls: None,
     };
     let mut conn = Connection::refuse(Arc::clone(&shared.cfg), Instant::now(), accept);
-    let _ = drive(shared, &mut conn, &mut Plain::new(shared.rt.clone(), tcp)).await;
+    let _ = drive(shared, &mut conn, &mut Plain::new(tcp)).await;
     tracing::info!(%peer, "connection refused: too many clients");
 }
 

@@ -10,20 +10,21 @@ use futures_rustls::server::TlsStream;
 
 use super::drive::{Interrupt, Outcome, bounded, drive};
 use super::runtime::{Plain, Runtime, Transport};
-use super::server::Shared;
+use super::server::{ActiveGuard, Shared};
 use crate::conn::{Accept, CloseReason, Connection};
 use crate::trace::TlsInfo;
 
 /// Serves one connection. `implicit_tls` is set for the RFC 8314 listener.
 pub(crate) async fn serve<R: Runtime>(
     shared: Arc<Shared<R>>,
-    tcp: R::Tcp,
+    tcp: async_io::Async<std::net::TcpStream>,
     peer: SocketAddr,
     implicit_tls: bool,
+    _active: ActiveGuard<R>,
 ) {
     let started = Instant::now();
     let id = shared.next_id();
-    let mut plain = Plain::new(shared.rt.clone(), tcp);
+    let mut plain = Plain::new(tcp);
     let peer = match super::proxy::read_header(&shared, &mut plain, peer).await {
         Ok(p) => p,
         Err(e) => {
@@ -31,6 +32,7 @@ pub(crate) async fn serve<R: Runtime>(
             return;
         }
     };
+    let fallback_ip = peer.ip();
     let accept = Accept {
         peer,
         id,
@@ -54,7 +56,7 @@ pub(crate) async fn serve<R: Runtime>(
     });
     let ip = conn
         .as_ref()
-        .map_or_else(|| peer.ip(), Connection::client_ip);
+        .map_or_else(|| fallback_ip, Connection::client_ip);
     match result {
         Ok(Outcome::Closed(reason)) => {
             tracing::info!(peer = %ip, id, tls, messages, bytes, secs, ?reason, "connection closed");
@@ -71,19 +73,12 @@ pub(crate) async fn serve<R: Runtime>(
 async fn start_tls<R: Runtime>(
     shared: &Shared<R>,
     conn: &mut Connection,
-    plain: Plain<R>,
+    plain: Plain,
 ) -> io::Result<Outcome> {
     let Some(acceptor) = shared.tls.clone() else {
         return Err(io::Error::other("STARTTLS accepted without a certificate"));
     };
-    match bounded(
-        &shared.rt,
-        conn.poll_timeout(),
-        &shared.force,
-        acceptor.accept(plain),
-    )
-    .await?
-    {
+    match bounded(conn.poll_timeout(), &shared.force, acceptor.accept(plain)).await? {
         Ok(mut tls) => {
             conn.handle_tls_established(Instant::now(), tls_info(&tls));
             drive(shared, conn, &mut tls).await
@@ -96,7 +91,7 @@ async fn start_tls<R: Runtime>(
 /// An implicit-TLS session (RFC 8314): the handshake comes first, then the greeting.
 async fn serve_implicit_tls<R: Runtime>(
     shared: &Shared<R>,
-    plain: Plain<R>,
+    plain: Plain,
     mut accept: Accept,
 ) -> (io::Result<Outcome>, Option<Connection>) {
     let Some(acceptor) = shared.tls.clone() else {
@@ -106,14 +101,7 @@ async fn serve_implicit_tls<R: Runtime>(
         );
     };
     let deadline = Instant::now() + shared.cfg.timeout;
-    let mut tls = match bounded(
-        &shared.rt,
-        Some(deadline),
-        &shared.force,
-        acceptor.accept(plain),
-    )
-    .await
-    {
+    let mut tls = match bounded(Some(deadline), &shared.force, acceptor.accept(plain)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(_)) => return (Ok(Outcome::Closed(CloseReason::Timeout)), None),
         Err(e) => return (Err(e), None),

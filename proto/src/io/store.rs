@@ -152,16 +152,20 @@ impl Store {
         })
     }
 
-    /// Appends body bytes, streaming them to `tmp/` once the spool outgrows memory.
-    pub async fn write<R: Runtime>(&self, rt: &R, spool: &mut Spool, bytes: &[u8]) {
-        let Some(dir) = &self.0 else { return };
-        if spool.failed {
-            return;
+    /// Appends body bytes. Returns true when the spool has outgrown memory and should be
+    /// [flushed](Store::flush) to its `tmp/` file.
+    pub fn write(&self, spool: &mut Spool, bytes: &[u8]) -> bool {
+        if self.0.is_none() || spool.failed {
+            return false;
         }
         spool.buf.extend_from_slice(bytes);
-        if spool.buf.len() < SPOOL_MEMORY {
-            return;
-        }
+        spool.buf.len() >= SPOOL_MEMORY
+    }
+
+    /// Writes what the spool holds to its file in the first recipient's `tmp/`, creating
+    /// it on first use, on the runtime's thread pool.
+    pub async fn flush<R: Runtime>(&self, rt: &R, spool: &mut Spool) {
+        let Some(dir) = &self.0 else { return };
         let buf = std::mem::take(&mut spool.buf);
         let file = spool.file.take();
         let dir = Arc::clone(&dir.dir);

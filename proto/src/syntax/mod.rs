@@ -183,7 +183,7 @@ fn bdat(s: &str) -> Result<Command<'_>, ParseError> {
         Some(_) => return Err(ParseError::Syntax(Verb::Bdat)),
         None => (s, false),
     };
-    if size.is_empty() || size.len() > 19 || !size.bytes().all(|b| b.is_ascii_digit()) {
+    if size.is_empty() || !size.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ParseError::Syntax(Verb::Bdat));
     }
     let size = size.parse().map_err(|_| ParseError::Syntax(Verb::Bdat))?;

@@ -81,7 +81,7 @@ pub fn mail_parameters(mut i: &str) -> Result<MailParams, ParseError> {
             seen.0 = true;
             params.size = Some(
                 value
-                    .filter(|v| v.len() <= 20 && v.bytes().all(|b| b.is_ascii_digit()))
+                    .filter(|v| v.bytes().all(|b| b.is_ascii_digit()))
                     .and_then(|v| v.parse().ok())
                     .ok_or(ParseError::Syntax(super::Verb::Mail))?,
             );
