@@ -118,11 +118,29 @@ fn wait_for(done: impl Fn() -> bool, limit: Duration) -> bool {
     true
 }
 
+/// Binds a listener with the kernel's largest accept backlog (std's is 128, too few for
+/// bursts of connections) and `SO_REUSEADDR`, as std does.
 fn bind(addr: SocketAddr, key: &str) -> Result<TcpListener, ConfigError> {
-    TcpListener::bind(addr).map_err(|e| ConfigError {
+    use std::os::fd::AsRawFd;
+
+    use nix::sys::socket::{
+        self, AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, sockopt,
+    };
+    let fail = |e: nix::Error| ConfigError {
         key: key.into(),
         message: format!("cannot listen on {addr}: {e}"),
-    })
+    };
+    let family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd =
+        socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).map_err(fail)?;
+    socket::setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(fail)?;
+    socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr)).map_err(fail)?;
+    socket::listen(&fd, Backlog::MAXALLOWABLE).map_err(fail)?;
+    Ok(TcpListener::from(fd))
 }
 
 /// Starts a server: loads the TLS files, binds every listener, writes the pid file, drops

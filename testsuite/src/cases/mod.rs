@@ -27,6 +27,7 @@ macro_rules! for_each_case {
         $m!(failed_handshake_does_not_crash);
         $m!(bdat_delivery);
         $m!(xclient_changes_client_identity);
+        $m!(ipv6_listener);
         // storage
         $m!(stored_file_is_byte_exact);
         $m!(one_file_per_recipient_folder);

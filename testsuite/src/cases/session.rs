@@ -225,3 +225,16 @@ pub fn xclient_changes_client_identity(start: Start) {
         "550 5.7.0 Error: insufficient authorization\r\n"
     );
 }
+
+/// An IPv6 listener; the client's address is traced as such.
+pub fn ipv6_listener(start: Start) {
+    let fx = Fixture::start(start, |c| c.listen = "[::1]:0".parse().expect("an address"));
+    let mut c = fx.session();
+    assert_eq!(
+        c.send_mail("a@example.net", &["u@example.com"], b"v6\r\n")
+            .code,
+        250
+    );
+    let (trace, _) = split_trace(&fx.stored("example.com/u")[0]);
+    assert!(trace.contains("(unknown [::1])"), "{trace}");
+}
