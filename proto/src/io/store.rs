@@ -11,10 +11,11 @@
 //! 4. make the directory entries durable;
 //! 5. only then report success, and the session answers `250`.
 //!
-//! Steps 2 and 4 use `fdatasync`/`fsync` file by file for a small batch, and a single
-//! `syncfs` of the Maildir's file system for a batch of [`SYNCFS_BATCH`] or more. Under
-//! load a batch holds many messages and the two flushes are shared by all of them: this
-//! is group commit. Any failure removes the message's files from `tmp/` and `new/`
+//! Steps 2 and 4 sync every file (`fdatasync`) and then every `new/` directory (`fsync`)
+//! of the batch at once, on up to [`SYNC_THREADS`] threads, and the file system folds
+//! concurrent syncs into shared journal commits: under load one or two commits carry a
+//! whole batch. This is group commit. (A `syncfs` of the whole file system would be one
+//! call, but it also waits for every other program's dirty data.) Any failure removes the message's files from `tmp/` and `new/`
 //! and reports it (`451 4.3.0`). `GSMTP_FSYNC=N` skips the flushes: faster, and unsafe.
 
 use std::collections::{BTreeSet, HashSet};
@@ -34,8 +35,8 @@ use crate::trace;
 
 /// Bodies up to this size are spooled in memory; larger ones stream to `tmp/`.
 pub const SPOOL_MEMORY: usize = 64 * 1024;
-/// From this many files (or directories) a batch is flushed with one `syncfs`.
-pub const SYNCFS_BATCH: usize = 4;
+/// The most threads syncing one batch at a time.
+pub const SYNC_THREADS: usize = 16;
 
 /// Where accepted messages go. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -53,8 +54,6 @@ struct Maildir {
 #[derive(Debug)]
 struct Dir {
     root: PathBuf,
-    /// The root, open, for `syncfs`.
-    root_fd: File,
     host: String,
     fsync: bool,
     pid: u32,
@@ -104,7 +103,6 @@ impl Store {
         clean_stale_tmp(&root);
         let (jobs, rx) = mpsc::channel();
         let dir = Arc::new(Dir {
-            root_fd: File::open(&root)?,
             root,
             host: cfg.host_name.clone(),
             fsync: cfg.fsync,
@@ -393,7 +391,12 @@ impl Dir {
             self.ensure_folder(path)?;
             ready.insert(path.clone());
         }
-        self.create_tmp(path, false)
+        match self.create_tmp(path, false) {
+            // The folder went away since it was made (a cleanup job, an operator):
+            // make it again.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => self.create_tmp(path, true),
+            other => other,
+        }
     }
 
     /// Phase 3: renames each `tmp/` file into `new/`; on error undoes the message's
@@ -419,40 +422,53 @@ impl Dir {
         Ok(new)
     }
 
-    /// Phase 2: file data. A large batch is flushed with one `syncfs`; a small one file
-    /// by file, so that a lone message does not wait for other programs' dirty data.
+    /// Phase 2: file data. The whole batch is synced at once, by up to [`SYNC_THREADS`]
+    /// threads, so that the file system folds the syncs into a few journal commits.
     fn sync_files(&self, files: &[&File]) -> io::Result<()> {
-        if !self.fsync || files.is_empty() {
+        if !self.fsync {
             return Ok(());
         }
-        if files.len() >= SYNCFS_BATCH {
-            return sync_fs(&self.root_fd);
-        }
-        files.iter().try_for_each(|f| f.sync_data())
+        parallel_sync(files, File::sync_data)
     }
 
-    /// Phase 4: directory entries, likewise.
+    /// Phase 4: the `new/` directories the batch renamed into, likewise.
     fn sync_dirs(&self, dirs: &BTreeSet<&Path>) -> io::Result<()> {
         if !self.fsync || dirs.is_empty() {
             return Ok(());
         }
-        if dirs.len() >= SYNCFS_BATCH {
-            return sync_fs(&self.root_fd);
-        }
-        dirs.iter().try_for_each(|d| File::open(d)?.sync_all())
+        let dirs: Vec<File> = dirs.iter().map(File::open).collect::<io::Result<_>>()?;
+        parallel_sync(&dirs.iter().collect::<Vec<_>>(), File::sync_all)
     }
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn sync_fs(f: &File) -> io::Result<()> {
-    nix::unistd::syncfs(f).map_err(io::Error::from)
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn sync_fs(_f: &File) -> io::Result<()> {
-    // No syncfs here: sync(2) flushes everything, which is correct if slower.
-    nix::unistd::sync();
-    Ok(())
+/// Runs `sync` on every file, spread over up to [`SYNC_THREADS`] threads; the first
+/// error wins. One file is synced on the calling thread.
+fn parallel_sync(files: &[&File], sync: fn(&File) -> io::Result<()>) -> io::Result<()> {
+    if files.len() <= 1 {
+        return files.iter().try_for_each(|f| sync(f));
+    }
+    let threads = files.len().min(SYNC_THREADS);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || {
+                    files
+                        .iter()
+                        .skip(t)
+                        .step_by(threads)
+                        .try_for_each(|f| sync(f))
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(io::Error::other("a sync thread panicked")))
+            })
+            .collect::<io::Result<Vec<()>>>()
+            .map(drop)
+    })
 }
 
 /// Removes `tmp/` files left by processes that are gone (ours are named `...P<pid>Q...`),

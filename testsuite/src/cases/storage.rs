@@ -242,3 +242,23 @@ pub fn mailbox_mapping_stays_inside_root(start: Start) {
         "nothing was written next to the Maildir root"
     );
 }
+
+/// A mailbox folder removed while the server runs (by a cleanup job, say) is made again.
+pub fn mailbox_removed_while_running_is_recreated(start: Start) {
+    let fx = Fixture::start(start, |_| {});
+    let mut c = fx.session();
+    assert_eq!(
+        c.send_mail("a@example.net", &["u@example.com"], b"one\r\n")
+            .code,
+        250
+    );
+    fs::remove_dir_all(fx.maildir().join("example.com")).expect("remove the folder");
+    assert_eq!(
+        c.send_mail("a@example.net", &["u@example.com"], b"two\r\n")
+            .code,
+        250
+    );
+    let stored = fx.stored("example.com/u");
+    assert_eq!(stored.len(), 1);
+    assert!(stored[0].ends_with(b"two\r\n"));
+}
