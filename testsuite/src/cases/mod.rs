@@ -38,6 +38,7 @@ macro_rules! for_each_case {
         $m!(store_failure_gives_451);
         $m!(mailbox_mapping_stays_inside_root);
         $m!(mailbox_removed_while_running_is_recreated);
+        $m!(stale_tmp_files_are_cleaned_at_start);
         // limits
         $m!(message_of_exactly_max_size_is_accepted);
         $m!(oversize_message_is_refused_and_session_goes_on);

@@ -262,3 +262,28 @@ pub fn mailbox_removed_while_running_is_recreated(start: Start) {
     assert_eq!(stored.len(), 1);
     assert!(stored[0].ends_with(b"two\r\n"));
 }
+
+/// At start, tmp/ files left by a dead process are removed; others are left alone.
+pub fn stale_tmp_files_are_cleaned_at_start(start: Start) {
+    let fx = Fixture::start(start, |c| {
+        let tmp = c.maildir.join("example.com/u/tmp");
+        fs::create_dir_all(&tmp).expect("make tmp/");
+        // Our naming with a pid that is not running, with pid 1 (alive), and another tool's.
+        for name in [
+            "1700000000.M1P4194303Q0.mx.test",
+            "1700000000.M1P1Q0.mx.test",
+            "1700000000.other-tool.host",
+        ] {
+            fs::write(tmp.join(name), b"partial").expect("write a tmp file");
+        }
+    });
+    let left: Vec<String> = fx
+        .tmp_files()
+        .iter()
+        .map(|f| f.rsplit('/').next().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        left,
+        ["1700000000.M1P1Q0.mx.test", "1700000000.other-tool.host"]
+    );
+}
