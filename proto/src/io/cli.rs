@@ -115,13 +115,15 @@ pub fn main<R: Runtime>(rt: R, name: &'static str) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    if let Err(e) = super::log::init(&cfg) {
-        return fail(e);
-    }
+    let log = match super::log::init(&cfg) {
+        Ok(log) => log,
+        Err(e) => return fail(e),
+    };
     for w in &warnings {
         tracing::warn!("{w}");
     }
     let grace = cfg.shutdown_grace;
+    let pid_file = cfg.pid_file.clone();
     let server = match super::server::start(rt, cfg) {
         Ok(s) => s,
         Err(e) => return fail(e),
@@ -137,21 +139,32 @@ pub fn main<R: Runtime>(rt: R, name: &'static str) -> ExitCode {
         starttls = c.tls_enabled(),
         "{name} {} started", env!("CARGO_PKG_VERSION")
     );
-    match signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ]) {
-        Ok(mut signals) => {
-            if let Some(sig) = signals.forever().next() {
-                tracing::info!(signal = sig, active = server.active(), "shutting down");
-            }
-        }
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("{name}: cannot wait for signals: {e}");
             return ExitCode::FAILURE;
         }
+    };
+    for sig in signals.forever() {
+        if sig == SIGHUP {
+            // logrotate's postrotate: write to a fresh file under the configured name.
+            if let Some(log) = &log
+                && let Err(e) = log.reopen()
+            {
+                eprintln!("{name}: cannot reopen the log file: {e}");
+            }
+            tracing::info!("log file reopened");
+            continue;
+        }
+        tracing::info!(signal = sig, active = server.active(), "shutting down");
+        break;
     }
     server.shutdown(grace);
+    if let Some(path) = &pid_file {
+        let _ = std::fs::remove_file(path);
+    }
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }
