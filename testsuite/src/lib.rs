@@ -19,6 +19,7 @@
 pub mod cases;
 mod client;
 mod fixture;
+pub mod interop;
 pub mod transcript;
 
 use std::net::SocketAddr;
