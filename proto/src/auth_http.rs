@@ -120,27 +120,21 @@ pub enum Decision {
     },
 }
 
-/// Decides what to answer. `backend` is the instance the caller picked from its pool
-/// (`None` when none answers).
-pub fn decide(req: &AuthRequest, cfg: &Config, backend: Option<SocketAddr>) -> Decision {
-    let retry = |status, code| Decision::Refuse {
-        status,
-        code,
-        wait: (req.attempt < MAX_ATTEMPTS).then_some(3),
+/// The refusals that do not depend on the backends: another protocol, a login method,
+/// a recipient domain outside `GM_ALLOWED_HOSTS`. `None` means proxy the session.
+pub fn refusal(req: &AuthRequest, cfg: &Config) -> Option<Decision> {
+    let refuse = |status, code| {
+        Some(Decision::Refuse {
+            status,
+            code,
+            wait: None,
+        })
     };
     if req.protocol != "smtp" {
-        return Decision::Refuse {
-            status: "Error: only SMTP is served here",
-            code: "502 5.5.1",
-            wait: None,
-        };
+        return refuse("Error: only SMTP is served here", "502 5.5.1");
     }
     if !matches!(req.method.as_str(), "none" | "") {
-        return Decision::Refuse {
-            status: "Error: authentication not supported",
-            code: "535 5.7.8",
-            wait: None,
-        };
+        return refuse("Error: authentication not supported", "535 5.7.8");
     }
     if let Some(line) = &req.to
         && let Ok(Command::Rcpt {
@@ -148,15 +142,24 @@ pub fn decide(req: &AuthRequest, cfg: &Config, backend: Option<SocketAddr>) -> D
         }) = parse_command(line.as_bytes())
         && !cfg.allowed_hosts.allows(&m.domain)
     {
-        return Decision::Refuse {
-            status: "Error: relay access denied",
-            code: "550 5.7.1",
-            wait: None,
-        };
+        return refuse("Error: relay access denied", "550 5.7.1");
+    }
+    None
+}
+
+/// Decides what to answer: a [`refusal`], or the backend the caller picked from its pool
+/// (`None` when none answers, which nginx is told to retry).
+pub fn decide(req: &AuthRequest, cfg: &Config, backend: Option<SocketAddr>) -> Decision {
+    if let Some(refused) = refusal(req, cfg) {
+        return refused;
     }
     match backend {
         Some(addr) => Decision::Proxy(routable(addr)),
-        None => retry("Temporary server problem, try again later", "451 4.3.0"),
+        None => Decision::Refuse {
+            status: "Temporary server problem, try again later",
+            code: "451 4.3.0",
+            wait: (req.attempt < MAX_ATTEMPTS).then_some(3),
+        },
     }
 }
 

@@ -136,8 +136,11 @@ async fn exchange<R: Runtime>(
     };
     let response = match parsed {
         Ok(req) => {
-            let backend = pool.pick(rt).await;
-            let decision = auth_http::decide(&req, cfg, backend);
+            // Refusals first: they need no backend, so they take no turn and probe none.
+            let decision = match auth_http::refusal(&req, cfg) {
+                Some(refused) => refused,
+                None => auth_http::decide(&req, cfg, pool.pick(rt).await),
+            };
             tracing::info!(%peer, client = ?req.client_ip, to = ?req.to, ?decision, "auth_http");
             auth_http::response(&decision)
         }

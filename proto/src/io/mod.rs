@@ -4,9 +4,10 @@
 //! [`Runtime`] trait, so each frontend only supplies its runtime's sockets, timers,
 //! spawner and thread pool:
 //!
-//! - [`drive`](self): the pump between a stream and a [`crate::Connection`];
+//! - the pump between a stream and a [`crate::Connection`] (`drive.rs`);
 //! - [`store`]: Maildir delivery with group commit;
-//! - [`server`]: listeners, the max-clients gate, privilege drop, graceful shutdown;
+//! - [`start`] and [`Server`]: listeners, the max-clients gate, privilege drop, graceful
+//!   shutdown;
 //! - TLS set-up, PROXY headers, the nginx `auth_http` service, logging and the CLI.
 
 mod auth;
