@@ -284,6 +284,7 @@ impl Connection {
             return self.reply_error(IN_TRANSACTION);
         }
         let (mut ip, mut name) = (self.client_ip, self.client_name.clone());
+        let (mut helo, mut esmtp) = (None, true);
         for (attr, value) in attrs {
             let Some(value) = decode_xtext(value) else {
                 return self.reply_error(reply::XCLIENT_BAD);
@@ -307,13 +308,23 @@ impl Connection {
                     Ok(("", _)) => name = Some(value),
                     _ => return self.reply_error(reply::XCLIENT_BAD),
                 },
-                "HELO" | "PROTO" | "PORT" | "LOGIN" | "DESTADDR" | "DESTPORT" => {}
+                "HELO" if unavailable => helo = None,
+                "HELO" => match crate::syntax::helo_name(&value) {
+                    Ok(("", h)) => helo = Some(h.to_string()),
+                    _ => return self.reply_error(reply::XCLIENT_BAD),
+                },
+                "PROTO" if value.eq_ignore_ascii_case("SMTP") => esmtp = false,
+                "PROTO" if value.eq_ignore_ascii_case("ESMTP") => esmtp = true,
+                "PROTO" => return self.reply_error(reply::XCLIENT_BAD),
+                "PORT" | "LOGIN" | "DESTADDR" | "DESTPORT" => {}
                 _ => return self.reply_error(XCLIENT_NAME),
             }
         }
         self.client_ip = ip;
         self.client_name = name;
-        self.helo = None;
+        // The session starts over as the client: with its HELO name if the proxy gave one
+        // (so MAIL may follow at once), else waiting for HELO/EHLO.
+        self.helo = helo.map(|h| (h, esmtp));
         self.write_greeting();
     }
 }

@@ -482,6 +482,13 @@ fn xclient_needs_trust() {
         "2001:db8::1".parse::<std::net::IpAddr>().unwrap()
     );
     assert_eq!(env.client_name.as_deref(), Some("client.example"));
+    sim.send(b"XCLIENT HELO=proxied.example PROTO=SMTP\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\n");
+    let env = &sim.stored[1].envelope;
+    assert_eq!(
+        (env.helo.as_str(), env.protocol),
+        ("proxied.example", crate::trace::Protocol::Smtp)
+    );
+    sim.take_output();
     sim.send(b"XCLIENT ADDR=nonsense\r\nXCLIENT\r\n");
     assert_eq!(
         sim.take_output(),
