@@ -71,10 +71,7 @@ pub(crate) fn bounded<'a, T: 'a>(
     race(deadline, stop, async move { fut.await.map(Ok) })
 }
 
-/// [`bounded`] for a future that already gives `Ok(Ok(_))`. It is a plain function, not
-/// an `async fn`, so `fut` is moved once into the result instead of being kept twice
-/// (as an argument and as the awaited value) in the caller's future: this is what keeps
-/// an idle session's task small.
+/// [`bounded`] for a future that already gives `Ok(Ok(_))`, with a fresh timer.
 fn race<'a, T: 'a>(
     deadline: Option<Instant>,
     stop: &'a Signal,
@@ -85,6 +82,21 @@ fn race<'a, T: 'a>(
             Some(at) => drop(async_io::Timer::at(at).await),
             None => future::pending::<()>().await,
         }
+    };
+    race_with(timer, stop, fut)
+}
+
+/// Runs `fut` until it completes, `timer` resolves, or `stop` fires. It is a plain
+/// function, not an `async fn`, so `fut` is moved once into the result instead of being
+/// kept twice (as an argument and as the awaited value) in the caller's future: this is
+/// what keeps an idle session's task small.
+fn race_with<'a, T: 'a>(
+    timer: impl Future<Output = ()> + 'a,
+    stop: &'a Signal,
+    fut: impl Future<Output = io::Result<Result<T, Interrupt>>> + 'a,
+) -> impl Future<Output = io::Result<Result<T, Interrupt>>> + 'a {
+    let timer = async move {
+        timer.await;
         Ok(Err(Interrupt::Deadline))
     };
     let stopped = async move {
@@ -92,6 +104,46 @@ fn race<'a, T: 'a>(
         Ok(Err(Interrupt::Stop))
     };
     future::or(fut, future::or(timer, stopped))
+}
+
+/// The session's timer, kept from one wait to the next and re-armed only when the
+/// deadline moves earlier. Input pushes the idle deadline later on every command; rather
+/// than registering a new timer each time (a few system calls per command), the old one
+/// is left to fire early, which costs one spurious wake per `GSMTP_TIMEOUT`:
+/// [`Connection::handle_timeout`] does nothing before the deadline, and the timer is
+/// re-armed then.
+#[derive(Debug)]
+struct Deadline {
+    timer: async_io::Timer,
+    at: Option<Instant>,
+}
+
+impl Deadline {
+    fn new() -> Self {
+        Self {
+            timer: async_io::Timer::never(),
+            at: None,
+        }
+    }
+
+    /// Makes the timer fire at `deadline`, or earlier.
+    fn arm(&mut self, deadline: Option<Instant>) {
+        match deadline {
+            Some(d) if self.at.is_none_or(|at| d < at) => {
+                self.timer.set_at(d);
+                self.at = Some(d);
+            }
+            Some(_) => {}
+            None if self.at.take().is_some() => self.timer = async_io::Timer::never(),
+            None => {}
+        }
+    }
+
+    /// Resolves when the timer fires; it is then disarmed.
+    async fn fired(&mut self) {
+        (&mut self.timer).await;
+        self.at = None;
+    }
 }
 
 /// Runs the pump until the session closes or asks for TLS. A message still spooled when
@@ -116,18 +168,19 @@ async fn pump<R: Runtime, T: Transport>(
     spool: &mut Option<Spool>,
 ) -> io::Result<Outcome> {
     let rt = &shared.rt;
+    let mut deadline = Deadline::new();
     loop {
         match conn.poll_action() {
             Action::Read => {
-                if !flush(shared, conn, io).await? {
+                if !flush(shared, conn, io, &mut deadline).await? {
                     return Ok(Outcome::Closed(CloseReason::Timeout));
                 }
-                let deadline = conn.poll_timeout();
+                deadline.arm(conn.poll_timeout());
                 let read = async {
                     io.readable().await?;
                     io.read(conn.recv_buf()).await.map(Ok)
                 };
-                let woke = race(deadline, &shared.force, read).await?;
+                let woke = race_with(deadline.fired(), &shared.force, read).await?;
                 let now = Instant::now();
                 match woke {
                     Ok(0) => conn.handle_eof(now),
@@ -137,7 +190,7 @@ async fn pump<R: Runtime, T: Transport>(
                 }
             }
             Action::StartTls => {
-                flush(shared, conn, io).await?;
+                flush(shared, conn, io, &mut deadline).await?;
                 return Ok(Outcome::StartTls);
             }
             Action::Begin(envelope) => *spool = shared.store.begin(envelope),
@@ -162,7 +215,7 @@ async fn pump<R: Runtime, T: Transport>(
                 return Err(io::Error::other("a delivery was left unreported"));
             }
             Action::Close(reason) => {
-                if flush(shared, conn, io).await? {
+                if flush(shared, conn, io, &mut deadline).await? {
                     let deadline = Some(Instant::now() + CLOSE_WAIT);
                     let _ = Box::pin(bounded(deadline, &Signal::never(), io.close())).await;
                 }
@@ -189,6 +242,7 @@ async fn flush<R: Runtime, T: Transport>(
     shared: &Shared<R>,
     conn: &mut Connection,
     io: &mut T,
+    deadline: &mut Deadline,
 ) -> io::Result<bool> {
     // A fresh buffer each time (no copy: it is swapped with the connection's), so that
     // no buffer is kept while idle.
@@ -206,15 +260,33 @@ async fn flush<R: Runtime, T: Transport>(
             tracing::info!(target: "transcript", peer = %conn.client_ip(), "S: {line}");
         }
     }
-    let deadline = conn
+    // A client that does not read cannot hold a session: the write, too, is bounded by
+    // the deadline (or, while a message is being stored, by GSMTP_TIMEOUT from now). The
+    // shared timer may fire early (see `Deadline`), so each step is retried until the
+    // real bound; a write cut short by the race has written nothing.
+    let bound = conn
         .poll_timeout()
         .unwrap_or_else(|| Instant::now() + shared.cfg.timeout);
-    let write = async {
-        io.write_all(out).await?;
-        io.flush().await.map(Ok)
-    };
-    let sent = race(Some(deadline), &Signal::never(), write).await?;
-    Ok(sent.is_ok())
+    let never = Signal::never();
+    let mut sent = 0;
+    loop {
+        deadline.arm(Some(bound));
+        let done = sent == out.len();
+        let step = async {
+            if done {
+                io.flush().await.map(|()| Ok(0))
+            } else {
+                io.write(&out[sent..]).await.map(Ok)
+            }
+        };
+        match race_with(deadline.fired(), &never, step).await? {
+            Ok(_) if done => return Ok(true),
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => sent += n,
+            Err(_) if Instant::now() >= bound => return Ok(false),
+            Err(_) => {}
+        }
+    }
 }
 
 fn log_event(conn: &Connection, event: &Event) {

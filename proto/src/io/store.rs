@@ -2,21 +2,25 @@
 //!
 //! A message is spooled in memory while it is small; past [`SPOOL_MEMORY`] octets it is
 //! streamed to a file in the first recipient's `tmp/`, so a 25 MiB message never sits in
-//! memory whole. When the body is complete, the spool goes to the **committer**, one
-//! thread per store, which takes every spool waiting at that moment as one batch:
+//! memory whole. When the body is complete:
 //!
-//! 1. write each recipient's file in its `tmp/` (`Delivered-To` and `Received` first);
-//! 2. make the files' data durable;
-//! 3. rename each file into its `new/`;
-//! 4. make the directory entries durable;
-//! 5. only then report success, and the session answers `250`.
+//! 1. the session writes each recipient's file in its `tmp/` (`Delivered-To` and
+//!    `Received` first), into the page cache: at once for a small message, on the
+//!    runtime's blocking pool for a large one;
+//! 2. it hands the files to the **committer**, one thread per store, which takes every
+//!    message waiting at that moment as one batch and makes their data durable;
+//! 3. renames each file into its folder's `new/`;
+//! 4. makes the directory entries durable;
+//! 5. and only then lets each session answer `250`.
 //!
-//! Steps 2 and 4 sync every file (`fdatasync`) and then every `new/` directory (`fsync`)
-//! of the batch at once, on up to [`SYNC_THREADS`] threads, and the file system folds
-//! concurrent syncs into shared journal commits: under load one or two commits carry a
-//! whole batch. This is group commit. (A `syncfs` of the whole file system would be one
-//! call, but it also waits for every other program's dirty data.) Any failure removes the message's files from `tmp/` and `new/`
-//! and reports it (`451 4.3.0`). `GSMTP_FSYNC=N` skips the flushes: faster, and unsafe.
+//! Steps 2 and 4 are shared by all the messages of the batch: this is the group commit.
+//! Step 2 syncs a batch of [`SYNCFS_BATCH`] files or more with one `syncfs` of the
+//! Maildir's file system, and a smaller one (a lightly loaded server) file by file, so
+//! that a lone message does not wait for other programs' dirty data. Step 4 syncs each
+//! `new/` directory the batch renamed into, once (or the file system, when they are
+//! many). While the committer syncs one batch, sessions write the next.
+//! Any failure removes the message's files from `tmp/` and `new/` and reports it
+//! (`451 4.3.0`). `GSMTP_FSYNC=N` skips the syncs: faster, and unsafe.
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs::{self, DirBuilder, File, OpenOptions};
@@ -35,8 +39,8 @@ use crate::trace;
 
 /// Bodies up to this size are spooled in memory; larger ones stream to `tmp/`.
 pub const SPOOL_MEMORY: usize = 64 * 1024;
-/// The most threads syncing one batch at a time.
-pub const SYNC_THREADS: usize = 16;
+/// From this many files, a batch is synced with one `syncfs` rather than file by file.
+pub const SYNCFS_BATCH: usize = 8;
 
 /// Where accepted messages go. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -54,6 +58,8 @@ struct Maildir {
 #[derive(Debug)]
 struct Dir {
     root: PathBuf,
+    /// The root, open, for `syncfs`.
+    root_fd: File,
     host: String,
     fsync: bool,
     pid: u32,
@@ -78,13 +84,11 @@ pub struct Spool {
     failed: bool,
 }
 
-/// A file written in `tmp/`, still open for its sync.
-type OpenTmp = (File, PathBuf);
-
-/// A spool on its way to the committer, with the channel for the outcome.
+/// A message's synced `tmp/` files on their way to the committer, with the channel for
+/// the outcome.
 #[derive(Debug)]
 struct Job {
-    spool: Spool,
+    tmp: Vec<(File, PathBuf)>,
     done: async_channel::Sender<Result<(), DeliveryError>>,
 }
 
@@ -103,6 +107,7 @@ impl Store {
         clean_stale_tmp(&root);
         let (jobs, rx) = mpsc::channel();
         let dir = Arc::new(Dir {
+            root_fd: File::open(&root)?,
             root,
             host: cfg.host_name.clone(),
             fsync: cfg.fsync,
@@ -172,7 +177,7 @@ impl Store {
             .unblock(move || -> io::Result<((File, PathBuf), Vec<u8>)> {
                 let (mut f, path) = match file {
                     Some(f) => f,
-                    None => dir.create_tmp(&first, true)?,
+                    None => dir.create_tmp(&first)?,
                 };
                 f.write_all(&buf)?;
                 Ok(((f, path), buf))
@@ -192,13 +197,14 @@ impl Store {
         }
     }
 
-    /// Makes the message durable in every recipient's `new/`; `Ok` means on disk.
+    /// Makes the message durable in every recipient's `new/`; `Ok` means on disk. See the
+    /// module docs for the steps.
     pub async fn commit<R: Runtime>(
         &self,
         rt: &R,
         spool: Option<Spool>,
     ) -> Result<(), DeliveryError> {
-        let (Some(dir), Some(spool)) = (&self.0, spool) else {
+        let (Some(maildir), Some(spool)) = (&self.0, spool) else {
             return if self.0.is_none() {
                 Ok(())
             } else {
@@ -209,8 +215,25 @@ impl Store {
             self.abort(rt, Some(spool)).await;
             return Err(DeliveryError::Transient);
         }
+        let dir = Arc::clone(&maildir.dir);
+        // A small message held in memory is written into the page cache at once, which
+        // costs less than handing it to another thread; one that streamed to disk may
+        // have more to copy, so it goes to the blocking pool.
+        let staged = if spool.file.is_none() && spool.targets.len() == 1 {
+            dir.stage(spool)
+        } else {
+            rt.unblock(move || dir.stage(spool)).await
+        };
+        let tmp = match staged {
+            Ok(tmp) => tmp,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot store a message in the Maildir");
+                return Err(DeliveryError::Transient);
+            }
+        };
         let (done, outcome) = async_channel::bounded(1);
-        if dir.jobs.send(Job { spool, done }).is_err() {
+        if let Err(mpsc::SendError(job)) = maildir.jobs.send(Job { tmp, done }) {
+            job.tmp.iter().for_each(|(_, p)| drop(fs::remove_file(p)));
             return Err(DeliveryError::Transient);
         }
         outcome
@@ -237,90 +260,119 @@ impl Dir {
         self.root.join(&path.domain).join(&path.mailbox)
     }
 
-    /// Creates `<folder>/{tmp,new,cur}` if needed.
-    fn ensure_folder(&self, path: &MailboxPath) -> io::Result<()> {
+    /// A new, uniquely named file in the folder's `tmp/`, making the folder (with its
+    /// `tmp`, `new` and `cur`) when it is not there: on first delivery, or after a clean-up
+    /// job removed it.
+    fn create_tmp(&self, path: &MailboxPath) -> io::Result<(File, PathBuf)> {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let name = maildir::unique_name(SystemTime::now(), self.pid, seq, &self.host);
         let folder = self.folder(path);
-        let mut b = DirBuilder::new();
-        b.recursive(true).mode(0o700);
-        for sub in ["tmp", "new", "cur"] {
-            b.create(folder.join(sub))?;
+        let tmp = folder.join("tmp").join(name);
+        let open = || {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+        };
+        let file = match open() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let mut b = DirBuilder::new();
+                b.recursive(true).mode(0o700);
+                for sub in ["tmp", "new", "cur"] {
+                    b.create(folder.join(sub))?;
+                }
+                open()?
+            }
+            other => other?,
+        };
+        Ok((file, tmp))
+    }
+
+    /// Step 1: every target's file in its `tmp/`, written
+    /// but not synced. On error removes what it wrote.
+    fn stage(&self, mut spool: Spool) -> io::Result<Vec<(File, PathBuf)>> {
+        let mut written = Vec::with_capacity(spool.targets.len());
+        let result = self.write_files(&mut spool, &mut written);
+        if result.is_err() {
+            written.iter().for_each(|(_, p)| drop(fs::remove_file(p)));
+        }
+        result.map(|()| written)
+    }
+
+    fn write_files(&self, spool: &mut Spool, written: &mut Vec<(File, PathBuf)>) -> io::Result<()> {
+        let body_start = spool.targets[0].prefix.len();
+        // The first target's file: the spool file, or a new one from memory.
+        let streamed = spool.file.is_some();
+        let first = match spool.file.take() {
+            Some(f) => f,
+            None => self.create_tmp(&spool.targets[0].path)?,
+        };
+        let first_path = first.1.clone();
+        written.push(first);
+        written[0].0.write_all(&spool.buf)?;
+        for target in &spool.targets[1..] {
+            written.push(self.create_tmp(&target.path)?);
+            let f = &mut written.last_mut().expect("pushed just above").0;
+            f.write_all(&target.prefix)?;
+            if streamed {
+                let mut src = File::open(&first_path)?;
+                src.seek(SeekFrom::Start(body_start as u64))?;
+                io::copy(&mut src, f)?; // copy_file_range on Linux
+            } else {
+                f.write_all(&spool.buf[body_start..])?;
+            }
         }
         Ok(())
     }
 
-    /// A new, uniquely named file in the folder's `tmp/`.
-    fn create_tmp(&self, path: &MailboxPath, ensure: bool) -> io::Result<(File, PathBuf)> {
-        if ensure {
-            self.ensure_folder(path)?;
-        }
-        let name = maildir::unique_name(
-            SystemTime::now(),
-            self.pid,
-            self.seq.fetch_add(1, Ordering::Relaxed),
-            &self.host,
-        );
-        let tmp = self.folder(path).join("tmp").join(name);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        Ok((file, tmp))
-    }
-
-    /// The committer: takes every waiting job as one batch (see the module docs).
+    /// The committer: takes every message waiting as one batch, and does steps 2 to 5
+    /// of the module docs for all of it.
     fn run(&self, jobs: mpsc::Receiver<Job>) {
-        let mut ready: HashSet<MailboxPath> = HashSet::new();
         while let Ok(first) = jobs.recv() {
             let mut batch = vec![first];
             batch.extend(jobs.try_iter().take(4095));
-            if ready.len() > 100_000 {
-                ready.clear();
-            }
-            // Phase 1: every recipient's file in its tmp/.
-            let staged: Vec<(Job, io::Result<Vec<OpenTmp>>)> = batch
-                .into_iter()
-                .map(|mut job| {
-                    let files = self.write_files(&mut job.spool, &mut ready);
-                    (job, files)
-                })
-                .collect();
-            // Phase 2: their data on disk.
-            let files: Vec<&File> = staged
+            let files: Vec<&File> = batch
                 .iter()
-                .filter_map(|(_, r)| r.as_ref().ok())
-                .flatten()
-                .map(|(f, _)| f)
+                .flat_map(|j| j.tmp.iter().map(|(f, _)| f))
                 .collect();
-            let data_synced = self.sync_files(&files);
-            // Phase 3: into new/.
-            let published: Vec<(Job, io::Result<Vec<PathBuf>>)> = staged
+            let big = files.len() >= SYNCFS_BATCH;
+            let data = if !self.fsync {
+                Ok(())
+            } else if big {
+                self.sync_all()
+            } else {
+                files.iter().try_for_each(|f| f.sync_data())
+            };
+            let published: Vec<(Job, io::Result<Vec<PathBuf>>)> = batch
                 .into_iter()
-                .map(|(job, files)| {
-                    let tmp: io::Result<Vec<PathBuf>> =
-                        files.map(|f| f.into_iter().map(|(_, p)| p).collect());
-                    let new = match (tmp, &data_synced) {
-                        (Ok(tmp), Ok(())) => self.publish(tmp),
-                        (Ok(tmp), Err(e)) => {
-                            tmp.iter().for_each(|p| drop(fs::remove_file(p)));
+                .map(|job| {
+                    let new = match &data {
+                        Ok(()) => publish(&job.tmp),
+                        Err(e) => {
+                            job.tmp.iter().for_each(|(_, p)| drop(fs::remove_file(p)));
                             Err(io::Error::new(e.kind(), e.to_string()))
                         }
-                        (Err(e), _) => Err(e),
                     };
                     (job, new)
                 })
                 .collect();
-            // Phase 4: the directory entries on disk.
             let dirs: BTreeSet<&Path> = published
                 .iter()
                 .filter_map(|(_, r)| r.as_ref().ok())
                 .flatten()
                 .filter_map(|p| p.parent())
                 .collect();
-            let dirs_synced = self.sync_dirs(&dirs);
-            // Phase 5: answer.
-            for (job, new) in published {
-                let outcome = match (new, &dirs_synced) {
+            let names = if !self.fsync || dirs.is_empty() {
+                Ok(())
+            } else if dirs.len() >= SYNCFS_BATCH {
+                self.sync_all()
+            } else {
+                dirs.iter()
+                    .try_for_each(|d| File::open(d).and_then(|f| f.sync_all()))
+            };
+            for (job, new) in &published {
+                let outcome = match (new, &names) {
                     (Ok(_), Ok(())) => Ok(()),
                     (Ok(new), Err(e)) => {
                         tracing::error!(error = %e, "cannot sync the Maildir");
@@ -337,138 +389,42 @@ impl Dir {
         }
     }
 
-    /// Phase 1: writes every target's file in its `tmp/`. Returns them, still open; on
-    /// error removes what it wrote.
-    fn write_files(
-        &self,
-        spool: &mut Spool,
-        ready: &mut HashSet<MailboxPath>,
-    ) -> io::Result<Vec<(File, PathBuf)>> {
-        let mut written = Vec::with_capacity(spool.targets.len());
-        let result = self.write_files_into(spool, ready, &mut written);
-        if result.is_err() {
-            written.iter().for_each(|(_, p)| drop(fs::remove_file(p)));
+    /// One sync of the whole file system holding the Maildir.
+    fn sync_all(&self) -> io::Result<()> {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        return nix::unistd::syncfs(&self.root_fd).map_err(io::Error::from);
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        {
+            nix::unistd::sync();
+            Ok(())
         }
-        result.map(|()| written)
-    }
-
-    fn write_files_into(
-        &self,
-        spool: &mut Spool,
-        ready: &mut HashSet<MailboxPath>,
-        written: &mut Vec<OpenTmp>,
-    ) -> io::Result<()> {
-        let body_start = spool.targets[0].prefix.len();
-        // The first target's file: the spool file, or a new one from memory.
-        let streamed = spool.file.is_some();
-        let (mut first, first_path) = match spool.file.take() {
-            Some(f) => f,
-            None => self.tmp_in(&spool.targets[0].path, ready)?,
-        };
-        first.write_all(&spool.buf)?;
-        written.push((first, first_path.clone()));
-        for target in &spool.targets[1..] {
-            let (mut f, path) = self.tmp_in(&target.path, ready)?;
-            f.write_all(&target.prefix)?;
-            if streamed {
-                let mut src = File::open(&first_path)?;
-                src.seek(SeekFrom::Start(body_start as u64))?;
-                io::copy(&mut src, &mut f)?; // copy_file_range on Linux
-            } else {
-                f.write_all(&spool.buf[body_start..])?;
-            }
-            written.push((f, path));
-        }
-        Ok(())
-    }
-
-    fn tmp_in(
-        &self,
-        path: &MailboxPath,
-        ready: &mut HashSet<MailboxPath>,
-    ) -> io::Result<(File, PathBuf)> {
-        if !ready.contains(path) {
-            self.ensure_folder(path)?;
-            ready.insert(path.clone());
-        }
-        match self.create_tmp(path, false) {
-            // The folder went away since it was made (a cleanup job, an operator):
-            // make it again.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => self.create_tmp(path, true),
-            other => other,
-        }
-    }
-
-    /// Phase 3: renames each `tmp/` file into `new/`; on error undoes the message's
-    /// renames and removes its files.
-    fn publish(&self, tmp: Vec<PathBuf>) -> io::Result<Vec<PathBuf>> {
-        let mut new = Vec::with_capacity(tmp.len());
-        for (i, t) in tmp.iter().enumerate() {
-            let target = t
-                .parent()
-                .and_then(Path::parent)
-                .zip(t.file_name())
-                .map(|(f, n)| f.join("new").join(n));
-            let Some(target) = target else {
-                return Err(io::Error::other("a tmp path without a folder"));
-            };
-            if let Err(e) = fs::rename(t, &target) {
-                new.iter().for_each(|p| drop(fs::remove_file(p)));
-                tmp[i..].iter().for_each(|p| drop(fs::remove_file(p)));
-                return Err(e);
-            }
-            new.push(target);
-        }
-        Ok(new)
-    }
-
-    /// Phase 2: file data. The whole batch is synced at once, by up to [`SYNC_THREADS`]
-    /// threads, so that the file system folds the syncs into a few journal commits.
-    fn sync_files(&self, files: &[&File]) -> io::Result<()> {
-        if !self.fsync {
-            return Ok(());
-        }
-        parallel_sync(files, File::sync_data)
-    }
-
-    /// Phase 4: the `new/` directories the batch renamed into, likewise.
-    fn sync_dirs(&self, dirs: &BTreeSet<&Path>) -> io::Result<()> {
-        if !self.fsync || dirs.is_empty() {
-            return Ok(());
-        }
-        let dirs: Vec<File> = dirs.iter().map(File::open).collect::<io::Result<_>>()?;
-        parallel_sync(&dirs.iter().collect::<Vec<_>>(), File::sync_all)
     }
 }
 
-/// Runs `sync` on every file, spread over up to [`SYNC_THREADS`] threads; the first
-/// error wins. One file is synced on the calling thread.
-fn parallel_sync(files: &[&File], sync: fn(&File) -> io::Result<()>) -> io::Result<()> {
-    if files.len() <= 1 {
-        return files.iter().try_for_each(|f| sync(f));
+/// Renames each `tmp/` file into its folder's `new/`; on error undoes the message's
+/// renames and removes its files.
+fn publish(tmp: &[(File, PathBuf)]) -> io::Result<Vec<PathBuf>> {
+    let mut new = Vec::with_capacity(tmp.len());
+    for (i, (_, t)) in tmp.iter().enumerate() {
+        let target = t
+            .parent()
+            .and_then(Path::parent)
+            .zip(t.file_name())
+            .map(|(f, n)| f.join("new").join(n));
+        let result = match target {
+            Some(target) => fs::rename(t, &target).map(|()| target),
+            None => Err(io::Error::other("a tmp path without a folder")),
+        };
+        match result {
+            Ok(target) => new.push(target),
+            Err(e) => {
+                new.iter().for_each(|p| drop(fs::remove_file(p)));
+                tmp[i..].iter().for_each(|(_, p)| drop(fs::remove_file(p)));
+                return Err(e);
+            }
+        }
     }
-    let threads = files.len().min(SYNC_THREADS);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|t| {
-                scope.spawn(move || {
-                    files
-                        .iter()
-                        .skip(t)
-                        .step_by(threads)
-                        .try_for_each(|f| sync(f))
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| {
-                w.join()
-                    .unwrap_or_else(|_| Err(io::Error::other("a sync thread panicked")))
-            })
-            .collect::<io::Result<Vec<()>>>()
-            .map(drop)
-    })
+    Ok(new)
 }
 
 /// Removes `tmp/` files left by processes that are gone (ours are named `...P<pid>Q...`),
