@@ -1,7 +1,8 @@
 //! Replies: the catalogue of fixed texts, the few built at run time, and their encoding.
 //!
-//! Every reply carries an RFC 3463 enhanced status code (RFC 2034), except the greeting and
-//! the replies to HELO/EHLO, which RFC 2034 §3 exempts. Texts follow the original server
+//! Every 2xx, 4xx and 5xx reply carries an RFC 3463 enhanced status code, except the
+//! greeting and the replies to HELO/EHLO; RFC 2034 §4 exempts those, and all 3xx replies
+//! (`354`), whose code no enhanced class matches. Texts follow the original server
 //! where it had one (`250 Ok`, `250 Accepted`, `221 Bye`, ...).
 
 use std::fmt::{self, Display, Write as _};
@@ -13,7 +14,7 @@ use crate::syntax::{ParseError, Verb};
 pub struct Reply {
     /// The RFC 5321 reply code.
     pub code: u16,
-    /// The RFC 3463 enhanced status code, such as `2.1.0`.
+    /// The RFC 3463 enhanced status code, such as `2.1.0`; empty for `354`.
     pub status: &'static str,
     /// The human-readable text.
     pub text: &'static str,
@@ -37,7 +38,11 @@ impl Reply {
 
 impl Display for Reply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} {}", self.code, self.status, self.text)
+        if self.status.is_empty() {
+            write!(f, "{} {}", self.code, self.text)
+        } else {
+            write!(f, "{} {} {}", self.code, self.status, self.text)
+        }
     }
 }
 
@@ -76,7 +81,7 @@ catalogue! {
     /// RCPT accepted (the original's text).
     RCPT_OK = 250 "2.1.5" "Accepted";
     /// DATA accepted; the body follows (the original's text).
-    START_DATA = 354 "2.0.0" "Enter message, ending with \".\" on a line by itself";
+    START_DATA = 354 "" "Enter message, ending with \".\" on a line by itself";
     /// QUIT.
     BYE = 221 "2.0.0" "Bye";
     /// VRFY is answered without looking anything up (RFC 5321 §3.5.3).

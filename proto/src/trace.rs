@@ -1,9 +1,12 @@
 //! Trace headers (RFC 5321 §4.4) and dates (RFC 5322 §3.3), put before each stored message.
 //!
-//! Each stored file starts with the original's two headers, `Delivered-To:` and
-//! `Received:`. Nothing a client sends can break out of them: the HELO name is visible
-//! ASCII by the time it gets here (the parser sees to that), and any character that could
-//! end a clause is replaced by `?`.
+//! Each stored file starts with `Return-Path:`, which RFC 5321 §4.4 asks of the server
+//! that makes the final delivery (so that a Maildir reader can tell a bounce, `<>`, from
+//! other mail), then the original's two headers, `Delivered-To:` and `Received:`. Nothing
+//! a client sends can break out of them: names are visible ASCII by the time they get
+//! here (the parser sees to that), and any character that could end a clause is replaced
+//! by `?`. Addresses are written as RFC 5321 spells them (a quoted local part keeps its
+//! quotes), with only control characters, which the parser never lets through, replaced.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -11,6 +14,7 @@ use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::maildir::QueueId;
+use crate::syntax::ReversePath;
 
 /// How the message came in: the `with` clause of the Received header (RFC 3848, RFC 6531).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,17 +70,22 @@ pub struct Trace<'a> {
     pub tls: Option<&'a TlsInfo>,
     /// The queue id, also given in the 250 reply.
     pub id: QueueId,
+    /// The sender, for `Return-Path:`.
+    pub sender: &'a ReversePath<'a>,
     /// The recipient this copy is for.
     pub recipient: Option<&'a str>,
     /// When the message was received.
     pub date: SystemTime,
 }
 
-/// Appends `Delivered-To: <address>` and the Received header, each ending in CRLF.
+/// Appends `Return-Path: <sender>`, `Delivered-To: <address>` and the Received header,
+/// each ending in CRLF.
 pub fn write_prefix(out: &mut Vec<u8>, delivered_to: &str, trace: &Trace<'_>) {
     let mut s = String::with_capacity(256);
     // Writing to a String cannot fail.
-    let _ = write!(s, "Delivered-To: {}\r\n", clean(delivered_to));
+    let sender = trace.sender.to_string();
+    let _ = write!(s, "Return-Path: {}\r\n", clean_address(&sender));
+    let _ = write!(s, "Delivered-To: {}\r\n", clean_address(delivered_to));
     let name = trace.client_name.map_or(Cow::Borrowed("unknown"), clean);
     let _ = write!(
         s,
@@ -100,10 +109,20 @@ pub fn write_prefix(out: &mut Vec<u8>, delivered_to: &str, trace: &Trace<'_>) {
         trace.id
     );
     if let Some(rcpt) = trace.recipient {
-        let _ = write!(s, "\r\n\tfor <{}>", clean(rcpt));
+        let _ = write!(s, "\r\n\tfor <{}>", clean_address(rcpt));
     }
     let _ = write!(s, ";\r\n\t{}\r\n", rfc5322_date(trace.date));
     out.extend_from_slice(s.as_bytes());
+}
+
+/// Replaces control characters by `?`: an address, valid RFC 5321 syntax, may hold
+/// quotes, backslashes and brackets inside a quoted local part, which a header may too.
+fn clean_address(s: &str) -> Cow<'_, str> {
+    if s.contains(char::is_control) {
+        Cow::Owned(s.replace(char::is_control, "?"))
+    } else {
+        Cow::Borrowed(s)
+    }
 }
 
 /// Replaces anything that could end a header clause or the header itself by `?`.
@@ -185,6 +204,7 @@ mod tests {
             protocol: Protocol::Esmtps,
             tls: Some(&tls),
             id: QueueId(0xabc),
+            sender: &ReversePath::Null,
             recipient: Some("u@example.com"),
             date: UNIX_EPOCH,
         };
@@ -193,12 +213,45 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
-            "Delivered-To: u@example.com\r\n\
+            "Return-Path: <>\r\n\
+             Delivered-To: u@example.com\r\n\
              Received: from evil???X-Injected: 1 (unknown [192.0.2.7])\r\n\
              \t(using TLSv1.3 with cipher TLS13_AES_128_GCM_SHA256)\r\n\
              \tby mx.example (Guerrilla-SMTPd) with ESMTPS id 00000000000000000000000000000abc\r\n\
              \tfor <u@example.com>;\r\n\
              \tThu, 01 Jan 1970 00:00:00 +0000\r\n"
+        );
+    }
+
+    #[test]
+    fn addresses_keep_their_quoting() {
+        let from = crate::syntax::parse_command(b"MAIL FROM:<\"s (x)\"@example.net>")
+            .expect("a valid command");
+        let crate::command::Command::Mail { from, .. } = from else {
+            panic!("not MAIL")
+        };
+        let rcpt = r#""a\"b <c>;"@example.com"#;
+        let trace = Trace {
+            helo: "client.example",
+            client_ip: "192.0.2.7".parse().unwrap(),
+            client_name: None,
+            host: "mx.example",
+            protocol: Protocol::Esmtp,
+            tls: None,
+            id: QueueId(1),
+            sender: &from,
+            recipient: Some(rcpt),
+            date: UNIX_EPOCH,
+        };
+        let mut out = Vec::new();
+        write_prefix(&mut out, rcpt, &trace);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with(
+            "Return-Path: <\"s (x)\"@example.net>\r\nDelivered-To: \"a\\\"b <c>;\"@example.com\r\n"
+        ), "{text}");
+        assert!(
+            text.contains("\tfor <\"a\\\"b <c>;\"@example.com>;\r\n"),
+            "{text}"
         );
     }
 }

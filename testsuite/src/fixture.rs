@@ -200,15 +200,15 @@ impl Drop for Fixture {
     }
 }
 
-/// Splits a stored message into its two trace headers and the body after them.
+/// Splits a stored message into its three trace headers and the body after them.
 pub fn split_trace(message: &[u8]) -> (String, Vec<u8>) {
     let text = String::from_utf8_lossy(message);
     let mut end = 0;
     let mut lines = 0;
-    // Delivered-To, then Received with its continuation lines.
+    // Return-Path, Delivered-To, then Received with its continuation lines.
     for line in text.split_inclusive("\r\n") {
         let continuation = line.starts_with('\t') || line.starts_with(' ');
-        if lines >= 2 && !continuation {
+        if lines >= 3 && !continuation {
             break;
         }
         if !continuation {

@@ -196,6 +196,7 @@ impl Envelope {
             protocol: self.protocol,
             tls: self.tls.as_ref(),
             id: self.id,
+            sender: &self.from,
             recipient: Some(&recipient.address),
             date,
         }

@@ -10,7 +10,9 @@ use crate::conn::CloseReason;
 use crate::conn::body::BodyDecoder;
 use crate::maildir::{self, QueueId, Recipient};
 use crate::reply::{self, Reply};
-use crate::syntax::{ForwardPath, MailParams, ReversePath, decode_xtext, parse_command};
+use crate::syntax::{
+    ForwardPath, MailParams, ParseError, ReversePath, Verb, decode_xtext, parse_command,
+};
 use crate::trace::Protocol;
 
 /// A mail transaction: from MAIL to the end of the message (or RSET).
@@ -55,7 +57,15 @@ impl Connection {
         } else {
             match parse_command(bytes) {
                 Ok(cmd) => self.execute(cmd),
-                Err(e) => self.reply_error(reply::for_parse_error(e)),
+                Err(e) => {
+                    self.reply_error(reply::for_parse_error(e));
+                    if e == ParseError::Syntax(Verb::Bdat) && !self.is_closed() {
+                        // The chunk that follows has no known end, and its octets must
+                        // never be read as commands: the session cannot go on.
+                        self.reset_transaction();
+                        self.mode = Mode::Closed(CloseReason::Protocol);
+                    }
+                }
             }
         }
         self.rx = rx;
@@ -155,6 +165,17 @@ impl Connection {
         if txn.rcpts.len() >= self.cfg.max_recipients {
             return self.reply(reply::TOO_MANY_RCPTS);
         }
+        // RFC 5321 §4.5.1: postmaster at the server's own name is always accepted, and
+        // is the same mailbox as `<Postmaster>`.
+        let to = match to {
+            ForwardPath::Mailbox(m)
+                if m.domain.eq_ignore_ascii_case(&self.cfg.host_name)
+                    && m.local_part_unquoted().eq_ignore_ascii_case("postmaster") =>
+            {
+                ForwardPath::Postmaster
+            }
+            other => other,
+        };
         if let ForwardPath::Mailbox(m) = &to {
             if m.is_utf8() && !txn.params.smtputf8 {
                 return self.reply_error(reply::NEED_SMTPUTF8);

@@ -77,7 +77,7 @@ fn full_session() {
         C: RCPT TO:<postmaster>
         S: 250 2.1.5 Accepted
         C: DATA
-        S: 354 2.0.0 Enter message, ending with \".\" on a line by itself
+        S: 354 Enter message, ending with \".\" on a line by itself
         C: Subject: hi
         C:
         C: ..dotted
@@ -340,7 +340,7 @@ fn failed_store_gives_451() {
         b"HELO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\nMAIL FROM:<a@b>\r\n",
     );
     let out = sim.take_output();
-    assert!(out.ends_with("354 2.0.0 Enter message, ending with \".\" on a line by itself\r\n451 4.3.0 Error: queue file write error\r\n250 2.1.0 Ok\r\n"), "{out}");
+    assert!(out.ends_with("354 Enter message, ending with \".\" on a line by itself\r\n451 4.3.0 Error: queue file write error\r\n250 2.1.0 Ok\r\n"), "{out}");
 }
 
 #[test]
@@ -431,6 +431,29 @@ fn bdat_chunks() {
     sim.send(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 3\r\nabcDATA\r\nBDAT 0 LAST\r\n");
     let out = sim.take_output();
     assert!(out.contains("250 2.0.0 3 octets received\r\n503 5.5.1 Error: DATA cannot follow BDAT\r\n250 2.0.0 OK : queued"), "{out}");
+}
+
+#[test]
+fn unparsable_bdat_closes_the_session() {
+    for bad in [
+        "BDAT  3",
+        "BDAT +3",
+        "BDAT 3 LASTX",
+        "BDAT",
+        "BDAT 123456789012345678901",
+    ] {
+        let mut sim = Sim::new(Config::default());
+        sim.send(b"EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n");
+        sim.take_output();
+        sim.send(format!("{bad}\r\nabcNOOP\r\n").as_bytes());
+        assert_eq!(
+            sim.take_output(),
+            "501 5.5.4 Syntax: BDAT size [LAST]\r\n",
+            "{bad}: the chunk is never read as commands"
+        );
+        assert_eq!(sim.closed, Some(CloseReason::Protocol), "{bad}");
+        assert_eq!((sim.stored.len(), sim.aborted), (0, 0), "{bad}");
+    }
 }
 
 #[test]

@@ -79,10 +79,12 @@ pub fn mail_parameters(mut i: &str) -> Result<MailParams, ParseError> {
         };
         if keyword.eq_ignore_ascii_case("SIZE") && !seen.0 {
             seen.0 = true;
+            // `size-value = 1*20DIGIT` (RFC 1870 §6); a value past u64 is simply too big.
             params.size = Some(
                 value
+                    .filter(|v| (1..=20).contains(&v.len()))
                     .filter(|v| v.bytes().all(|b| b.is_ascii_digit()))
-                    .and_then(|v| v.parse().ok())
+                    .map(|v| v.parse().unwrap_or(u64::MAX))
                     .ok_or(ParseError::Syntax(super::Verb::Mail))?,
             );
         } else if keyword.eq_ignore_ascii_case("BODY") && !seen.1 {
@@ -125,7 +127,7 @@ mod tests {
 
     #[test]
     fn known_parameters() {
-        let table: [(&str, Result<MailParams, ParseError>); 9] = [
+        let table: [(&str, Result<MailParams, ParseError>); 11] = [
             (
                 "SIZE=1000",
                 Ok(MailParams {
@@ -158,6 +160,14 @@ mod tests {
                 "SIZE=99999999999999999999999",
                 Err(ParseError::Syntax(super::super::Verb::Mail)),
             ),
+            (
+                "SIZE=99999999999999999999",
+                Ok(MailParams {
+                    size: Some(u64::MAX),
+                    ..MailParams::default()
+                }),
+            ),
+            ("SIZE=", Err(ParseError::Syntax(super::super::Verb::Mail))),
             ("BODY=BINARYMIME", Err(ParseError::UnsupportedParameter)),
             ("RET=HDRS", Err(ParseError::UnsupportedParameter)),
             (

@@ -103,7 +103,8 @@ pub fn received_header_cannot_be_injected(start: Start) {
     let (trace, body) = split_trace(message);
     assert!(
         trace.starts_with(
-            "Delivered-To: u@example.com\r\nReceived: from evil????x? (unknown [127.0.0.1])\r\n"
+            "Return-Path: <a@example.net>\r\nDelivered-To: u@example.com\r\n\
+             Received: from evil????x? (unknown [127.0.0.1])\r\n"
         ),
         "{trace}"
     );

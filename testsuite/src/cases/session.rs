@@ -103,15 +103,24 @@ pub fn two_messages_one_session(start: Start) {
     assert_eq!(fx.stored("example.com/v").len(), 1);
 }
 
-/// Bounces (`MAIL FROM:<>`) to `<Postmaster>` are accepted and stored.
+/// Bounces (`MAIL FROM:<>`) to `<Postmaster>` and to postmaster at the server's own name
+/// (not an allowed domain here) are accepted and stored in one mailbox, with the null
+/// sender in `Return-Path`.
 pub fn null_sender_and_postmaster(start: Start) {
     let fx = Fixture::start(start, |_| {});
     let mut c = fx.session();
     let r = c.send_mail("", &["Postmaster"], b"bounce\r\n");
     assert_eq!(r.code, 250, "{r:?}");
+    let r = c.send_mail("", &["PostMaster@MX.test"], b"bounce\r\n");
+    assert_eq!(r.code, 250, "{r:?}");
+    assert_eq!(c.cmd("MAIL FROM:<>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<postmaster@other.test>").code, 550);
+    assert_eq!(c.cmd("RSET").code, 250);
     let stored = fx.stored("mx.test/postmaster");
-    assert_eq!(stored.len(), 1);
-    assert!(stored[0].starts_with(b"Delivered-To: postmaster@mx.test\r\n"));
+    assert_eq!(stored.len(), 2);
+    for s in &stored {
+        assert!(s.starts_with(b"Return-Path: <>\r\nDelivered-To: postmaster@mx.test\r\n"));
+    }
 }
 
 /// Mail over STARTTLS says so in its Received header.

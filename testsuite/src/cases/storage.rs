@@ -22,7 +22,7 @@ fn awkward_body() -> Vec<u8> {
     b
 }
 
-/// The file is the two trace headers and then the body exactly as sent (unstuffed).
+/// The file is the three trace headers and then the body exactly as sent (unstuffed).
 pub fn stored_file_is_byte_exact(start: Start) {
     let fx = Fixture::start(start, |_| {});
     let mut c = fx.session();
@@ -34,21 +34,22 @@ pub fn stored_file_is_byte_exact(start: Start) {
     let (trace, rest) = split_trace(&stored[0]);
     assert_eq!(rest, body.as_slice());
     let lines: Vec<&str> = trace.split_terminator("\r\n").collect();
-    assert_eq!(lines[0], "Delivered-To: u@example.com");
+    assert_eq!(lines[0], "Return-Path: <a@example.net>");
+    assert_eq!(lines[1], "Delivered-To: u@example.com");
     assert_eq!(
-        lines[1],
+        lines[2],
         "Received: from client.example (unknown [127.0.0.1])"
     );
     assert_eq!(
-        lines[2],
+        lines[3],
         format!("\tby mx.test (Guerrilla-SMTPd) with ESMTP id {id}")
     );
-    assert_eq!(lines[3], "\tfor <u@example.com>;");
+    assert_eq!(lines[4], "\tfor <u@example.com>;");
     assert!(
-        lines[4].starts_with('\t') && lines[4].ends_with(" +0000"),
+        lines[5].starts_with('\t') && lines[5].ends_with(" +0000"),
         "{trace}"
     );
-    assert_eq!(lines.len(), 5);
+    assert_eq!(lines.len(), 6);
 }
 
 /// One file per distinct recipient folder, each with its own Delivered-To.
@@ -75,7 +76,9 @@ pub fn one_file_per_recipient_folder(start: Start) {
         assert_eq!(stored.len(), 1, "{folder}: {:?}", fx.all_files());
         let (trace, body) = split_trace(&stored[0]);
         assert!(
-            trace.starts_with(&format!("Delivered-To: {addr}\r\n")),
+            trace.starts_with(&format!(
+                "Return-Path: <a@example.net>\r\nDelivered-To: {addr}\r\n"
+            )),
             "{trace}"
         );
         assert!(trace.contains(&format!("\tfor <{addr}>;")), "{trace}");
@@ -101,7 +104,10 @@ pub fn primary_mail_host_shares_mailboxes(start: Start) {
     );
     let stored = fx.stored("mail.example.com/u");
     assert_eq!(stored.len(), 1, "{:?}", fx.all_files());
-    assert!(stored[0].starts_with(b"Delivered-To: u@mail.example.com\r\n"));
+    assert!(
+        stored[0]
+            .starts_with(b"Return-Path: <a@example.net>\r\nDelivered-To: u@mail.example.com\r\n")
+    );
 }
 
 /// A 5 MB message to two recipients arrives intact in both.
@@ -224,6 +230,14 @@ pub fn mailbox_mapping_stays_inside_root(start: Start) {
             fx.all_files()
         );
     }
+    // The headers name the address as RFC 5321 spells it, quotes and all.
+    let quoted = &fx.stored("example.com/sp%20ace")[0];
+    let (trace, _) = split_trace(quoted);
+    assert!(
+        trace.contains("Delivered-To: \"sp ace\"@example.com\r\n")
+            && trace.contains("\tfor <\"sp ace\"@example.com>;"),
+        "{trace}"
+    );
     // "a/b" quoted and unquoted are the same address, so seven folders in all.
     assert_eq!(
         fx.all_files().len(),

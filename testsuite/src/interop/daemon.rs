@@ -566,7 +566,11 @@ pub struct Trace<'a> {
     pub id: Option<&'a str>,
 }
 
-/// Checks one stored file byte for byte: `Delivered-To: <rcpt>`, then the Received
+/// The envelope sender every interop client uses, expected in `Return-Path`.
+pub const SENDER: &str = "a@example.net";
+
+/// Checks one stored file byte for byte: `Return-Path: <SENDER>`, `Delivered-To: <rcpt>`,
+/// then the Received
 /// header as `trace` says (only the date and the cipher may vary), then exactly `body`.
 /// Returns the queue id in the header.
 pub fn check_stored(file: &[u8], trace: &Trace<'_>, body: &[u8]) -> String {
@@ -596,6 +600,7 @@ pub fn check_stored(file: &[u8], trace: &Trace<'_>, body: &[u8]) -> String {
         it.next()
             .unwrap_or_else(|| panic!("no {what} line in {head:?}"))
     };
+    assert_eq!(next("Return-Path"), format!("Return-Path: <{SENDER}>"));
     assert_eq!(
         next("Delivered-To"),
         format!("Delivered-To: {}", trace.rcpt)
