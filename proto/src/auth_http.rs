@@ -53,18 +53,18 @@ pub enum HttpError {
 
 /// Parses a request from the start of `buf`: `Ok(None)` until the blank line arrives.
 pub fn parse_request(buf: &[u8]) -> Result<Option<AuthRequest>, HttpError> {
-    let Some(end) = memchr::memmem::find(buf, b"\r\n\r\n") else {
+    let Some((end, total)) = head_end(buf) else {
         return if buf.len() >= MAX_REQUEST {
             Err(HttpError::TooLarge)
         } else {
             Ok(None)
         };
     };
-    if end + 4 > MAX_REQUEST {
+    if total > MAX_REQUEST {
         return Err(HttpError::TooLarge);
     }
     let head = std::str::from_utf8(&buf[..end]).map_err(|_| HttpError::Malformed)?;
-    let mut lines = head.split("\r\n");
+    let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
     let request_line = lines.next().ok_or(HttpError::Malformed)?;
     match request_line.split(' ').collect::<Vec<_>>()[..] {
         ["GET", uri, "HTTP/1.0" | "HTTP/1.1"] if uri.starts_with('/') => {}
@@ -101,6 +101,16 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<AuthRequest>, HttpError> {
         }
     }
     Ok(Some(req))
+}
+
+/// Where the head ends: the length of the header lines and of the head with its blank
+/// line. Lines end in CRLF, or in a bare LF, which RFC 9112 §2.2 lets a server accept.
+fn head_end(buf: &[u8]) -> Option<(usize, usize)> {
+    memchr::memchr_iter(b'\n', buf).find_map(|lf| match buf.get(lf + 1..) {
+        Some([b'\n', ..]) => Some((lf, lf + 2)),
+        Some([b'\r', b'\n', ..]) => Some((lf, lf + 3)),
+        _ => None,
+    })
 }
 
 /// What to tell nginx.
@@ -217,6 +227,16 @@ mod tests {
         assert_eq!(req.method, "none");
         assert_eq!(req.client_ip, Some("192.0.2.9".parse().unwrap()));
         assert_eq!(req.to.as_deref(), Some("RCPT TO:<u@ok.example>"));
+        // Bare LF line ends (RFC 9112 §2.2), and a mix, parse the same.
+        let lf = NGINX.replace("\r\n", "\n");
+        assert_eq!(parse_request(lf.as_bytes()), Ok(Some(req.clone())));
+        let mixed = NGINX
+            .replacen("\r\n", "\n", 3)
+            .replace("\r\n\r\n", "\r\n\n");
+        assert_eq!(parse_request(mixed.as_bytes()), Ok(Some(req)));
+        // A bare CR inside a line is not a line end.
+        let cr = NGINX.replace("Auth-Method: none", "Auth-Method: no\rne");
+        assert_eq!(parse_request(cr.as_bytes()), Err(HttpError::Malformed));
     }
 
     #[test]

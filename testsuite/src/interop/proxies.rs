@@ -265,6 +265,10 @@ pub fn nginx_auth_http_refusals(bin: &str) {
     assert!(ok.contains("\r\nAuth-Server: 127.0.0.1\r\n"), "{ok}");
     let port = |d: &Daemon| format!("\r\nAuth-Port: {}\r\n", d.smtp.port());
     assert!(ok.contains(&port(&a)) || ok.contains(&port(&b)), "{ok}");
+    // Bare LF line ends are accepted too (RFC 9112 §2.2).
+    let lf = nginx_request(&format!("RCPT TO:<{RCPT}>")).replace("\r\n", "\n");
+    let ok = http(auth, lf.as_bytes());
+    assert!(ok.contains("\r\nAuth-Status: OK\r\n"), "{ok}");
     // nginx passes the client's line as it came, space after the colon or not.
     for line in ["RCPT TO:<u@evil.example>", "rcpt to: <U@Evil.Example>"] {
         let denied = http(auth, nginx_request(line).as_bytes());
