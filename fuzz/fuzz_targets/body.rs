@@ -7,6 +7,7 @@
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use proto::Config;
+use proto::command::dot_stuff;
 use proto::config::BareNewline;
 use proto::sim::Sim;
 
@@ -25,18 +26,6 @@ struct Input {
 
 const OPEN: &[u8] = b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n";
 
-fn stuff(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + 8);
-    let mut line_start = true;
-    for &b in body {
-        if line_start && b == b'.' {
-            out.push(b'.');
-        }
-        out.push(b);
-        line_start = b == b'\n';
-    }
-    out
-}
 
 fn normalize_lf(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len());
@@ -106,7 +95,7 @@ fuzz_target!(|input: Input| {
                 if !body.is_empty() && !body.ends_with(b"\r\n") {
                     body.extend_from_slice(b"\r\n");
                 }
-                wire.extend_from_slice(&stuff(&body));
+                wire.extend_from_slice(&dot_stuff(&body));
                 expected = Some(normalize_lf(&body));
             } else {
                 wire.extend_from_slice(&input.body);

@@ -13,9 +13,10 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use proto::{Accept, Action, Config, Connection};
+use proto::sim::Sim;
+use proto::{Action, Config, Connection};
 
 /// Runs per read size; the best one counts.
 const RUNS: usize = 5;
@@ -102,14 +103,7 @@ fn session(text: &[u8], repeat: usize, read: usize) -> (Duration, usize) {
     let mut cfg = Config::default();
     cfg.max_size = u64::MAX;
     let now = Instant::now();
-    let accept = Accept {
-        peer: "192.0.2.1:4000".parse().expect("a valid address"),
-        id: 1,
-        active: 1,
-        wall: SystemTime::UNIX_EPOCH,
-        tls: None,
-    };
-    let mut conn = Connection::new(Arc::new(cfg), now, accept);
+    let mut conn = Connection::new(Arc::new(cfg), now, Sim::accept());
     let mut out = Vec::new();
     drain(&mut conn, now, &mut out);
     conn.handle_input(

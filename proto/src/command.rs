@@ -166,3 +166,21 @@ impl Command<'_> {
         out.extend_from_slice(b"\r\n");
     }
 }
+
+/// The sender's half of DATA transparency (RFC 5321 §4.5.2): "Before sending a line of
+/// mail text, the SMTP client checks the first character of the line. If it is a period,
+/// one additional period is inserted at the beginning of the line." A line starts at the
+/// beginning and after every LF. The terminator is not added. The server never needs
+/// this; clients, tests and benchmarks that speak to it do.
+pub fn dot_stuff(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 8);
+    let mut line_start = true;
+    for &b in body {
+        if line_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        line_start = b == b'\n';
+    }
+    out
+}

@@ -48,14 +48,19 @@ pub struct Sim {
 impl Sim {
     /// A session from `192.0.2.1:4000`, connection #1, at the Unix epoch.
     pub fn new(cfg: Config) -> Self {
-        let accept = Accept {
+        Self::with_accept(cfg, Self::accept())
+    }
+
+    /// The connection [`Sim::new`] uses: from `192.0.2.1:4000`, connection #1 of one,
+    /// at the Unix epoch, without TLS.
+    pub fn accept() -> Accept {
+        Accept {
             peer: "192.0.2.1:4000".parse().expect("a valid address"),
             id: 1,
             active: 1,
             wall: SystemTime::UNIX_EPOCH,
             tls: None,
-        };
-        Self::with_accept(cfg, accept)
+        }
     }
 
     /// A session with the given accept data.

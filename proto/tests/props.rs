@@ -15,6 +15,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
 use proptest::test_runner::FileFailurePersistence;
+use proto::command::dot_stuff;
 use proto::config::BareNewline;
 use proto::sim::{Sim, Stored};
 use proto::syntax::{Body, ForwardPath, MailParams, Mailbox, ReversePath};
@@ -273,21 +274,6 @@ fn session() -> impl Strategy<Value = Vec<Item>> {
         })
 }
 
-/// Dot-stuffs a body the way a client does: one more dot before each line that starts
-/// with a dot (a line starts at the beginning and after every LF).
-fn stuff(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + 8);
-    let mut line_start = true;
-    for &b in body {
-        if line_start && b == b'.' {
-            out.push(b'.');
-        }
-        out.push(b);
-        line_start = b == b'\n';
-    }
-    out
-}
-
 /// The client's octets for a session, and the offsets just after each `STARTTLS` line:
 /// the server drops what follows STARTTLS in the same read, so only those cuts are part of
 /// the session's meaning.
@@ -310,7 +296,7 @@ fn render(items: &[Item]) -> (Vec<u8>, Vec<usize>) {
                 out.extend_from_slice(b"DATA\r\n");
                 let mut ended_crlf = true;
                 for (text, end) in lines {
-                    out.extend_from_slice(&stuff(text));
+                    out.extend_from_slice(&dot_stuff(text));
                     let end = match end {
                         Ending::Crlf => "\r\n",
                         Ending::Lf => "\n",
@@ -855,7 +841,7 @@ proptest! {
         if final_crlf && !lines.is_empty() {
             body.extend_from_slice(b"\r\n");
         }
-        let mut wire = stuff(&body);
+        let mut wire = dot_stuff(&body);
         let mut expected = body.clone();
         if !body.is_empty() && !body.ends_with(b"\r\n") {
             wire.extend_from_slice(b"\r\n");
@@ -889,7 +875,7 @@ proptest! {
         let mut expected = join(&lines, b"\r\n");
         expected.extend_from_slice(b"\r\n");
         let mut input = with_open(b"DATA\r\n");
-        input.extend_from_slice(&stuff(&wire));
+        input.extend_from_slice(&dot_stuff(&wire));
         input.extend_from_slice(b".\r\n");
         let o = run(&Config::default(), &pieces(&input, &cuts.offsets(input.len())));
         prop_assert_eq!(o.stored.len(), 1, "{}", o.out);
@@ -912,7 +898,7 @@ proptest! {
         let mut cfg = Config::default();
         cfg.max_text_line = 0;
         let mut input = with_open(b"DATA\r\n");
-        input.extend_from_slice(&stuff(&body));
+        input.extend_from_slice(&dot_stuff(&body));
         input.extend_from_slice(b".\r\nQUIT\r\n");
         let o = run(&cfg, &pieces(&input, &cuts.offsets(input.len())));
         prop_assert_eq!(o.stored.len(), 1, "{}", o.out);
@@ -1111,7 +1097,7 @@ proptest! {
         cuts in cuts(),
     ) {
         let mut input = with_open(b"DATA\r\n");
-        input.extend_from_slice(&stuff(&join(&before, b"\r\n")));
+        input.extend_from_slice(&dot_stuff(&join(&before, b"\r\n")));
         input.extend_from_slice(sep.as_bytes());
         input.extend_from_slice(FORGED);
         input.extend_from_slice(b".\r\nQUIT\r\n");
@@ -1236,7 +1222,7 @@ proptest! {
             input.extend_from_slice(&body);
         } else {
             input.extend_from_slice(b"DATA\r\n");
-            input.extend_from_slice(&stuff(&body));
+            input.extend_from_slice(&dot_stuff(&body));
             input.extend_from_slice(b".\r\n");
         }
         input.extend_from_slice(b"NOOP\r\nMAIL FROM:<a@b>\r\n");

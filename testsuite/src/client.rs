@@ -323,15 +323,7 @@ impl Client {
 /// Dot-stuffs `body` as a client does and appends the terminator (and a CRLF before it
 /// when the body does not end with one).
 pub fn dot_stuff(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + 16);
-    let mut at_line_start = true;
-    for &b in body {
-        if at_line_start && b == b'.' {
-            out.push(b'.');
-        }
-        out.push(b);
-        at_line_start = b == b'\n';
-    }
+    let mut out = proto::command::dot_stuff(body);
     if !body.is_empty() && !body.ends_with(b"\r\n") {
         out.extend_from_slice(b"\r\n");
     }

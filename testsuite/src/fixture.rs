@@ -118,14 +118,7 @@ impl Fixture {
 
     /// The files in `<root>/<folder>/<sub>`, sorted by name (`sub` is tmp, new or cur).
     pub fn files(&self, folder: &str, sub: &str) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = fs::read_dir(self.maildir().join(folder).join(sub))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .collect();
-        files.sort();
-        files
+        folder_files(self.maildir(), folder, sub)
     }
 
     /// The messages in `<folder>/new`, in the order they were stored.
@@ -198,6 +191,19 @@ impl Drop for Fixture {
     fn drop(&mut self) {
         self.server.shutdown(Duration::from_millis(200));
     }
+}
+
+/// The files in `<root>/<folder>/<sub>` of a Maildir, sorted by name; none if it is not
+/// there.
+pub fn folder_files(root: &Path, folder: &str, sub: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(root.join(folder).join(sub))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    files
 }
 
 /// Splits a stored message into its three trace headers and the body after them.

@@ -1311,49 +1311,34 @@ fn parity_table(loads: &[Load], med: &Medians, mem: &[MemFigure]) -> String {
     let mut s = String::from(
         "| figure | discard: async-std / smol | maildir: async-std / smol |\n|---|--:|--:|\n",
     );
-    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) if b != 0.0 => format!("{:.2}", a / b),
-        _ => "-".into(),
-    };
     let mut rows = 0;
-    for load in loads {
-        let get = |imp, mode| med.get(&(load.key(), Target::new(imp, mode))).copied();
-        let d = ratio(
-            get(Impl::AsyncStd, Mode::Discard),
-            get(Impl::Smol, Mode::Discard),
-        );
-        let m = ratio(
-            get(Impl::AsyncStd, Mode::Maildir),
-            get(Impl::Smol, Mode::Maildir),
-        );
+    // One row: async-std over smol in each mode, unless neither mode was measured.
+    let mut row = |what: &str, get: &dyn Fn(Impl, Mode) -> Option<f64>| {
+        let [d, m] = [Mode::Discard, Mode::Maildir].map(|mode| {
+            match (get(Impl::AsyncStd, mode), get(Impl::Smol, mode)) {
+                (Some(a), Some(b)) if b != 0.0 => format!("{:.2}", a / b),
+                _ => "-".into(),
+            }
+        });
         if d != "-" || m != "-" {
-            let _ = writeln!(s, "| {}: msg/s | {d} | {m} |", load.key());
-            rows += 1;
-        }
-    }
-    for kind in ["idle", "big"] {
-        let get = |imp, mode| {
-            mem.iter()
-                .find(|f| f.kind == kind && f.target == Target::new(imp, mode))
-                .map(|f| f.value)
-        };
-        let d = ratio(
-            get(Impl::AsyncStd, Mode::Discard),
-            get(Impl::Smol, Mode::Discard),
-        );
-        let m = ratio(
-            get(Impl::AsyncStd, Mode::Maildir),
-            get(Impl::Smol, Mode::Maildir),
-        );
-        if d != "-" || m != "-" {
-            let what = if kind == "idle" {
-                "RSS per idle session"
-            } else {
-                "peak growth, big message"
-            };
             let _ = writeln!(s, "| {what} | {d} | {m} |");
             rows += 1;
         }
+    };
+    for load in loads {
+        row(&format!("{}: msg/s", load.key()), &|imp, mode| {
+            med.get(&(load.key(), Target::new(imp, mode))).copied()
+        });
+    }
+    for (kind, what) in [
+        ("idle", "RSS per idle session"),
+        ("big", "peak growth, big message"),
+    ] {
+        row(what, &|imp, mode| {
+            mem.iter()
+                .find(|f| f.kind == kind && f.target == Target::new(imp, mode))
+                .map(|f| f.value)
+        });
     }
     if rows == 0 { String::new() } else { s }
 }

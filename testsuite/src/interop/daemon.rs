@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::{TempDir, cert_dir, split_trace};
+use crate::{TempDir, cert_dir, folder_files, split_trace};
 
 /// How long a child may take to start accepting connections.
 pub const START_LIMIT: Duration = Duration::from_secs(10);
@@ -409,14 +409,7 @@ impl Daemon {
 
     /// The files in `<maildir>/<folder>/<sub>` (sub is tmp, new or cur), sorted by name.
     pub fn files(&self, folder: &str, sub: &str) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = fs::read_dir(self.maildir().join(folder).join(sub))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .collect();
-        files.sort();
-        files
+        folder_files(&self.maildir(), folder, sub)
     }
 
     /// The contents of the messages in `<folder>/new`.
