@@ -130,6 +130,24 @@ pub enum Decision {
     },
 }
 
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Proxy(backend) => write!(f, "proxy to {backend}"),
+            Self::Refuse { code, .. } => write!(f, "refuse with {code}"),
+        }
+    }
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::TooLarge => "request too large",
+            Self::Malformed => "malformed request",
+        })
+    }
+}
+
 /// The refusals that do not depend on the backends: another protocol, a login method,
 /// a recipient domain outside `GM_ALLOWED_HOSTS`. `None` means proxy the session.
 pub fn refusal(req: &AuthRequest, cfg: &Config) -> Option<Decision> {

@@ -40,6 +40,34 @@ pub enum Verb {
     Xclient,
 }
 
+impl Verb {
+    /// The verb as written on the wire, in upper case.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Helo => "HELO",
+            Self::Ehlo => "EHLO",
+            Self::Mail => "MAIL",
+            Self::Rcpt => "RCPT",
+            Self::Data => "DATA",
+            Self::Bdat => "BDAT",
+            Self::Rset => "RSET",
+            Self::Noop => "NOOP",
+            Self::Quit => "QUIT",
+            Self::Vrfy => "VRFY",
+            Self::Expn => "EXPN",
+            Self::Help => "HELP",
+            Self::StartTls => "STARTTLS",
+            Self::Xclient => "XCLIENT",
+        }
+    }
+}
+
+impl std::fmt::Display for Verb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One SMTP command (RFC 5321 §4.1.1, RFC 3030, RFC 3207), borrowing from its line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

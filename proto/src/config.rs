@@ -35,6 +35,15 @@ pub enum Storage {
     Discard,
 }
 
+impl std::fmt::Display for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Maildir => "maildir",
+            Self::Discard => "discard",
+        })
+    }
+}
+
 /// The whole configuration, with the original's key for each field.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -65,6 +74,10 @@ pub struct Config {
     pub primary_mail_host: Option<String>,
     /// `GM_MAX_CLIENTS`: concurrent sessions; one more gets `421 4.3.2`.
     pub max_clients: usize,
+    /// `GM_MAX_CLIENTS_PER_IP`: concurrent sessions from one client (an IPv4 address or
+    /// an IPv6 /64, after XCLIENT or a PROXY header); one more gets `421 4.7.0`. 0: no
+    /// limit.
+    pub max_clients_per_ip: u32,
     /// `GSMTP_MAILDIR`: the Maildir root.
     pub maildir: PathBuf,
     /// `GSMTP_STORAGE`: `maildir` or `discard`.
@@ -90,7 +103,8 @@ pub struct Config {
     /// `NGINX_AUTH_BACKENDS`: the SMTP instances nginx is sent to, in turn; empty means
     /// this instance's listen address.
     pub nginx_auth_backends: Vec<SocketAddr>,
-    /// `GSMTP_XCLIENT_HOSTS`: proxies trusted to send XCLIENT and PROXY headers.
+    /// `GSMTP_XCLIENT_HOSTS`: proxies trusted to send XCLIENT and PROXY headers; none by
+    /// default.
     pub trusted_proxies: Vec<IpNet>,
     /// `GSMTP_PROXY_PROTOCOL`: expect a HAProxy PROXY header (v1 or v2) on every connection.
     pub proxy_protocol: bool,
@@ -119,6 +133,7 @@ impl Default for Config {
             allowed_hosts: AllowedHosts::Any,
             primary_mail_host: None,
             max_clients: 500,
+            max_clients_per_ip: 50,
             maildir: PathBuf::from("./maildir"),
             storage: Storage::Maildir,
             fsync: true,
@@ -131,10 +146,7 @@ impl Default for Config {
             nginx_auth_enabled: false,
             nginx_auth: SocketAddr::from(([127, 0, 0, 1], 8025)),
             nginx_auth_backends: Vec::new(),
-            trusted_proxies: vec![
-                IpNet::host(IpAddr::from([127, 0, 0, 1])),
-                IpNet::host(IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
-            ],
+            trusted_proxies: Vec::new(),
             proxy_protocol: false,
             group: None,
             user: None,
@@ -241,6 +253,7 @@ impl Config {
                     v.opt(|v| v.host_name().map(|h| h.to_ascii_lowercase()))?;
             }
             "GM_MAX_CLIENTS" => self.max_clients = v.number(1, 1 << 20)? as usize,
+            "GM_MAX_CLIENTS_PER_IP" => self.max_clients_per_ip = v.number(0, 1 << 20)? as u32,
             "GSMTP_MAILDIR" => self.maildir = PathBuf::from(v.non_empty()?),
             "GSMTP_STORAGE" => {
                 self.storage = match v.string()?.to_ascii_lowercase().as_str() {

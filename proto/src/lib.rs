@@ -28,6 +28,7 @@
 //! loop {
 //!     conn.poll_transmit(&mut out);
 //!     match conn.poll_action() {
+//!         Action::Check(_) => conn.handle_check(now, Ok(())), // room, and the mailbox is fine
 //!         Action::Begin(envelope) => assert_eq!(envelope.recipients.len(), 1),
 //!         Action::Store(bytes) => body.extend_from_slice(bytes),
 //!         Action::Commit => conn.handle_delivery(now, Ok(())), // the file is on disk
@@ -71,6 +72,8 @@ pub mod io;
 
 pub use command::{Command, Verb};
 pub use config::Config;
-pub use conn::{Accept, Action, CloseReason, Connection, DeliveryError, Envelope, Event, Stats};
+pub use conn::{
+    Accept, Action, Check, CloseReason, Connection, DeliveryError, Envelope, Event, Stats,
+};
 pub use syntax::{ParseError, parse_command};
 pub use timer::Timer;

@@ -11,25 +11,33 @@
 //!
 //! A recipient address becomes two path components through two steps:
 //!
-//! 1. **Canonical address.** The local part loses its quoting (`"bob"@x` is `bob@x`),
-//!    and both parts are lower-cased (Unicode lower case). With `GM_PRIMARY_MAIL_HOST`
-//!    set, the domain is replaced by it, as the original did. `<Postmaster>` without a
-//!    domain becomes `postmaster@<primary host or GSMTP_HOST_NAME>`.
+//! 1. **Folding.** The local part loses its quoting (`"bob"@x` is `bob@x`) and its ASCII
+//!    letters are lower-cased; every other character is kept exactly as received, so no
+//!    non-ASCII local part can ever fold into an ASCII one (`\u{212A}elvin`, with a
+//!    KELVIN SIGN, is not `kelvin`). The domain is folded by the IDNA rules (UTS #46) to
+//!    its ASCII form: `EXÄMPLE.de` and `exämple.de` are both `xn--exmple-cua.de`, as DNS
+//!    would have them; an address literal, or a domain IDNA rejects, has its ASCII letters
+//!    lower-cased. With `GM_PRIMARY_MAIL_HOST` set, the domain is replaced by it, as the
+//!    original did. `<Postmaster>` without a domain is `postmaster@<GSMTP_HOST_NAME>`.
 //! 2. **Escaping**, octet by octet over the UTF-8 text: `a`-`z`, `0`-`9`, `-`, `_`, `+`,
 //!    `=` and `.` stay as they are, except a `.` in first position; every other octet is
 //!    written `%XX` in upper-case hex. An empty part is written `%`.
 //!
 //! The escaped form never holds `/` or NUL, never starts with `.` (so it is never `.` or
 //! `..`), and is never empty: no address can name a path outside the Maildir root.
-//! Escaping is injective (`%` is itself escaped), so two canonical addresses never share
-//! a folder. A part longer than 255 octets once escaped is refused at RCPT.
+//! Escaping is injective (`%` is itself escaped), so two addresses share a folder only
+//! when they are equal after folding. A part longer than 255 octets once escaped is
+//! refused at RCPT.
+//!
+//! The headers keep the address as the client gave it: `Delivered-To` (with the domain
+//! replaced when `GM_PRIMARY_MAIL_HOST` is set) and the Received header's `for` clause.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
-use crate::syntax::{ForwardPath, quote_local_part};
+use crate::syntax::ForwardPath;
 
 /// The longest file name component on common file systems.
 pub const MAX_COMPONENT: usize = 255;
@@ -49,11 +57,15 @@ impl fmt::Display for MailboxPath {
     }
 }
 
-/// An accepted recipient: its canonical address and its folder.
+/// An accepted recipient: its address as received, and its folder.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Recipient {
-    /// The canonical address (`local@domain`, quoted where needed), as in `Delivered-To`.
+    /// The address as the client gave it (`local@domain`, its quoting kept), for the
+    /// Received header's `for` clause and the logs.
     pub address: String,
+    /// The address for `Delivered-To`: [`Recipient::address`], with its domain replaced
+    /// by `GM_PRIMARY_MAIL_HOST` when that is set.
+    pub delivered_to: String,
     /// The folder its mail goes to.
     pub path: MailboxPath,
 }
@@ -65,25 +77,51 @@ pub enum MapError {
     TooLong,
 }
 
-/// Maps a recipient to its canonical address and folder (see the module docs).
+/// Maps a recipient to its folder (see the module docs).
 pub fn recipient(to: &ForwardPath<'_>, cfg: &Config) -> Result<Recipient, MapError> {
-    let (local, domain): (Cow<'_, str>, String) = match to {
-        ForwardPath::Postmaster => (Cow::Borrowed("postmaster"), cfg.host_name.to_lowercase()),
-        ForwardPath::Mailbox(m) => (m.local_part_unquoted(), m.domain.to_lowercase()),
+    let (local, domain, address) = match to {
+        ForwardPath::Postmaster => {
+            let address = format!("postmaster@{}", cfg.host_name);
+            (Cow::Borrowed("postmaster"), cfg.host_name.as_str(), address)
+        }
+        ForwardPath::Mailbox(m) => (m.local_part_unquoted(), &*m.domain, m.to_string()),
     };
-    let local = local.to_lowercase();
-    let domain = cfg.primary_mail_host.clone().unwrap_or(domain);
+    let delivered_to = match (&cfg.primary_mail_host, to) {
+        (Some(host), ForwardPath::Mailbox(m)) => format!("{}@{host}", m.local_part),
+        _ => address.clone(),
+    };
+    let folded = cfg
+        .primary_mail_host
+        .clone()
+        .unwrap_or_else(|| fold_domain(domain));
     let path = MailboxPath {
-        domain: escape(&domain),
-        mailbox: escape(&local),
+        domain: escape(&folded),
+        mailbox: escape(&fold_local_part(&local)),
     };
     if path.domain.len() > MAX_COMPONENT || path.mailbox.len() > MAX_COMPONENT {
         return Err(MapError::TooLong);
     }
     Ok(Recipient {
-        address: format!("{}@{domain}", quote_local_part(&local)),
+        address,
+        delivered_to,
         path,
     })
+}
+
+/// Folds an unquoted local part: ASCII letters lower-cased, everything else kept.
+pub fn fold_local_part(local: &str) -> String {
+    local.to_ascii_lowercase()
+}
+
+/// Folds a domain to the form it is compared and stored in: its IDNA ASCII form
+/// (UTS #46: case folded, normalised, A-labels), or for an address literal or a name
+/// IDNA rejects, the name with its ASCII letters lower-cased. A final dot is dropped.
+pub fn fold_domain(domain: &str) -> String {
+    let domain = domain.strip_suffix('.').unwrap_or(domain);
+    if domain.starts_with('[') {
+        return domain.to_ascii_lowercase();
+    }
+    idna::domain_to_ascii(domain).unwrap_or_else(|_| domain.to_ascii_lowercase())
 }
 
 /// Escapes one path component (step 2 of the module docs).
@@ -158,10 +196,10 @@ mod tests {
     fn mapping_table() {
         let cfg = Config::default();
         let table = [
-            ("<Bob@Example.COM>", "bob@example.com", "example.com/bob"),
+            ("<Bob@Example.COM>", "Bob@Example.COM", "example.com/bob"),
             (
                 "<\"bob\"@example.com>",
-                "bob@example.com",
+                "\"bob\"@example.com",
                 "example.com/bob",
             ),
             (
@@ -169,30 +207,41 @@ mod tests {
                 "\"../../etc\"@x.y",
                 "x.y/%2E.%2F..%2Fetc",
             ),
-            ("<\"a/b\"@x.y>", "a/b@x.y", "x.y/a%2Fb"),
+            ("<\"a/b\"@x.y>", "\"a/b\"@x.y", "x.y/a%2Fb"),
             ("<\"a b\"@x.y>", "\"a b\"@x.y", "x.y/a%20b"),
             ("<\".hidden\"@x.y>", "\".hidden\"@x.y", "x.y/%2Ehidden"),
             ("<\"\"@x.y>", "\"\"@x.y", "x.y/%"),
             ("<%41@x.y>", "%41@x.y", "x.y/%2541"),
             ("<u@[192.0.2.1]>", "u@[192.0.2.1]", "%5B192.0.2.1%5D/u"),
             (
+                "<u@[IPv6:2001:DB8::1]>",
+                "u@[IPv6:2001:DB8::1]",
+                "%5Bipv6%3A2001%3Adb8%3A%3A1%5D/u",
+            ),
+            (
                 "<Postmaster>",
                 "postmaster@localhost",
                 "localhost/postmaster",
             ),
             (
-                "<josé@exämple.de>",
-                "josé@exämple.de",
-                "ex%C3%A4mple.de/jos%C3%A9",
+                "<José@EXÄMPLE.de>",
+                "José@EXÄMPLE.de",
+                "xn--exmple-cua.de/jos%C3%A9",
+            ),
+            (
+                "<\u{212A}elvin@example.com>",
+                "\u{212A}elvin@example.com",
+                "example.com/%E2%84%AAelvin",
             ),
         ];
-        for (addr, canonical, path) in table {
+        for (addr, received, path) in table {
             let r = map(addr, &cfg).unwrap();
             assert_eq!(
                 (r.address.as_str(), r.path.to_string().as_str()),
-                (canonical, path),
+                (received, path),
                 "{addr}"
             );
+            assert_eq!(r.delivered_to, r.address);
         }
     }
 
@@ -202,8 +251,9 @@ mod tests {
             primary_mail_host: Some("mail.example.com".into()),
             ..Config::default()
         };
-        let r = map("<u@other.example>", &cfg).unwrap();
-        assert_eq!(r.address, "u@mail.example.com");
+        let r = map("<U@other.example>", &cfg).unwrap();
+        assert_eq!(r.address, "U@other.example");
+        assert_eq!(r.delivered_to, "U@mail.example.com");
         assert_eq!(r.path.to_string(), "mail.example.com/u");
     }
 

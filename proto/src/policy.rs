@@ -1,9 +1,11 @@
 //! Who may send what: the recipient domains accepted (`GM_ALLOWED_HOSTS`) and the proxy
 //! addresses trusted with XCLIENT and PROXY headers.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::str::FromStr;
+
+use crate::maildir::fold_domain;
 
 /// The recipient domains this server accepts mail for. It never relays: a recipient in
 /// any other domain is refused at RCPT with `550 5.7.1`.
@@ -12,11 +14,13 @@ pub enum AllowedHosts {
     /// Every domain (`*`, or an empty list).
     Any,
     /// Listed domains: `example.com` matches itself, `*.example.com` its subdomains,
-    /// `[192.0.2.1]` that address literal. Matching ignores ASCII case and a final dot.
+    /// `[192.0.2.1]` that address literal. Names are compared folded as the mailbox
+    /// mapping folds them ([`crate::maildir::fold_domain`]: IDNA, so case, a final dot,
+    /// and a Unicode name against its `xn--` form do not matter).
     List {
-        /// Exact names, lower-cased.
+        /// Exact names, folded.
         exact: HashSet<String>,
-        /// Suffixes from `*.x` entries, stored as `.x`, lower-cased.
+        /// Suffixes from `*.x` entries, stored as `.x`, folded.
         suffixes: Vec<String>,
     },
 }
@@ -26,19 +30,14 @@ impl AllowedHosts {
     pub fn parse(list: &str) -> Self {
         let mut exact = HashSet::new();
         let mut suffixes = Vec::new();
-        for item in list
-            .split(',')
-            .map(|s| s.trim().trim_end_matches('.'))
-            .filter(|s| !s.is_empty())
-        {
-            let item = item.to_lowercase();
+        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             if item == "*" {
                 return Self::Any;
             }
             match item.strip_prefix("*.") {
-                Some(suffix) => suffixes.push(format!(".{suffix}")),
+                Some(suffix) => suffixes.push(format!(".{}", fold_domain(suffix))),
                 None => {
-                    exact.insert(item);
+                    exact.insert(fold_domain(item));
                 }
             }
         }
@@ -53,7 +52,7 @@ impl AllowedHosts {
         match self {
             Self::Any => true,
             Self::List { exact, suffixes } => {
-                let d = domain.trim_end_matches('.').to_lowercase();
+                let d = fold_domain(domain);
                 exact.contains(&d) || suffixes.iter().any(|s| d.ends_with(s.as_str()))
             }
         }
@@ -92,6 +91,73 @@ impl IpNet {
             }
             _ => false,
         }
+    }
+}
+
+/// What the per-client connection limit (`GM_MAX_CLIENTS_PER_IP`) counts: an IPv4
+/// address, or an IPv6 /64 (one site's or one host's usual share, so that a client
+/// cannot dodge the limit by rotating addresses inside its prefix).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClientKey(IpAddr);
+
+impl ClientKey {
+    /// The key `ip` counts under. IPv4-mapped IPv6 addresses count as IPv4.
+    pub fn of(ip: IpAddr) -> Self {
+        match canonical(ip) {
+            IpAddr::V6(v6) => {
+                let net = u128::from(v6) & !u128::from(u64::MAX);
+                Self(IpAddr::V6(net.into()))
+            }
+            v4 => Self(v4),
+        }
+    }
+}
+
+impl std::fmt::Display for ClientKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            IpAddr::V6(net) => write!(f, "{net}/64"),
+            v4 => write!(f, "{v4}"),
+        }
+    }
+}
+
+/// Sessions open per [`ClientKey`], against a limit. Pure bookkeeping: the server keeps
+/// one behind a lock, adds a session when it starts (or when XCLIENT or a PROXY header
+/// names its real client) and removes it when it ends.
+#[derive(Debug, Default)]
+pub struct ClientCounts {
+    open: HashMap<ClientKey, u32>,
+}
+
+impl ClientCounts {
+    /// Counts one more session for `key` unless it has `limit` already; returns whether
+    /// it was counted. A limit of 0 means no limit.
+    pub fn try_add(&mut self, key: ClientKey, limit: u32) -> bool {
+        let n = self.open.entry(key).or_insert(0);
+        if limit != 0 && *n >= limit {
+            if *n == 0 {
+                self.open.remove(&key);
+            }
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// Counts one session less for `key`.
+    pub fn remove(&mut self, key: ClientKey) {
+        if let Some(n) = self.open.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                self.open.remove(&key);
+            }
+        }
+    }
+
+    /// Sessions counted for `key`.
+    pub fn get(&self, key: ClientKey) -> u32 {
+        self.open.get(&key).copied().unwrap_or(0)
     }
 }
 
@@ -141,8 +207,45 @@ mod tests {
         for (domain, ok) in table {
             assert_eq!(list.allows(domain), ok, "{domain}");
         }
+        let list = AllowedHosts::parse("exämple.de,*.XN--FSQU00A.xn--4rr70v");
+        let table = [
+            ("EXÄMPLE.de", true),
+            ("xn--exmple-cua.de", true),
+            ("example.de", false),
+            ("a.例子.广告", true),
+            ("例子.广告", false),
+        ];
+        for (domain, ok) in table {
+            assert_eq!(list.allows(domain), ok, "{domain}");
+        }
         assert_eq!(AllowedHosts::parse("*"), AllowedHosts::Any);
         assert_eq!(AllowedHosts::parse(" , "), AllowedHosts::Any);
+    }
+
+    #[test]
+    fn client_keys_and_counts() {
+        let key = |s: &str| ClientKey::of(s.parse().unwrap());
+        assert_eq!(key("2001:db8:1:2::5"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::5"), key("2001:db8:1:3::5"));
+        assert_eq!(key("::ffff:192.0.2.1"), key("192.0.2.1"));
+        assert_ne!(key("192.0.2.1"), key("192.0.2.2"));
+        assert_eq!(key("2001:db8:1:2::5").to_string(), "2001:db8:1:2::/64");
+        let mut counts = ClientCounts::default();
+        let a = key("192.0.2.1");
+        assert!(counts.try_add(a, 2) && counts.try_add(a, 2));
+        assert!(!counts.try_add(a, 2));
+        assert!(counts.try_add(key("192.0.2.2"), 2));
+        counts.remove(a);
+        assert!(counts.try_add(a, 2));
+        assert_eq!(counts.get(a), 2);
+        assert!(!counts.try_add(key("192.0.2.3"), 0) || counts.get(key("192.0.2.3")) == 1);
+        counts.remove(a);
+        counts.remove(a);
+        assert_eq!(counts.get(a), 0);
+        assert!(
+            counts.open.len() <= 2,
+            "no entry is kept for a client with none open"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use std::fmt::{self, Display, Write as _};
 
+use crate::conn::DeliveryError;
 use crate::syntax::{ParseError, Verb};
 
 /// A fixed reply: a three-digit code, an enhanced status code and a text.
@@ -132,6 +133,16 @@ catalogue! {
     STORE_FAILED = 451 "4.3.0" "Error: queue file write error";
     /// The store refused the message for good (the original's text).
     STORE_REFUSED = 554 "5.3.0" "Error: transaction failed, blame it on the weather";
+    /// A check at MAIL or RCPT failed for a reason that may pass.
+    CHECK_FAILED = 451 "4.3.0" "Error: local error in processing, try again later";
+    /// The file system is full or a quota is reached (RFC 3463, Postfix's text).
+    NO_SPACE = 452 "4.3.1" "Insufficient system storage";
+    /// A recipient whose mailbox cannot take mail now.
+    MAILBOX_UNAVAILABLE = 450 "4.2.0" "Error: mailbox unavailable";
+    /// A recipient the destination refused for good.
+    RCPT_REFUSED = 550 "5.1.1" "Error: mailbox unavailable";
+    /// A line that starts like an HTTP request: the session is closed at once.
+    NON_SMTP = 221 "2.7.0" "Error: this is an SMTP server, not an HTTP one; goodbye";
     /// XCLIENT from a client that is not a trusted proxy.
     XCLIENT_DENIED = 550 "5.7.0" "Error: insufficient authorization";
     /// An XCLIENT attribute with a value that does not parse.
@@ -154,6 +165,30 @@ pub fn for_parse_error(e: ParseError) -> Reply {
         ParseError::BadRecipient => BAD_RECIPIENT,
         ParseError::UnsupportedParameter => UNSUPPORTED_PARAMETER,
         ParseError::Syntax(verb) => Reply::new(501, "5.5.4", usage(verb)),
+    }
+}
+
+/// Where a [`DeliveryError`] happened, which decides its reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// The check of MAIL.
+    Mail,
+    /// The check of a RCPT.
+    Rcpt,
+    /// The store at the end of the message.
+    Data,
+}
+
+/// The reply for a failed check or store. The one place that maps [`DeliveryError`] to
+/// replies: only a deliberate refusal ([`DeliveryError::Permanent`]) is a `5xx`.
+pub fn for_delivery_error(e: DeliveryError, stage: Stage) -> Reply {
+    match (e, stage) {
+        (DeliveryError::InsufficientStorage, _) => NO_SPACE,
+        (DeliveryError::MailboxUnavailable, Stage::Rcpt | Stage::Data) => MAILBOX_UNAVAILABLE,
+        (DeliveryError::Permanent, Stage::Rcpt) => RCPT_REFUSED,
+        (DeliveryError::Permanent, _) => STORE_REFUSED,
+        (_, Stage::Data) => STORE_FAILED,
+        (_, Stage::Mail | Stage::Rcpt) => CHECK_FAILED,
     }
 }
 
@@ -197,6 +232,17 @@ pub fn write_busy(out: &mut Vec<u8>, host: &str) {
     );
 }
 
+/// `421 4.7.0 <host> Error: too many connections from your address`, sent to a client
+/// over `GM_MAX_CLIENTS_PER_IP`.
+pub fn write_client_limit(out: &mut Vec<u8>, host: &str) {
+    write_line(
+        out,
+        421,
+        "4.7.0",
+        format_args!("{host} Error: too many connections from your address, try again later"),
+    );
+}
+
 /// `421 4.3.2 <host> Service shutting down`, sent to sessions still open at shutdown.
 pub fn write_shutdown(out: &mut Vec<u8>, host: &str) {
     write_line(
@@ -230,6 +276,31 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "250 2.1.0 Ok\r\n421 4.4.2 mx.example Error: timeout exceeded\r\n250-a\r\n250-b\r\n250 c\r\n"
+        );
+    }
+
+    #[test]
+    fn delivery_errors_are_4xx_unless_permanent() {
+        use DeliveryError::*;
+        for stage in [Stage::Mail, Stage::Rcpt, Stage::Data] {
+            for e in [
+                Transient,
+                InsufficientStorage,
+                MailboxUnavailable,
+                Permanent,
+            ] {
+                let r = for_delivery_error(e, stage);
+                assert_eq!(r.code >= 500, e == Permanent, "{e:?} at {stage:?}: {r}");
+                assert!(r.code >= 400, "{e:?} at {stage:?}: {r}");
+            }
+        }
+        assert_eq!(
+            for_delivery_error(InsufficientStorage, Stage::Mail).to_string(),
+            "452 4.3.1 Insufficient system storage"
+        );
+        assert_eq!(
+            for_delivery_error(MailboxUnavailable, Stage::Rcpt).to_string(),
+            "450 4.2.0 Error: mailbox unavailable"
         );
     }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::Config;
-use crate::conn::{Accept, Action, CloseReason, Connection, DeliveryError, Envelope};
+use crate::conn::{Accept, Action, Check, CloseReason, Connection, DeliveryError, Envelope};
 use crate::trace::TlsInfo;
 
 /// A message the simulated store committed.
@@ -39,6 +39,10 @@ pub struct Sim {
     pub closed: Option<CloseReason>,
     /// What the next commits report; `Ok` by default.
     pub delivery: Result<(), DeliveryError>,
+    /// How checks are answered; every one passes by default.
+    pub check: fn(&Check<'_>) -> Result<(), DeliveryError>,
+    /// How many checks were asked.
+    pub checks: usize,
     /// How many TLS handshakes were simulated.
     pub handshakes: usize,
     /// The most bytes the connection held buffered after a pump, for bounds checks.
@@ -76,6 +80,8 @@ impl Sim {
             spool: None,
             closed: None,
             delivery: Ok(()),
+            check: |_| Ok(()),
+            checks: 0,
             handshakes: 0,
             max_buffered: 0,
         };
@@ -146,7 +152,12 @@ impl Sim {
                     self.spool.take().expect("Abort without Begin");
                     self.aborted += 1;
                 }
-                Action::AwaitDelivery => unreachable!("commits complete at once here"),
+                Action::Check(check) => {
+                    let result = (self.check)(&check);
+                    self.checks += 1;
+                    self.conn.handle_check(self.now, result);
+                }
+                Action::AwaitDelivery => unreachable!("commits and checks complete at once here"),
                 Action::Close(reason) => {
                     self.conn.poll_transmit(&mut self.out);
                     self.closed = Some(reason);

@@ -49,8 +49,32 @@ impl Protocol {
 pub struct TlsInfo {
     /// For example `TLSv1.3`.
     pub version: String,
-    /// For example `TLS13_AES_256_GCM_SHA384`.
+    /// As OpenSSL names it, for example `TLS_AES_256_GCM_SHA384` or
+    /// `ECDHE-RSA-AES256-GCM-SHA384` ([`openssl_cipher_name`]).
     pub cipher: String,
+}
+
+/// The name OpenSSL (and so Postfix, in its Received headers and logs) gives a cipher
+/// suite, from the name rustls gives it: `TLS13_AES_256_GCM_SHA384` is
+/// `TLS_AES_256_GCM_SHA384`, `TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256` is
+/// `ECDHE-RSA-AES128-GCM-SHA256`. A name it does not know is returned as it is.
+pub fn openssl_cipher_name(rustls_name: &str) -> String {
+    if let Some(rest) = rustls_name.strip_prefix("TLS13_") {
+        return format!("TLS_{rest}");
+    }
+    let Some(rest) = rustls_name.strip_prefix("TLS_ECDHE_") else {
+        return rustls_name.to_string();
+    };
+    let Some((auth, cipher)) = rest.split_once("_WITH_") else {
+        return rustls_name.to_string();
+    };
+    let cipher = match cipher {
+        "AES_128_GCM_SHA256" => "AES128-GCM-SHA256",
+        "AES_256_GCM_SHA384" => "AES256-GCM-SHA384",
+        "CHACHA20_POLY1305_SHA256" => "CHACHA20-POLY1305",
+        _ => return rustls_name.to_string(),
+    };
+    format!("ECDHE-{auth}-{cipher}")
 }
 
 /// Everything a Received header says.
@@ -187,6 +211,33 @@ mod tests {
         ];
         for (secs, text) in table {
             assert_eq!(rfc5322_date(UNIX_EPOCH + Duration::from_secs(secs)), text);
+        }
+    }
+
+    #[test]
+    fn cipher_names_as_openssl_writes_them() {
+        let table = [
+            ("TLS13_AES_256_GCM_SHA384", "TLS_AES_256_GCM_SHA384"),
+            (
+                "TLS13_CHACHA20_POLY1305_SHA256",
+                "TLS_CHACHA20_POLY1305_SHA256",
+            ),
+            (
+                "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+                "ECDHE-RSA-AES128-GCM-SHA256",
+            ),
+            (
+                "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+                "ECDHE-ECDSA-AES256-GCM-SHA384",
+            ),
+            (
+                "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+                "ECDHE-RSA-CHACHA20-POLY1305",
+            ),
+            ("Unknown(0x1234)", "Unknown(0x1234)"),
+        ];
+        for (rustls, openssl) in table {
+            assert_eq!(openssl_cipher_name(rustls), openssl);
         }
     }
 

@@ -2,7 +2,7 @@
 //! with their limits; and what happens to a message when its body ends.
 
 use super::body::{BodyDecoder, BodyError, Step};
-use super::{Connection, Event, Mode};
+use super::{Connection, Mode};
 use crate::reply::{self, Reply};
 
 /// The body being received.
@@ -48,7 +48,7 @@ impl Connection {
         let bare_lf = lf == 0 || data[lf - 1] != b'\r';
         let range = self.rx.take(lf + 1);
         if lf + 1 > max {
-            self.reply_error(reply::LINE_TOO_LONG);
+            self.reject(reply::LINE_TOO_LONG);
             return true;
         }
         let line = range.start..range.end - if bare_lf { 1 } else { 2 };
@@ -62,7 +62,7 @@ impl Connection {
             Some(lf) => {
                 self.rx.consume(lf + 1);
                 self.mode = Mode::Command;
-                self.reply_error(reply::LINE_TOO_LONG);
+                self.reject(reply::LINE_TOO_LONG);
                 true
             }
             None => {
@@ -161,10 +161,9 @@ impl Connection {
             .as_ref()
             .and_then(|m| m.refusal(self.cfg.max_size));
         if let Some(r) = refused {
-            self.reset_transaction();
             self.mode = Mode::Command;
-            self.events.push_back(Event::Refused(r));
-            self.reply_error(r);
+            self.reject(r); // before the reset, so that the event names the transaction
+            self.reset_transaction();
             return BodyOut::Continue;
         }
         self.mode = Mode::Delivering;
@@ -178,7 +177,7 @@ impl Connection {
         };
         self.mode = Mode::Command;
         if let Some(r) = refused {
-            self.reply_error(*r);
+            self.reject(*r);
             return BodyOut::Continue;
         }
         let Some(msg) = &self.message else {

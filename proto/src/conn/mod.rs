@@ -13,6 +13,12 @@
 //!    [`handle_received`](Connection::handle_received), [`handle_eof`](Connection::handle_eof),
 //!    [`handle_timeout`](Connection::handle_timeout).
 //!
+//! Before it answers MAIL, RCPT or an XCLIENT that names a new client, the connection may
+//! ask the driver a question only the destination or the server can answer (is there room
+//! for a message this size, can this recipient's mailbox take mail, may this client open
+//! another session): [`Action::Check`], answered with
+//! [`handle_check`](Connection::handle_check). Commands pipelined behind it wait.
+//!
 //! A message arrives as [`Action::Begin`], any number of [`Action::Store`], then either
 //! [`Action::Commit`] (make it durable, then call
 //! [`handle_delivery`](Connection::handle_delivery)) or [`Action::Abort`] (throw it away).
@@ -45,7 +51,7 @@ use self::recv::RecvBuf;
 use crate::config::{BareNewline, Config};
 use crate::maildir::{QueueId, Recipient};
 use crate::reply::{self, Reply};
-use crate::syntax::{MailParams, ReversePath};
+use crate::syntax::{MailParams, ReversePath, Verb};
 use crate::timer::{Timer, TimerTable};
 use crate::trace::{Protocol, TlsInfo, Trace};
 
@@ -88,10 +94,41 @@ pub enum Action<'a> {
     Commit,
     /// Throw the open spool away: the message was refused or the client went away.
     Abort,
-    /// Nothing to do until [`Connection::handle_delivery`] is called.
+    /// Answer this question with [`Connection::handle_check`]; the command that asked it
+    /// is answered then.
+    Check(Check<'a>),
+    /// Nothing to do until [`Connection::handle_delivery`] or
+    /// [`Connection::handle_check`] is called.
     AwaitDelivery,
     /// Send what [`Connection::poll_transmit`] gives, then close the stream.
     Close(CloseReason),
+}
+
+/// A question the connection asks the driver before it answers a command. Returned in
+/// [`Action::Check`]; answer with [`Connection::handle_check`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Check<'a> {
+    /// MAIL: can the destination take a message from this sender? `params.size` is the
+    /// size the client declared (RFC 1870), if it did: a store without room for it
+    /// answers [`DeliveryError::InsufficientStorage`].
+    Sender {
+        /// The sender.
+        from: &'a ReversePath<'static>,
+        /// The MAIL parameters.
+        params: &'a MailParams,
+    },
+    /// RCPT: can this recipient's mailbox take mail now? Its domain is already known to
+    /// be one the server accepts mail for.
+    Recipient {
+        /// The transaction's sender.
+        from: &'a ReversePath<'static>,
+        /// The recipient, with its folder.
+        recipient: &'a Recipient,
+    },
+    /// XCLIENT named a new client address: may it open one more session? Any error means
+    /// it has too many, and the session ends with `421 4.7.0`.
+    Client(IpAddr),
 }
 
 /// Why a connection ended.
@@ -108,18 +145,53 @@ pub enum CloseReason {
     TooManyErrors,
     /// The server was full when it connected (`421 4.3.2`).
     Busy,
+    /// Its address (an IPv4 address or an IPv6 /64) had `GM_MAX_CLIENTS_PER_IP` sessions
+    /// open already (`421 4.7.0`).
+    ClientLimit,
     /// The server is shutting down (`421 4.3.2`).
     Shutdown,
-    /// The client broke the framing in a way that cannot be recovered from.
+    /// The client broke the framing in a way that cannot be recovered from, or spoke
+    /// another protocol (HTTP).
     Protocol,
 }
 
-/// The outcome of a failed store, reported through [`Connection::handle_delivery`].
+impl CloseReason {
+    /// A short name for logs: `quit`, `eof`, `timeout`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Quit => "quit",
+            Self::Eof => "eof",
+            Self::Timeout => "timeout",
+            Self::TooManyErrors => "too-many-errors",
+            Self::Busy => "busy",
+            Self::ClientLimit => "client-limit",
+            Self::Shutdown => "shutdown",
+            Self::Protocol => "protocol",
+        }
+    }
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a store or a check failed, reported through [`Connection::handle_delivery`] or
+/// [`Connection::handle_check`]. Only [`DeliveryError::Permanent`], a deliberate refusal,
+/// gives a `5xx`; every fault is a `4xx`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DeliveryError {
-    /// It may work later: `451 4.3.0`.
+    /// A fault that may pass (an I/O error, a timeout): `451 4.3.0`.
     Transient,
-    /// It will not work: `554 5.3.0`.
+    /// No room: the file system is full or a quota is reached (`ENOSPC`, `EDQUOT`):
+    /// `452 4.3.1 Insufficient system storage` (RFC 3463).
+    InsufficientStorage,
+    /// This recipient's mailbox cannot take mail now (its folder is not writable):
+    /// `450 4.2.0`.
+    MailboxUnavailable,
+    /// The destination refused for good: `554 5.3.0` (`550 5.1.1` at RCPT).
     Permanent,
 }
 
@@ -127,7 +199,8 @@ pub enum DeliveryError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
-    /// A command line as received (only with `GSMTP_VERBOSE`).
+    /// A command line as received (only with `GSMTP_VERBOSE`), with control characters
+    /// and non-UTF-8 octets escaped (`\r`, `\x1b`), so it is safe to log.
     Command(String),
     /// A message was stored and acknowledged.
     Queued {
@@ -137,11 +210,22 @@ pub enum Event {
         size: u64,
         /// Its sender, as `<a@b>` or `<>`.
         from: String,
-        /// Its recipients' canonical addresses.
+        /// Its recipients, as the client gave them.
         recipients: Vec<String>,
     },
-    /// A message body was received and refused with this reply.
-    Refused(Reply),
+    /// A command, or a message at its end, was answered with a `4xx` or `5xx` reply.
+    Refused {
+        /// The reply sent.
+        reply: Reply,
+        /// The command refused; `None` when the line did not parse.
+        verb: Option<Verb>,
+        /// The transaction's queue id, if a transaction was open.
+        id: Option<QueueId>,
+        /// The transaction's sender, as `<a@b>` or `<>`, if one was given.
+        from: Option<String>,
+        /// The recipient refused, for RCPT.
+        to: Option<String>,
+    },
 }
 
 /// Counters over the life of a connection.
@@ -155,6 +239,8 @@ pub struct Stats {
     pub commands: u64,
     /// Messages stored and acknowledged.
     pub messages: u64,
+    /// Commands and messages answered with a `4xx` or `5xx` reply.
+    pub refusals: u64,
 }
 
 /// A message's envelope, handed to the driver with [`Action::Begin`].
@@ -221,6 +307,9 @@ enum Mode {
     },
     /// Waiting for [`Connection::handle_delivery`].
     Delivering,
+    /// Waiting for [`Connection::handle_check`]; `issued` once [`Action::Check`] was
+    /// returned.
+    Checking { issued: bool },
     /// Waiting for [`Connection::handle_tls_established`].
     Handshake,
     /// Finished.
@@ -243,6 +332,10 @@ pub struct Connection {
     tls: Option<Box<TlsInfo>>,
     helo: Option<(String, bool)>,
     txn: Option<Box<session::Transaction>>,
+    /// What a command waiting for [`Connection::handle_check`] will do once answered.
+    pending: Option<Box<session::Pending>>,
+    /// The verb of the command being run, for [`Event::Refused`].
+    verb: Option<Verb>,
     envelope: Option<Box<Envelope>>,
     message: Option<Box<Message>>,
     messages_started: u32,
@@ -265,11 +358,17 @@ impl Connection {
         c
     }
 
-    /// A session refused because the server is full: queues `421 4.3.2`, then closes.
-    pub fn refuse(cfg: Arc<Config>, now: Instant, accept: Accept) -> Self {
+    /// A session refused at once, `why` being [`CloseReason::Busy`] (the server is full:
+    /// `421 4.3.2`) or [`CloseReason::ClientLimit`] (this client has too many sessions:
+    /// `421 4.7.0`). Queues the reply, then closes.
+    pub fn refuse(cfg: Arc<Config>, now: Instant, accept: Accept, why: CloseReason) -> Self {
         let mut c = Self::blank(cfg, now, accept);
-        reply::write_busy(&mut c.tx, &c.cfg.host_name);
-        c.mode = Mode::Closed(CloseReason::Busy);
+        match why {
+            CloseReason::ClientLimit => reply::write_client_limit(&mut c.tx, &c.cfg.host_name),
+            _ => reply::write_busy(&mut c.tx, &c.cfg.host_name),
+        }
+        c.stats.refusals += 1;
+        c.mode = Mode::Closed(why);
         c
     }
 
@@ -287,6 +386,8 @@ impl Connection {
             client_name: None,
             helo: None,
             txn: None,
+            pending: None,
+            verb: None,
             envelope: None,
             message: None,
             messages_started: 0,
@@ -329,6 +430,26 @@ impl Connection {
         self.client_ip
     }
 
+    /// The client's name, if a proxy told us one (XCLIENT `NAME`).
+    pub fn client_name(&self) -> Option<&str> {
+        self.client_name.as_deref()
+    }
+
+    /// The HELO or EHLO name the client gave, if any.
+    pub fn helo(&self) -> Option<&str> {
+        self.helo.as_ref().map(|(name, _)| name.as_str())
+    }
+
+    /// The TLS parameters, when the session runs over TLS.
+    pub fn tls(&self) -> Option<&TlsInfo> {
+        self.tls.as_deref()
+    }
+
+    /// The connection number given at accept (shown in the greeting as `#<id>`).
+    pub fn id(&self) -> u64 {
+        self.origin.0
+    }
+
     /// How many received bytes are buffered and not yet consumed.
     pub fn buffered_len(&self) -> usize {
         self.rx.len()
@@ -337,7 +458,7 @@ impl Connection {
     /// The next deadline, if any: when it passes, call [`Connection::handle_timeout`].
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.mode {
-            Mode::Delivering | Mode::Closed(_) => None,
+            Mode::Delivering | Mode::Checking { .. } | Mode::Closed(_) => None,
             _ => self.timers.next(),
         }
     }
@@ -383,8 +504,10 @@ impl Connection {
 
     /// A deadline may have passed. Calling it early is a no-op.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if matches!(self.mode, Mode::Delivering | Mode::Closed(_))
-            || self.timers.expired(now).is_none()
+        if matches!(
+            self.mode,
+            Mode::Delivering | Mode::Checking { .. } | Mode::Closed(_)
+        ) || self.timers.expired(now).is_none()
         {
             return;
         }
@@ -398,7 +521,10 @@ impl Connection {
     /// The server is shutting down: a session not in the middle of storing a message
     /// gets `421 4.3.2` and is closed; a message being received is aborted.
     pub fn handle_shutdown(&mut self, _now: Instant) {
-        if matches!(self.mode, Mode::Delivering | Mode::Closed(_)) {
+        if matches!(
+            self.mode,
+            Mode::Delivering | Mode::Checking { .. } | Mode::Closed(_)
+        ) {
             return;
         }
         if self.mode != Mode::Handshake {
@@ -427,6 +553,8 @@ impl Connection {
         }
         let size = self.message.take().map_or(0, |m| m.size);
         let envelope = self.envelope.take().map(|e| *e);
+        self.mode = Mode::Command;
+        self.timers.set(Timer::Idle, now + self.cfg.timeout);
         match (result, envelope) {
             (Ok(()), Some(env)) => {
                 reply::write_line(
@@ -445,12 +573,25 @@ impl Connection {
                     recipients,
                 });
             }
-            (Err(DeliveryError::Permanent), _) => self.reply(reply::STORE_REFUSED),
-            _ => self.reply(reply::STORE_FAILED),
+            (result, _) => {
+                let e = result.err().unwrap_or(DeliveryError::Transient);
+                self.reject(reply::for_delivery_error(e, reply::Stage::Data));
+            }
         }
         self.txn = None;
+    }
+
+    /// The answer to the question [`Action::Check`] asked. Queues the reply to the command
+    /// that asked it; the commands pipelined behind it run next.
+    pub fn handle_check(&mut self, now: Instant, result: Result<(), DeliveryError>) {
+        if !matches!(self.mode, Mode::Checking { .. }) {
+            return;
+        }
         self.mode = Mode::Command;
         self.timers.set(Timer::Idle, now + self.cfg.timeout);
+        if let Some(pending) = self.pending.take() {
+            self.checked(*pending, result);
+        }
     }
 
     // (D) outputs
@@ -487,6 +628,11 @@ impl Connection {
                 self.pending_abort = false;
                 return Action::Abort;
             }
+            if self.mode == (Mode::Checking { issued: false }) && self.pending.is_some() {
+                self.mode = Mode::Checking { issued: true };
+                #[allow(clippy::unnecessary_unwrap)]
+                return Action::Check(self.pending_check().expect("checked just above"));
+            }
             match self.mode {
                 Mode::Closed(reason) => {
                     self.rx.clear();
@@ -494,7 +640,7 @@ impl Connection {
                     return Action::Close(reason);
                 }
                 Mode::Handshake => return Action::StartTls,
-                Mode::Delivering => return Action::AwaitDelivery,
+                Mode::Delivering | Mode::Checking { .. } => return Action::AwaitDelivery,
                 Mode::Command => {
                     if !self.next_command() {
                         self.rx.release();
@@ -523,9 +669,28 @@ impl Connection {
         r.encode(&mut self.tx);
     }
 
-    /// Queues an error reply and counts it; too many errors end the session.
-    fn reply_error(&mut self, r: Reply) {
+    /// Queues a `4xx` or `5xx` reply to the command being run, reports it as an
+    /// [`Event::Refused`] and counts it; too many `5xx` end the session.
+    fn reject(&mut self, r: Reply) {
+        self.reject_recipient(r, None);
+    }
+
+    /// [`Connection::reject`] for a RCPT, naming the recipient refused.
+    fn reject_recipient(&mut self, r: Reply, to: Option<String>) {
         self.reply(r);
+        self.stats.refusals += 1;
+        let (id, from) = match (&self.txn, &self.envelope) {
+            (Some(t), _) => (Some(t.id), Some(t.from.to_string())),
+            (None, Some(e)) => (Some(e.id), Some(e.from.to_string())),
+            (None, None) => (None, None),
+        };
+        self.events.push_back(Event::Refused {
+            reply: r,
+            verb: self.verb,
+            id,
+            from,
+            to,
+        });
         if r.code >= 500 && r.code != 552 {
             self.errors += 1;
             if self.errors >= self.cfg.max_errors && !self.is_closed() {

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::ops::Range;
 
-use super::{Connection, Envelope, Event, Message, Mode};
+use super::{Check, Connection, DeliveryError, Envelope, Event, Message, Mode};
 use crate::command::Command;
 use crate::conn::CloseReason;
 use crate::conn::body::BodyDecoder;
@@ -18,11 +18,28 @@ use crate::trace::Protocol;
 /// A mail transaction: from MAIL to the end of the message (or RSET).
 #[derive(Debug)]
 pub(super) struct Transaction {
-    from: ReversePath<'static>,
+    /// The queue id, given at MAIL so that every log line of the transaction carries it.
+    pub(super) id: QueueId,
+    pub(super) from: ReversePath<'static>,
     params: MailParams,
     rcpts: Vec<Recipient>,
     /// BDAT chunks have started: RCPT and DATA are out of sequence now.
     bdat: bool,
+}
+
+/// A command waiting for the answer to its [`Check`].
+#[derive(Debug)]
+pub(super) enum Pending {
+    /// MAIL: the transaction it opens.
+    Mail(Box<Transaction>),
+    /// RCPT: the recipient it adds.
+    Rcpt(Recipient),
+    /// XCLIENT: the client identity it sets, and the HELO name (with whether it was EHLO).
+    Client {
+        ip: IpAddr,
+        name: Option<String>,
+        helo: Option<(String, bool)>,
+    },
 }
 
 /// `503` for RCPT or XCLIENT while a message is being transferred.
@@ -48,17 +65,30 @@ impl Connection {
         let bytes = rx.abs(line);
         if self.cfg.verbose {
             self.events
-                .push_back(Event::Command(String::from_utf8_lossy(bytes).into_owned()));
+                .push_back(Event::Command(crate::syntax::escape_for_log(bytes)));
         }
-        if bare_lf && self.bare_newline_rejected() {
-            self.reply_error(reply::BARE_LF);
+        self.verb = None;
+        if crate::syntax::is_http_request(bytes) {
+            // A browser or proxy tricked into talking to us (a cross-protocol attack):
+            // close at once, as Postfix does, before reading anything more.
+            self.reject(reply::NON_SMTP);
+            self.reset_transaction();
+            self.mode = Mode::Closed(CloseReason::Protocol);
+        } else if bare_lf && self.bare_newline_rejected() {
+            self.reject(reply::BARE_LF);
         } else if bytes.contains(&b'\r') && self.bare_newline_rejected() {
-            self.reply_error(reply::BARE_CR);
+            self.reject(reply::BARE_CR);
         } else {
             match parse_command(bytes) {
-                Ok(cmd) => self.execute(cmd),
+                Ok(cmd) => {
+                    self.verb = Some(cmd.verb());
+                    self.execute(cmd);
+                }
                 Err(e) => {
-                    self.reply_error(reply::for_parse_error(e));
+                    if let ParseError::Syntax(verb) = e {
+                        self.verb = Some(verb);
+                    }
+                    self.reject(reply::for_parse_error(e));
                     if e == ParseError::Syntax(Verb::Bdat) && !self.is_closed() {
                         // The chunk that follows has no known end, and its octets must
                         // never be read as commands: the session cannot go on.
@@ -103,7 +133,7 @@ impl Connection {
                 self.mode = Mode::Closed(CloseReason::Quit);
             }
             Command::Vrfy(_) => self.reply(reply::VRFY),
-            Command::Expn(_) => self.reply_error(reply::EXPN),
+            Command::Expn(_) => self.reject(reply::EXPN),
             Command::Help(_) => self.reply(reply::HELP),
             Command::StartTls => self.starttls(),
             Command::Xclient(attrs) => self.xclient(&attrs),
@@ -131,39 +161,45 @@ impl Connection {
         reply::write_multiline(&mut self.tx, 250, lines);
     }
 
-    /// `MAIL FROM:` (RFC 5321 §4.1.1.2), with SIZE checked against the limit (RFC 1870).
+    /// `MAIL FROM:` (RFC 5321 §4.1.1.2), with SIZE checked against the limit (RFC 1870),
+    /// then against the destination ([`Check::Sender`]).
     fn mail(&mut self, from: ReversePath<'_>, params: MailParams) {
         if self.helo.is_none() {
-            return self.reply_error(reply::NEED_HELO);
+            return self.reject(reply::NEED_HELO);
         }
         if self.txn.is_some() {
-            return self.reply_error(reply::NESTED_MAIL);
+            return self.reject(reply::NESTED_MAIL);
         }
         if params.size.is_some_and(|s| s > self.cfg.max_size) {
-            return self.reply_error(reply::TOO_BIG);
+            return self.reject(reply::TOO_BIG);
         }
         if matches!(&from, ReversePath::Mailbox(m) if m.is_utf8()) && !params.smtputf8 {
-            return self.reply_error(reply::NEED_SMTPUTF8);
+            return self.reject(reply::NEED_SMTPUTF8);
         }
-        self.txn = Some(Box::new(Transaction {
+        let (conn_id, _, wall) = self.origin;
+        let id = QueueId::new(wall, conn_id, self.messages_started);
+        self.messages_started += 1;
+        self.ask(Pending::Mail(Box::new(Transaction {
+            id,
             from: from.into_owned(),
             params,
             rcpts: Vec::new(),
             bdat: false,
-        }));
-        self.reply(reply::MAIL_OK);
+        })));
     }
 
-    /// `RCPT TO:` (RFC 5321 §4.1.1.3): the domain must be one we accept mail for.
+    /// `RCPT TO:` (RFC 5321 §4.1.1.3): the domain must be one we accept mail for, then
+    /// the destination checks the mailbox ([`Check::Recipient`]).
     fn rcpt(&mut self, to: ForwardPath<'_>) {
         let Some(txn) = &self.txn else {
-            return self.reply_error(reply::NEED_MAIL);
+            return self.reject(reply::NEED_MAIL);
         };
         if txn.bdat {
-            return self.reply_error(IN_TRANSACTION);
+            return self.reject(IN_TRANSACTION);
         }
+        let named = || Some(to.to_string());
         if txn.rcpts.len() >= self.cfg.max_recipients {
-            return self.reply(reply::TOO_MANY_RCPTS);
+            return self.reject_recipient(reply::TOO_MANY_RCPTS, named());
         }
         // RFC 5321 §4.5.1: postmaster at the server's own name is always accepted, and
         // is the same mailbox as `<Postmaster>`.
@@ -178,33 +214,94 @@ impl Connection {
         };
         if let ForwardPath::Mailbox(m) = &to {
             if m.is_utf8() && !txn.params.smtputf8 {
-                return self.reply_error(reply::NEED_SMTPUTF8);
+                return self.reject_recipient(reply::NEED_SMTPUTF8, Some(to.to_string()));
             }
             if !self.cfg.allowed_hosts.allows(&m.domain) {
-                return self.reply_error(reply::RELAY_DENIED);
+                return self.reject_recipient(reply::RELAY_DENIED, Some(to.to_string()));
             }
         }
         match maildir::recipient(&to, &self.cfg) {
-            Ok(r) => {
+            Ok(r) => self.ask(Pending::Rcpt(r)),
+            Err(maildir::MapError::TooLong) => {
+                self.reject_recipient(reply::MAILBOX_TOO_LONG, Some(to.to_string()));
+            }
+        }
+    }
+
+    /// Waits for the answer to `pending`'s question before answering its command.
+    fn ask(&mut self, pending: Pending) {
+        self.pending = Some(Box::new(pending));
+        self.mode = Mode::Checking { issued: false };
+    }
+
+    /// The question the waiting command asks.
+    pub(super) fn pending_check(&self) -> Option<Check<'_>> {
+        Some(match self.pending.as_deref()? {
+            Pending::Mail(txn) => Check::Sender {
+                from: &txn.from,
+                params: &txn.params,
+            },
+            Pending::Rcpt(recipient) => Check::Recipient {
+                from: &self.txn.as_ref()?.from,
+                recipient,
+            },
+            Pending::Client { ip, .. } => Check::Client(*ip),
+        })
+    }
+
+    /// Finishes the command that waited for its check.
+    pub(super) fn checked(&mut self, pending: Pending, result: Result<(), DeliveryError>) {
+        match (pending, result) {
+            (Pending::Mail(txn), Ok(())) => {
+                self.txn = Some(txn);
+                self.reply(reply::MAIL_OK);
+            }
+            (Pending::Mail(txn), Err(e)) => {
+                // The event names the sender refused: set the transaction aside for it.
+                self.txn = Some(txn);
+                self.reject(reply::for_delivery_error(e, reply::Stage::Mail));
+                self.txn = None;
+            }
+            (Pending::Rcpt(r), Ok(())) => {
                 if let Some(txn) = self.txn.as_mut() {
                     txn.rcpts.push(r);
                 }
                 self.reply(reply::RCPT_OK);
             }
-            Err(maildir::MapError::TooLong) => self.reply_error(reply::MAILBOX_TOO_LONG),
+            (Pending::Rcpt(r), Err(e)) => {
+                let reply = reply::for_delivery_error(e, reply::Stage::Rcpt);
+                self.reject_recipient(reply, Some(format!("<{}>", r.address)));
+            }
+            (Pending::Client { ip, name, helo }, Ok(())) => {
+                // Trust follows the address: the client behind a proxy cannot send
+                // XCLIENT again through it to claim yet another identity.
+                self.trusted = self.cfg.is_trusted_proxy(ip);
+                self.client_ip = ip;
+                self.client_name = name;
+                // The session starts over as the client: with its HELO name if the proxy
+                // gave one (so MAIL may follow at once), else waiting for HELO/EHLO.
+                self.helo = helo;
+                self.write_greeting();
+            }
+            (Pending::Client { .. }, Err(_)) => {
+                self.stats.refusals += 1;
+                reply::write_client_limit(&mut self.tx, &self.cfg.host_name);
+                self.reset_transaction();
+                self.mode = Mode::Closed(CloseReason::ClientLimit);
+            }
         }
     }
 
     /// `DATA` (RFC 5321 §4.1.1.4).
     fn data(&mut self) {
         let Some(txn) = &self.txn else {
-            return self.reply_error(reply::NEED_MAIL);
+            return self.reject(reply::NEED_MAIL);
         };
         if txn.bdat {
-            return self.reply_error(reply::DATA_AFTER_BDAT);
+            return self.reject(reply::DATA_AFTER_BDAT);
         }
         if txn.rcpts.is_empty() {
-            return self.reply_error(reply::NEED_RCPT);
+            return self.reject(reply::NEED_RCPT);
         }
         self.reply(reply::START_DATA);
         self.start_message(true);
@@ -246,9 +343,7 @@ impl Connection {
         let Some(txn) = self.txn.as_mut() else {
             return;
         };
-        let (conn_id, _, wall) = self.origin;
-        let id = QueueId::new(wall, conn_id, self.messages_started);
-        self.messages_started += 1;
+        let id = txn.id;
         let (helo, esmtp) = self.helo.clone().unwrap_or_default();
         let protocol = match (esmtp, self.tls.is_some(), txn.params.smtputf8) {
             (false, false, _) => Protocol::Smtp,
@@ -285,10 +380,10 @@ impl Connection {
     /// `STARTTLS` (RFC 3207).
     fn starttls(&mut self) {
         if self.tls.is_some() {
-            return self.reply_error(reply::TLS_ACTIVE);
+            return self.reject(reply::TLS_ACTIVE);
         }
         if !self.cfg.tls_enabled() {
-            return self.reply_error(reply::NO_TLS);
+            return self.reject(reply::NO_TLS);
         }
         self.reset_transaction();
         self.reply(reply::READY_TLS);
@@ -299,16 +394,16 @@ impl Connection {
     /// over with the new client identity and a fresh greeting.
     fn xclient(&mut self, attrs: &[(&str, &str)]) {
         if !self.trusted {
-            return self.reply_error(reply::XCLIENT_DENIED);
+            return self.reject(reply::XCLIENT_DENIED);
         }
         if self.txn.is_some() {
-            return self.reply_error(IN_TRANSACTION);
+            return self.reject(IN_TRANSACTION);
         }
         let (mut ip, mut name) = (self.client_ip, self.client_name.clone());
         let (mut helo, mut esmtp) = (None, true);
         for (attr, value) in attrs {
             let Some(value) = decode_xtext(value) else {
-                return self.reply_error(reply::XCLIENT_BAD);
+                return self.reject(reply::XCLIENT_BAD);
             };
             let unavailable = value.eq_ignore_ascii_case("[UNAVAILABLE]")
                 || value.eq_ignore_ascii_case("[TEMPUNAVAIL]");
@@ -321,31 +416,32 @@ impl Connection {
                         .map_or(&*value, |_| &value[5..]);
                     match text.parse::<IpAddr>() {
                         Ok(a) => ip = crate::policy::canonical(a),
-                        Err(_) => return self.reply_error(reply::XCLIENT_BAD),
+                        Err(_) => return self.reject(reply::XCLIENT_BAD),
                     }
                 }
                 "NAME" if unavailable => name = None,
                 "NAME" => match crate::syntax::domain(&value) {
                     Ok(("", _)) => name = Some(value),
-                    _ => return self.reply_error(reply::XCLIENT_BAD),
+                    _ => return self.reject(reply::XCLIENT_BAD),
                 },
                 "HELO" if unavailable => helo = None,
                 "HELO" => match crate::syntax::helo_name(&value) {
                     Ok(("", h)) => helo = Some(h.to_string()),
-                    _ => return self.reply_error(reply::XCLIENT_BAD),
+                    _ => return self.reject(reply::XCLIENT_BAD),
                 },
                 "PROTO" if value.eq_ignore_ascii_case("SMTP") => esmtp = false,
                 "PROTO" if value.eq_ignore_ascii_case("ESMTP") => esmtp = true,
-                "PROTO" => return self.reply_error(reply::XCLIENT_BAD),
+                "PROTO" => return self.reject(reply::XCLIENT_BAD),
                 "PORT" | "LOGIN" | "DESTADDR" | "DESTPORT" => {}
-                _ => return self.reply_error(XCLIENT_NAME),
+                _ => return self.reject(XCLIENT_NAME),
             }
         }
-        self.client_ip = ip;
-        self.client_name = name;
-        // The session starts over as the client: with its HELO name if the proxy gave one
-        // (so MAIL may follow at once), else waiting for HELO/EHLO.
-        self.helo = helo.map(|h| (h, esmtp));
-        self.write_greeting();
+        let helo = helo.map(|h| (h, esmtp));
+        if ip == self.client_ip {
+            self.checked(Pending::Client { ip, name, helo }, Ok(()));
+        } else {
+            // A new address counts against its own per-client limit.
+            self.ask(Pending::Client { ip, name, helo });
+        }
     }
 }

@@ -105,7 +105,7 @@ fn full_session() {
         .iter()
         .map(|r| r.address.as_str())
         .collect();
-    assert_eq!(rcpts, ["user@example.com", "postmaster@localhost"]);
+    assert_eq!(rcpts, ["User@Example.com", "postmaster@localhost"]);
 }
 
 #[test]
@@ -486,7 +486,19 @@ fn xclient_needs_trust() {
         wall: std::time::SystemTime::UNIX_EPOCH,
         tls: None,
     };
-    let mut sim = Sim::with_accept(Config::default(), accept);
+    let trusting = || Config {
+        trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
+        ..Config::default()
+    };
+    let mut sim = Sim::with_accept(Config::default(), accept.clone());
+    sim.send(b"EHLO proxy\r\nXCLIENT ADDR=10.0.0.1\r\n");
+    let out = sim.take_output();
+    assert!(
+        !out.contains("XCLIENT"),
+        "nothing is trusted by default: {out}"
+    );
+    assert!(out.ends_with("550 5.7.0 Error: insufficient authorization\r\n"));
+    let mut sim = Sim::with_accept(trusting(), accept.clone());
     sim.take_output();
     sim.send(b"EHLO proxy\r\nXCLIENT ADDR=IPV6:2001:db8::1 NAME=client.example\r\nEHLO real\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\n");
     let out = sim.take_output();
@@ -499,18 +511,49 @@ fn xclient_needs_trust() {
         out.contains("250-localhost Hello real [2001:db8::1]"),
         "{out}"
     );
+    assert!(
+        !out.contains(
+            "250-XCLIENT ADDR NAME HELO PROTO PORT LOGIN DESTADDR DESTPORT\r\n250 HELP\r\n250 2.1.0"
+        ),
+        "the client is not offered XCLIENT: {out}"
+    );
+    assert_eq!(
+        sim.checks, 3,
+        "the new client, the sender and the recipient"
+    );
     let env = &sim.stored[0].envelope;
     assert_eq!(
         env.client_ip,
         "2001:db8::1".parse::<std::net::IpAddr>().unwrap()
     );
     assert_eq!(env.client_name.as_deref(), Some("client.example"));
+    // The client behind the proxy cannot claim yet another identity.
+    sim.send(b"XCLIENT ADDR=10.9.9.9\r\n");
+    assert_eq!(
+        sim.take_output(),
+        "550 5.7.0 Error: insufficient authorization\r\n"
+    );
+    let mut sim = Sim::with_accept(trusting(), accept.clone());
     sim.send(b"XCLIENT HELO=proxied.example PROTO=SMTP\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\n");
-    let env = &sim.stored[1].envelope;
+    let env = &sim.stored[0].envelope;
     assert_eq!(
         (env.helo.as_str(), env.protocol),
         ("proxied.example", crate::trace::Protocol::Smtp)
     );
+    // A new address over its per-client limit ends the session.
+    let mut sim = Sim::with_accept(trusting(), accept.clone());
+    sim.check = |c| match c {
+        crate::conn::Check::Client(_) => Err(crate::DeliveryError::Transient),
+        _ => Ok(()),
+    };
+    sim.take_output();
+    sim.send(b"XCLIENT ADDR=192.0.2.9\r\nNOOP\r\n");
+    assert_eq!(
+        sim.take_output(),
+        "421 4.7.0 localhost Error: too many connections from your address, try again later\r\n"
+    );
+    assert_eq!(sim.closed, Some(CloseReason::ClientLimit));
+    let mut sim = Sim::with_accept(trusting(), accept);
     sim.take_output();
     sim.send(b"XCLIENT ADDR=nonsense\r\nXCLIENT\r\n");
     assert_eq!(

@@ -141,11 +141,21 @@ async fn exchange<R: Runtime>(
                 Some(refused) => refused,
                 None => auth_http::decide(&req, cfg, pool.pick(rt).await),
             };
-            tracing::info!(%peer, client = ?req.client_ip, to = ?req.to, ?decision, "auth_http");
+            let to = req
+                .to
+                .as_deref()
+                .map(|t| crate::syntax::escape_for_log(t.as_bytes()));
+            tracing::info!(
+                proxy = %peer,
+                client = req.client_ip.map(tracing::field::display),
+                to = to.map(tracing::field::display),
+                %decision,
+                "auth_http"
+            );
             auth_http::response(&decision)
         }
         Err(e) => {
-            tracing::info!(%peer, error = ?e, "auth_http: bad request");
+            tracing::info!(proxy = %peer, error = %e, "auth_http: bad request");
             auth_http::bad_request().to_vec()
         }
     };

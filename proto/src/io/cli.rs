@@ -131,11 +131,11 @@ pub fn main<R: Runtime>(rt: R, name: &'static str) -> ExitCode {
     let c = server.config();
     tracing::info!(
         smtp = %server.local_addr(),
-        tls = ?server.tls_local_addr(),
-        auth_http = ?server.auth_local_addr(),
+        implicit_tls = server.tls_local_addr().map(tracing::field::display),
+        auth_http = server.auth_local_addr().map(tracing::field::display),
         host = %c.host_name,
+        storage = %c.storage,
         maildir = %c.maildir.display(),
-        storage = ?c.storage,
         starttls = c.tls_enabled(),
         "{name} {} started", env!("CARGO_PKG_VERSION")
     );

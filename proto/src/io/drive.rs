@@ -5,15 +5,15 @@
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_lite::future;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::runtime::{Runtime, Transport};
-use super::server::Shared;
+use super::server::{ClientSlot, Shared};
 use super::store::Spool;
-use crate::conn::{Action, CloseReason, Connection, Event};
+use crate::conn::{Action, Check, CloseReason, Connection, DeliveryError, Event};
 
 /// How a run of the pump ended.
 #[derive(Debug)]
@@ -152,9 +152,10 @@ pub(crate) async fn drive<R: Runtime, T: Transport>(
     shared: &Shared<R>,
     conn: &mut Connection,
     io: &mut T,
+    slot: &mut ClientSlot<R>,
 ) -> io::Result<Outcome> {
     let mut spool = None;
-    let result = pump(shared, conn, io, &mut spool).await;
+    let result = pump(shared, conn, io, &mut spool, slot).await;
     if spool.is_some() {
         Box::pin(shared.store.abort(&shared.rt, spool)).await;
     }
@@ -166,6 +167,7 @@ async fn pump<R: Runtime, T: Transport>(
     conn: &mut Connection,
     io: &mut T,
     spool: &mut Option<Spool>,
+    slot: &mut ClientSlot<R>,
 ) -> io::Result<Outcome> {
     let rt = &shared.rt;
     let mut deadline = Deadline::new();
@@ -203,11 +205,21 @@ async fn pump<R: Runtime, T: Transport>(
                     Box::pin(shared.store.flush(rt, s)).await;
                 }
             }
+            Action::Check(check) => {
+                let result = match check {
+                    Check::Client(ip) if !slot.move_to(ip) => Err(DeliveryError::Transient),
+                    Check::Client(_) => Ok(()),
+                    other => shared.store.check(&other),
+                };
+                conn.handle_check(Instant::now(), result);
+            }
             Action::Commit => {
+                let started = Instant::now();
                 let result = Box::pin(shared.store.commit(rt, spool.take())).await;
-                conn.handle_delivery(Instant::now(), result);
+                let now = Instant::now();
+                conn.handle_delivery(now, result);
                 while let Some(event) = conn.poll_event() {
-                    log_event(conn, &event);
+                    log_event(conn, &event, now - started);
                 }
             }
             Action::Abort => Box::pin(shared.store.abort(rt, spool.take())).await,
@@ -226,7 +238,7 @@ async fn pump<R: Runtime, T: Transport>(
 }
 
 /// How long closing a stream (a TLS close_notify, say) may take.
-const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 impl Signal {
     /// A signal that never fires, shared by all sessions.
@@ -249,15 +261,16 @@ async fn flush<R: Runtime, T: Transport>(
     let mut out = Vec::new();
     let out = &mut out;
     while let Some(event) = conn.poll_event() {
-        log_event(conn, &event);
+        log_event(conn, &event, Duration::ZERO);
     }
     conn.poll_transmit(out);
     if out.is_empty() {
         return Ok(true);
     }
     if shared.cfg.verbose {
-        for line in String::from_utf8_lossy(out).lines() {
-            tracing::info!(target: "transcript", peer = %conn.client_ip(), "S: {line}");
+        for line in out.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let line = crate::syntax::escape_for_log(line.strip_suffix(b"\r").unwrap_or(line));
+            tracing::info!(target: "transcript", conn = conn.id(), client = %conn.client_ip(), "S: {line}");
         }
     }
     // A client that does not read cannot hold a session: the write, too, is bounded by
@@ -289,19 +302,61 @@ async fn flush<R: Runtime, T: Transport>(
     }
 }
 
-fn log_event(conn: &Connection, event: &Event) {
-    let peer = conn.client_ip();
+/// One log line for an event of the connection. `delivery` is how long the store took,
+/// for [`Event::Queued`]. Field names mean one thing each: `conn` is the connection
+/// number, `queue_id` the message's id.
+fn log_event(conn: &Connection, event: &Event, delivery: Duration) {
+    use tracing::field::display as shown;
+    let client = conn.client_ip();
     match event {
-        Event::Command(line) => tracing::info!(target: "transcript", %peer, "C: {line}"),
+        Event::Command(line) => {
+            tracing::info!(target: "transcript", conn = conn.id(), %client, "C: {line}");
+        }
         Event::Queued {
             id,
             size,
             from,
             recipients,
         } => {
-            let to = recipients.join(",");
-            tracing::info!(%peer, %id, size, %from, %to, tls = conn.is_tls(), "message queued");
+            let to = recipients
+                .iter()
+                .map(|r| format!("<{r}>"))
+                .collect::<Vec<_>>()
+                .join(",");
+            tracing::info!(
+                conn = conn.id(),
+                queue_id = %id,
+                %client,
+                client_name = %conn.client_name().unwrap_or("unknown"),
+                helo = %conn.helo().unwrap_or("-"),
+                %from,
+                %to,
+                nrcpt = recipients.len(),
+                size,
+                tls = %conn.tls().map_or("no", |t| t.version.as_str()),
+                delivery_ms = %format_args!("{:.1}", delivery.as_secs_f64() * 1000.0),
+                "message queued"
+            );
         }
-        Event::Refused(reply) => tracing::info!(%peer, %reply, "message refused"),
+        Event::Refused {
+            reply,
+            verb,
+            id,
+            from,
+            to,
+        } => {
+            tracing::info!(
+                conn = conn.id(),
+                queue_id = id.as_ref().map(shown),
+                %client,
+                command = %verb.map_or("-", |v| v.as_str()),
+                code = reply.code,
+                status = %reply.status,
+                reason = ?reply.text,
+                from = from.as_deref().map(shown),
+                to = to.as_deref().map(shown),
+                "refused"
+            );
+        }
     }
 }

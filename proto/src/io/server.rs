@@ -1,9 +1,9 @@
 //! Starting and stopping a server: listeners, the max-clients gate, privilege drop, and
 //! graceful shutdown. Generic over the [`Runtime`], so both frontends share all of it.
 
-use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_lite::future;
@@ -13,7 +13,8 @@ use super::drive::{Signal, drive};
 use super::runtime::{Plain, Runtime, accept};
 use super::store::Store;
 use crate::config::{Config, ConfigError};
-use crate::conn::{Accept, Connection};
+use crate::conn::{Accept, CloseReason, Connection};
+use crate::policy::{ClientCounts, ClientKey};
 
 /// What every session of a server shares.
 pub(crate) struct Shared<R: Runtime> {
@@ -27,6 +28,8 @@ pub(crate) struct Shared<R: Runtime> {
     stopping: Signal,
     active: AtomicUsize,
     next_id: AtomicU64,
+    /// Sessions per client, for `GM_MAX_CLIENTS_PER_IP`.
+    clients: Mutex<ClientCounts>,
 }
 
 impl<R: Runtime> Shared<R> {
@@ -57,6 +60,53 @@ impl<R: Runtime> Drop for ActiveGuard<R> {
     fn drop(&mut self) {
         self.0.active.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// A session's place in the per-client count (`GM_MAX_CLIENTS_PER_IP`), given back when
+/// the session ends. It counts nobody until [`ClientSlot::move_to`] names the client.
+pub(crate) struct ClientSlot<R: Runtime> {
+    shared: Arc<Shared<R>>,
+    key: Option<ClientKey>,
+}
+
+impl<R: Runtime> ClientSlot<R> {
+    /// A slot that counts nobody yet.
+    pub(crate) fn new(shared: Arc<Shared<R>>) -> Self {
+        Self { shared, key: None }
+    }
+
+    /// Counts the session for `ip`'s client instead of the one before. Returns false, and
+    /// changes nothing, when that client has its limit of sessions already.
+    pub(crate) fn move_to(&mut self, ip: IpAddr) -> bool {
+        let limit = self.shared.cfg.max_clients_per_ip;
+        let key = ClientKey::of(ip);
+        if limit == 0 || self.key == Some(key) {
+            return true;
+        }
+        let mut counts = lock(&self.shared.clients);
+        if !counts.try_add(key, limit) {
+            tracing::info!(client = %ip, limit, "too many connections from this client");
+            return false;
+        }
+        if let Some(old) = self.key.replace(key) {
+            counts.remove(old);
+        }
+        true
+    }
+}
+
+impl<R: Runtime> Drop for ClientSlot<R> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            lock(&self.shared.clients).remove(key);
+        }
+    }
+}
+
+/// The counts, even if a thread panicked while holding the lock (they stay consistent:
+/// each change is one call).
+fn lock(m: &Mutex<ClientCounts>) -> std::sync::MutexGuard<'_, ClientCounts> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A running server. Dropping it does not stop it; call [`Server::shutdown`].
@@ -193,6 +243,7 @@ pub fn start<R: Runtime>(rt: R, cfg: Config) -> Result<Server<R>, ConfigError> {
         stopping: Signal::new(),
         active: AtomicUsize::new(0),
         next_id: AtomicU64::new(0),
+        clients: Mutex::new(ClientCounts::default()),
     });
     let wrap = |l: TcpListener, key: &str| {
         async_io::Async::new(l).map_err(|e| ConfigError {
@@ -255,7 +306,8 @@ async fn accept_loop<R: Runtime>(
         if n > shared.cfg.max_clients {
             shared.rt.spawn(async move {
                 let _guard = guard;
-                refuse(&_guard.0, tcp, peer).await;
+                let plain = Plain::new(tcp);
+                refuse(&_guard.0, plain, peer, CloseReason::Busy).await;
             });
         } else {
             // No wrapping `async` block: it would hold the session future twice.
@@ -270,11 +322,14 @@ async fn accept_loop<R: Runtime>(
     }
 }
 
-/// Answers a connection over the limit with `421 4.3.2` and closes it.
-async fn refuse<R: Runtime>(
-    shared: &Shared<R>,
-    tcp: async_io::Async<std::net::TcpStream>,
+/// Answers a connection with `421` and closes it: `why` is [`CloseReason::Busy`] over
+/// `GM_MAX_CLIENTS` (`4.3.2`), [`CloseReason::ClientLimit`] over `GM_MAX_CLIENTS_PER_IP`
+/// (`4.7.0`).
+pub(crate) async fn refuse<R: Runtime>(
+    shared: &Arc<Shared<R>>,
+    mut plain: Plain,
     peer: SocketAddr,
+    why: CloseReason,
 ) {
     let accept = Accept {
         peer,
@@ -283,9 +338,10 @@ async fn refuse<R: Runtime>(
         wall: SystemTime::now(),
         tls: None,
     };
-    let mut conn = Connection::refuse(Arc::clone(&shared.cfg), Instant::now(), accept);
-    let _ = drive(shared, &mut conn, &mut Plain::new(tcp)).await;
-    tracing::info!(%peer, "connection refused: too many clients");
+    let mut conn = Connection::refuse(Arc::clone(&shared.cfg), Instant::now(), accept, why);
+    let mut slot = ClientSlot::new(Arc::clone(shared));
+    let _ = drive(shared, &mut conn, &mut plain, &mut slot).await;
+    tracing::info!(client = %peer.ip(), reason = %why, "connection refused");
 }
 
 /// Lifts the soft limit on open files to the hard limit, so `GM_MAX_CLIENTS` is not

@@ -10,7 +10,7 @@ use futures_rustls::server::TlsStream;
 
 use super::drive::{Interrupt, Outcome, bounded, drive};
 use super::runtime::{Plain, Runtime, Transport};
-use super::server::{ActiveGuard, Shared};
+use super::server::{ActiveGuard, ClientSlot, Shared, refuse};
 use crate::conn::{Accept, CloseReason, Connection};
 use crate::trace::TlsInfo;
 
@@ -28,11 +28,17 @@ pub(crate) async fn serve<R: Runtime>(
     let peer = match super::proxy::read_header(&shared, &mut plain, peer).await {
         Ok(p) => p,
         Err(e) => {
-            tracing::info!(%peer, id, error = %e, "connection refused: bad PROXY header");
+            tracing::info!(conn = id, client = %peer.ip(), error = %e, "connection refused: bad PROXY header");
             return;
         }
     };
-    let fallback_ip = peer.ip();
+    // The client counts against GM_MAX_CLIENTS_PER_IP from now on, unless it is a trusted
+    // proxy: then the client it names with XCLIENT does.
+    let mut slot = ClientSlot::new(Arc::clone(&shared));
+    if !shared.cfg.is_trusted_proxy(peer.ip()) && !slot.move_to(peer.ip()) {
+        drop(slot);
+        return refuse(&shared, plain, peer, CloseReason::ClientLimit).await;
+    }
     let accept = Accept {
         peer,
         id,
@@ -41,31 +47,46 @@ pub(crate) async fn serve<R: Runtime>(
         tls: None,
     };
     let (result, conn) = if implicit_tls {
-        Box::pin(serve_implicit_tls(&shared, plain, accept)).await
+        Box::pin(serve_implicit_tls(&shared, plain, accept, &mut slot)).await
     } else {
         let mut conn = Connection::new(Arc::clone(&shared.cfg), Instant::now(), accept);
-        let result = match drive(&shared, &mut conn, &mut plain).await {
-            Ok(Outcome::StartTls) => Box::pin(start_tls(&shared, &mut conn, plain)).await,
+        let result = match drive(&shared, &mut conn, &mut plain, &mut slot).await {
+            Ok(Outcome::StartTls) => {
+                Box::pin(start_tls(&shared, &mut conn, plain, &mut slot)).await
+            }
             other => other,
         };
         (result, Some(conn))
     };
-    let secs = started.elapsed().as_secs_f64();
-    let (tls, messages, bytes) = conn.as_ref().map_or((implicit_tls, 0, 0), |c| {
-        (c.is_tls(), c.stats().messages, c.stats().bytes_in)
-    });
-    let ip = conn
-        .as_ref()
-        .map_or_else(|| fallback_ip, Connection::client_ip);
-    match result {
-        Ok(Outcome::Closed(reason)) => {
-            tracing::info!(peer = %ip, id, tls, messages, bytes, secs, ?reason, "connection closed");
-        }
-        Ok(Outcome::StartTls) => {}
-        Err(e) => {
-            tracing::info!(peer = %ip, id, tls, messages, bytes, secs, error = %e, "connection lost")
-        }
-    }
+    let secs = format!("{:.2}", started.elapsed().as_secs_f64());
+    let Some(conn) = conn else {
+        // The implicit-TLS handshake did not complete.
+        let error = result.err().map(tracing::field::display);
+        tracing::info!(conn = id, client = %peer.ip(), %secs, error, "connection closed before the TLS handshake completed");
+        return;
+    };
+    let stats = conn.stats();
+    let (reason, error) = match &result {
+        Ok(Outcome::Closed(reason)) => (Some(reason.as_str()), None),
+        Ok(Outcome::StartTls) => (None, None),
+        Err(e) => (None, Some(e)),
+    };
+    tracing::info!(
+        conn = id,
+        client = %conn.client_ip(),
+        client_name = %conn.client_name().unwrap_or("unknown"),
+        helo = %conn.helo().unwrap_or("-"),
+        tls = %conn.tls().map_or("no", |t| t.version.as_str()),
+        cipher = conn.tls().map(|t| tracing::field::display(&t.cipher)),
+        messages = stats.messages,
+        refusals = stats.refusals,
+        commands = stats.commands,
+        bytes = stats.bytes_in,
+        %secs,
+        reason = reason.map(tracing::field::display),
+        error = error.map(tracing::field::display),
+        "{}", if error.is_some() { "connection lost" } else { "connection closed" }
+    );
 }
 
 /// The RFC 3207 upgrade: the handshake (bounded by the idle deadline), then the pump
@@ -74,6 +95,7 @@ async fn start_tls<R: Runtime>(
     shared: &Shared<R>,
     conn: &mut Connection,
     plain: Plain,
+    slot: &mut ClientSlot<R>,
 ) -> io::Result<Outcome> {
     let Some(acceptor) = shared.tls.clone() else {
         return Err(io::Error::other("STARTTLS accepted without a certificate"));
@@ -81,7 +103,7 @@ async fn start_tls<R: Runtime>(
     match bounded(conn.poll_timeout(), &shared.force, acceptor.accept(plain)).await? {
         Ok(mut tls) => {
             conn.handle_tls_established(Instant::now(), tls_info(&tls));
-            drive(shared, conn, &mut tls).await
+            drive(shared, conn, &mut tls, slot).await
         }
         Err(Interrupt::Deadline) => Ok(Outcome::Closed(CloseReason::Timeout)),
         Err(Interrupt::Stop) => Ok(Outcome::Closed(CloseReason::Shutdown)),
@@ -93,6 +115,7 @@ async fn serve_implicit_tls<R: Runtime>(
     shared: &Shared<R>,
     plain: Plain,
     mut accept: Accept,
+    slot: &mut ClientSlot<R>,
 ) -> (io::Result<Outcome>, Option<Connection>) {
     let Some(acceptor) = shared.tls.clone() else {
         return (
@@ -103,12 +126,12 @@ async fn serve_implicit_tls<R: Runtime>(
     let deadline = Instant::now() + shared.cfg.timeout;
     let mut tls = match bounded(Some(deadline), &shared.force, acceptor.accept(plain)).await {
         Ok(Ok(tls)) => tls,
-        Ok(Err(_)) => return (Ok(Outcome::Closed(CloseReason::Timeout)), None),
+        Ok(Err(_)) => return (Err(io::ErrorKind::TimedOut.into()), None),
         Err(e) => return (Err(e), None),
     };
     accept.tls = Some(tls_info(&tls));
     let mut conn = Connection::new(Arc::clone(&shared.cfg), Instant::now(), accept);
-    let result = drive(shared, &mut conn, &mut tls).await;
+    let result = drive(shared, &mut conn, &mut tls, slot).await;
     (result, Some(conn))
 }
 
@@ -123,7 +146,7 @@ fn tls_info<S: Transport>(tls: &TlsStream<S>) -> TlsInfo {
     };
     let cipher = server
         .negotiated_cipher_suite()
-        .map(|s| format!("{:?}", s.suite()))
+        .map(|s| crate::trace::openssl_cipher_name(&format!("{:?}", s.suite())))
         .unwrap_or_default();
     TlsInfo { version, cipher }
 }

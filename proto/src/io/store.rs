@@ -20,8 +20,14 @@
 //! cache, so syncing ten files one by one took twice as long as one `syncfs` here. Step 4
 //! does the same for the `new/` directories the batch renamed into. While the committer
 //! syncs one batch, sessions write the next.
-//! Any failure removes the message's files from `tmp/` and `new/` and reports it
-//! (`451 4.3.0`). `GSMTP_FSYNC=N` skips the syncs: faster, and unsafe.
+//! Any failure removes the message's files from `tmp/` and `new/` and reports it: a full
+//! file system or quota (`ENOSPC`, `EDQUOT`) as `452 4.3.1`, anything else as
+//! `451 4.3.0`. `GSMTP_FSYNC=N` skips the syncs: faster, and unsafe.
+//!
+//! Before that, the connection asks ([`Store::check`]): at MAIL, whether a declared
+//! `SIZE=` fits in the file system's free space; at RCPT, whether the recipient's folder
+//! can take mail, making whichever of its `tmp/`, `new/` and `cur/` is missing. A folder
+//! that cannot be written refuses only its recipient (`450 4.2.0`).
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs::{self, DirBuilder, File, OpenOptions};
@@ -32,10 +38,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, SystemTime};
 
+use nix::errno::Errno;
+use nix::unistd::AccessFlags;
+
 use super::runtime::Runtime;
 use crate::config::{Config, Storage};
-use crate::conn::{DeliveryError, Envelope};
-use crate::maildir::{self, MailboxPath};
+use crate::conn::{Check, DeliveryError, Envelope};
+use crate::maildir::{self, MailboxPath, QueueId};
 use crate::trace;
 
 /// Bodies up to this size are spooled in memory; larger ones stream to `tmp/`.
@@ -78,18 +87,22 @@ struct Target {
 /// A message being received. Created by [`Store::begin`].
 #[derive(Debug)]
 pub struct Spool {
+    id: QueueId,
     targets: Vec<Target>,
     /// Bytes not yet written: the first target's prefix, then body bytes.
     buf: Vec<u8>,
     /// The file in the first target's `tmp/`, once the body outgrew memory.
     file: Option<(File, PathBuf)>,
-    failed: bool,
+    /// Set when writing the spool failed: the rest of the body is dropped, and the
+    /// message refused at its end with this.
+    failed: Option<DeliveryError>,
 }
 
 /// A message's synced `tmp/` files on their way to the committer, with the channel for
 /// the outcome.
 #[derive(Debug)]
 struct Job {
+    id: QueueId,
     tmp: Vec<(File, PathBuf)>,
     done: async_channel::Sender<Result<(), DeliveryError>>,
 }
@@ -128,6 +141,19 @@ impl Store {
         self.0.is_none()
     }
 
+    /// Answers the question the connection asks at MAIL or RCPT (see the module docs).
+    /// Quick file-system calls, made on the caller's thread.
+    pub fn check(&self, check: &Check<'_>) -> Result<(), DeliveryError> {
+        let Some(maildir) = &self.0 else {
+            return Ok(());
+        };
+        match check {
+            Check::Sender { params, .. } => params.size.map_or(Ok(()), |n| maildir.dir.room(n)),
+            Check::Recipient { recipient, .. } => maildir.dir.check_folder(&recipient.path),
+            _ => Ok(()),
+        }
+    }
+
     /// Starts a spool for `env`: one target per distinct recipient folder, each with its
     /// own `Delivered-To` and `Received` headers dated now.
     pub fn begin(&self, env: &Envelope) -> Option<Spool> {
@@ -140,7 +166,7 @@ impl Store {
             .filter(|r| seen.insert(r.path.clone()))
             .map(|r| {
                 let mut prefix = Vec::with_capacity(300);
-                trace::write_prefix(&mut prefix, &r.address, &env.trace(&dir.host, r, now));
+                trace::write_prefix(&mut prefix, &r.delivered_to, &env.trace(&dir.host, r, now));
                 Target {
                     path: r.path.clone(),
                     prefix,
@@ -150,17 +176,18 @@ impl Store {
         let mut buf = Vec::with_capacity(8 * 1024);
         buf.extend_from_slice(&targets.first()?.prefix);
         Some(Spool {
+            id: env.id,
             targets,
             buf,
             file: None,
-            failed: false,
+            failed: None,
         })
     }
 
     /// Appends body bytes. Returns true when the spool has outgrown memory and should be
     /// [flushed](Store::flush) to its `tmp/` file.
     pub fn write(&self, spool: &mut Spool, bytes: &[u8]) -> bool {
-        if self.0.is_none() || spool.failed {
+        if self.0.is_none() || spool.failed.is_some() {
             return false;
         }
         spool.buf.extend_from_slice(bytes);
@@ -168,7 +195,8 @@ impl Store {
     }
 
     /// Writes what the spool holds to its file in the first recipient's `tmp/`, creating
-    /// it on first use, on the runtime's thread pool.
+    /// it on first use, on the runtime's thread pool. On failure the file is removed at
+    /// once, and the spool remembers why.
     pub async fn flush<R: Runtime>(&self, rt: &R, spool: &mut Spool) {
         let Some(dir) = &self.0 else { return };
         let buf = std::mem::take(&mut spool.buf);
@@ -181,8 +209,14 @@ impl Store {
                     Some(f) => f,
                     None => dir.create_tmp(&first)?,
                 };
-                f.write_all(&buf)?;
-                Ok(((f, path), buf))
+                match f.write_all(&buf) {
+                    Ok(()) => Ok(((f, path), buf)),
+                    Err(e) => {
+                        drop(f);
+                        let _ = fs::remove_file(&path);
+                        Err(context(e, "cannot write", &path))
+                    }
+                }
             })
             .await;
         match written {
@@ -192,8 +226,8 @@ impl Store {
                 spool.file = Some(file);
             }
             Err(e) => {
-                tracing::error!(error = %e, "cannot write to the Maildir spool");
-                spool.failed = true;
+                tracing::error!(queue_id = %spool.id, error = %e, "cannot spool the message");
+                spool.failed = Some(classify(&e));
                 spool.buf = Vec::new();
             }
         }
@@ -213,10 +247,11 @@ impl Store {
                 Err(DeliveryError::Transient)
             };
         };
-        if spool.failed {
+        if let Some(e) = spool.failed {
             self.abort(rt, Some(spool)).await;
-            return Err(DeliveryError::Transient);
+            return Err(e);
         }
+        let id = spool.id;
         let dir = Arc::clone(&maildir.dir);
         // A small message held in memory is written into the page cache at once, which
         // costs less than handing it to another thread; one that streamed to disk may
@@ -229,12 +264,12 @@ impl Store {
         let tmp = match staged {
             Ok(tmp) => tmp,
             Err(e) => {
-                tracing::error!(error = %e, "cannot store a message in the Maildir");
-                return Err(DeliveryError::Transient);
+                tracing::error!(queue_id = %id, error = %e, "cannot store the message");
+                return Err(classify(&e));
             }
         };
         let (done, outcome) = async_channel::bounded(1);
-        if let Err(mpsc::SendError(job)) = maildir.jobs.send(Job { tmp, done }) {
+        if let Err(mpsc::SendError(job)) = maildir.jobs.send(Job { id, tmp, done }) {
             job.tmp.iter().for_each(|(_, p)| drop(fs::remove_file(p)));
             return Err(DeliveryError::Transient);
         }
@@ -262,6 +297,51 @@ impl Dir {
         self.root.join(&path.domain).join(&path.mailbox)
     }
 
+    /// Whether a message of `size` octets fits in the free space of the Maildir's file
+    /// system (as an unprivileged user may use it). A failed probe does not refuse.
+    fn room(&self, size: u64) -> Result<(), DeliveryError> {
+        match nix::sys::statvfs::fstatvfs(&self.root_fd) {
+            Ok(fs) => {
+                let free = fs.blocks_available().saturating_mul(fs.fragment_size());
+                if size > free {
+                    tracing::warn!(size, free, "declared size exceeds the Maildir's free space");
+                    return Err(DeliveryError::InsufficientStorage);
+                }
+                Ok(())
+            }
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Whether the folder can take mail: its `tmp/` and `new/` writable, its `cur/`
+    /// there. Whichever is missing is made (mode 0700).
+    fn check_folder(&self, path: &MailboxPath) -> Result<(), DeliveryError> {
+        let folder = self.folder(path);
+        let usable = || -> nix::Result<()> {
+            // `<sub>/.` fails with ENOTDIR when something else stands in its place.
+            let write = AccessFlags::W_OK | AccessFlags::X_OK;
+            nix::unistd::access(&folder.join("tmp").join("."), write)?;
+            nix::unistd::access(&folder.join("new").join("."), write)?;
+            nix::unistd::access(&folder.join("cur").join("."), AccessFlags::F_OK)
+        };
+        let result = match usable() {
+            Err(Errno::ENOENT) => make_folder(&folder)
+                .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(Errno::EIO as i32)))
+                .and_then(|()| usable()),
+            other => other,
+        };
+        result.map_err(|e| {
+            tracing::warn!(folder = %folder.display(), error = %e, "mailbox unavailable");
+            match e {
+                Errno::ENOSPC | Errno::EDQUOT => DeliveryError::InsufficientStorage,
+                Errno::EACCES | Errno::EPERM | Errno::EROFS | Errno::ENOTDIR | Errno::ELOOP => {
+                    DeliveryError::MailboxUnavailable
+                }
+                _ => DeliveryError::Transient,
+            }
+        })
+    }
+
     /// A new, uniquely named file in the folder's `tmp/`, making the folder (with its
     /// `tmp`, `new` and `cur`) when it is not there: on first delivery, or after a clean-up
     /// job removed it.
@@ -276,14 +356,11 @@ impl Dir {
                 .create_new(true)
                 .mode(0o600)
                 .open(&tmp)
+                .map_err(|e| context(e, "cannot create", &tmp))
         };
         let file = match open() {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let mut b = DirBuilder::new();
-                b.recursive(true).mode(0o700);
-                for sub in ["tmp", "new", "cur"] {
-                    b.create(folder.join(sub))?;
-                }
+                make_folder(&folder)?;
                 open()?
             }
             other => other?,
@@ -312,18 +389,23 @@ impl Dir {
         };
         let first_path = first.1.clone();
         written.push(first);
-        written[0].0.write_all(&spool.buf)?;
+        written[0]
+            .0
+            .write_all(&spool.buf)
+            .map_err(|e| context(e, "cannot write", &first_path))?;
         for target in &spool.targets[1..] {
             written.push(self.create_tmp(&target.path)?);
-            let f = &mut written.last_mut().expect("pushed just above").0;
-            f.write_all(&target.prefix)?;
-            if streamed {
-                let mut src = File::open(&first_path)?;
-                src.seek(SeekFrom::Start(body_start as u64))?;
-                io::copy(&mut src, f)?; // copy_file_range on Linux
-            } else {
-                f.write_all(&spool.buf[body_start..])?;
-            }
+            let (f, path) = written.last_mut().expect("pushed just above");
+            let copied = f.write_all(&target.prefix).and_then(|()| {
+                if streamed {
+                    let mut src = File::open(&first_path)?;
+                    src.seek(SeekFrom::Start(body_start as u64))?;
+                    io::copy(&mut src, f).map(drop) // copy_file_range on Linux
+                } else {
+                    f.write_all(&spool.buf[body_start..])
+                }
+            });
+            copied.map_err(|e| context(e, "cannot write", path))?;
         }
         Ok(())
     }
@@ -377,13 +459,13 @@ impl Dir {
                 let outcome = match (new, &names) {
                     (Ok(_), Ok(())) => Ok(()),
                     (Ok(new), Err(e)) => {
-                        tracing::error!(error = %e, "cannot sync the Maildir");
+                        tracing::error!(queue_id = %job.id, error = %e, "cannot sync the Maildir");
                         new.iter().for_each(|p| drop(fs::remove_file(p)));
-                        Err(DeliveryError::Transient)
+                        Err(classify(e))
                     }
                     (Err(e), _) => {
-                        tracing::error!(error = %e, "cannot store a message in the Maildir");
-                        Err(DeliveryError::Transient)
+                        tracing::error!(queue_id = %job.id, error = %e, "cannot store the message");
+                        Err(classify(e))
                     }
                 };
                 let _ = job.done.try_send(outcome);
@@ -414,7 +496,7 @@ fn publish(tmp: &[(File, PathBuf)]) -> io::Result<Vec<PathBuf>> {
             .zip(t.file_name())
             .map(|(f, n)| f.join("new").join(n));
         let result = match target {
-            Some(target) => fs::rename(t, &target).map(|()| target),
+            Some(target) => rename_into_new(t, target),
             None => Err(io::Error::other("a tmp path without a folder")),
         };
         match result {
@@ -427,6 +509,50 @@ fn publish(tmp: &[(File, PathBuf)]) -> io::Result<Vec<PathBuf>> {
         }
     }
     Ok(new)
+}
+
+/// Renames `tmp` to `target` in its folder's `new/`, making `new/` again if it was
+/// removed since the recipient was checked.
+fn rename_into_new(tmp: &Path, target: PathBuf) -> io::Result<PathBuf> {
+    match fs::rename(tmp, &target) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound && tmp.exists() => {
+            if let Some(new) = target.parent() {
+                DirBuilder::new().recursive(true).mode(0o700).create(new)?;
+            }
+            fs::rename(tmp, &target)
+        }
+        other => other,
+    }
+    .map(|()| target)
+    .map_err(|e| context(e, "cannot rename", tmp))
+}
+
+/// Makes a mailbox folder with whichever of its `tmp`, `new` and `cur` is missing.
+fn make_folder(folder: &Path) -> io::Result<()> {
+    let mut b = DirBuilder::new();
+    b.recursive(true).mode(0o700);
+    for sub in ["tmp", "new", "cur"] {
+        let dir = folder.join(sub);
+        b.create(&dir)
+            .map_err(|e| context(e, "cannot create", &dir))?;
+    }
+    Ok(())
+}
+
+/// `e`, saying what failed where; its kind is kept, so [`classify`] still works.
+fn context(e: io::Error, what: &str, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+}
+
+/// The reply class of a failed store: a full file system or quota is
+/// [`DeliveryError::InsufficientStorage`], anything else [`DeliveryError::Transient`].
+fn classify(e: &io::Error) -> DeliveryError {
+    match e.kind() {
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+            DeliveryError::InsufficientStorage
+        }
+        _ => DeliveryError::Transient,
+    }
 }
 
 /// Removes `tmp/` files left by processes that are gone (ours are named `...P<pid>Q...`),
@@ -471,7 +597,7 @@ fn process_alive(pid: u32) -> bool {
     };
     !matches!(
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
-        Err(nix::errno::Errno::ESRCH)
+        Err(Errno::ESRCH)
     )
 }
 

@@ -37,6 +37,47 @@ pub enum ParseError {
     UnsupportedParameter,
 }
 
+/// Whether a command line starts like an HTTP request (`GET /`, `POST /x`, `CONNECT h:p`):
+/// a browser or an HTTP proxy tricked into talking to an SMTP server. Such a session is
+/// closed at once (Postfix's `smtpd_forbidden_commands`).
+pub fn is_http_request(line: &[u8]) -> bool {
+    const METHODS: [&[u8]; 9] = [
+        b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"CONNECT", b"OPTIONS", b"TRACE", b"PATCH",
+    ];
+    let verb_end = memchr::memchr(b' ', line).unwrap_or(line.len());
+    verb_end < line.len()
+        && METHODS
+            .iter()
+            .any(|m| line[..verb_end].eq_ignore_ascii_case(m))
+}
+
+/// A received line made safe to log: printable text is kept, and control characters,
+/// Unicode direction overrides, backslashes and octets that are not UTF-8 are written as
+/// escapes (`\r`, `\x1b`, `\u{202e}`, `\\`, `\xff`).
+pub fn escape_for_log(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+            // Writing to a String cannot fail.
+            let _ = match c {
+                '\\' => write!(out, "\\\\"),
+                '\r' => write!(out, "\\r"),
+                '\n' => write!(out, "\\n"),
+                '\t' => write!(out, "\\t"),
+                c if c.is_ascii_control() => write!(out, "\\x{:02x}", u32::from(c)),
+                c if c.is_control() || bidi => write!(out, "\\u{{{:x}}}", u32::from(c)),
+                c => write!(out, "{c}"),
+            };
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
+}
+
 /// Parses one command line, given without its CRLF.
 ///
 /// Verbs match case-insensitively and as whole words: `QUITTER` is not `QUIT`.

@@ -36,6 +36,8 @@ macro_rules! for_each_case {
         $m!(nothing_left_in_tmp);
         $m!(discard_storage_stores_nothing);
         $m!(store_failure_gives_451);
+        $m!(unusable_folder_refuses_its_recipient);
+        $m!(mailbox_subfolders_heal);
         $m!(mailbox_mapping_stays_inside_root);
         $m!(mailbox_removed_while_running_is_recreated);
         $m!(stale_tmp_files_are_cleaned_at_start);

@@ -137,7 +137,7 @@ pub fn starttls_delivery_is_traced(start: Start) {
     );
     let (trace, _) = split_trace(&fx.stored("example.com/u")[0]);
     assert!(
-        trace.contains("\t(using TLSv1.3 with cipher TLS13_"),
+        trace.contains("\t(using TLSv1.3 with cipher TLS_AES_"),
         "{trace}"
     );
     assert!(trace.contains(" with ESMTPS id "), "{trace}");
@@ -207,9 +207,12 @@ pub fn bdat_delivery(start: Start) {
     assert_eq!(body, b"Subject: chunks\r\n\r\n.leading dot\r\n.\r\n\r\n");
 }
 
-/// XCLIENT from a trusted proxy changes the client in the trace; from others, 550.
+/// XCLIENT from a trusted proxy changes the client in the trace; from others, 550; and
+/// no host is trusted by default.
 pub fn xclient_changes_client_identity(start: Start) {
-    let fx = Fixture::start(start, |_| {});
+    let fx = Fixture::start(start, |c| {
+        c.trusted_proxies = vec!["127.0.0.1".parse::<IpNet>().expect("an address")]
+    });
     let mut c = fx.session();
     let r = c.cmd("XCLIENT ADDR=192.0.2.50 NAME=client.example.org");
     assert_eq!(r.code, 220, "a fresh greeting: {r:?}");
@@ -224,15 +227,24 @@ pub fn xclient_changes_client_identity(start: Start) {
         trace.contains("Received: from real-client.example (client.example.org [192.0.2.50])"),
         "{trace}"
     );
+    // The client behind the proxy cannot claim another identity in turn.
+    assert_eq!(
+        c.cmd("XCLIENT ADDR=192.0.2.51").wire(),
+        "550 5.7.0 Error: insufficient authorization\r\n"
+    );
     let strict = Fixture::start(start, |c| {
         c.trusted_proxies = vec!["10.9.9.9".parse::<IpNet>().expect("an address")]
     });
-    let mut c = strict.session();
-    assert!(!c.ehlo("x").lines.iter().any(|l| l.starts_with("XCLIENT")));
-    assert_eq!(
-        c.cmd("XCLIENT ADDR=192.0.2.50").wire(),
-        "550 5.7.0 Error: insufficient authorization\r\n"
-    );
+    let by_default = Fixture::start(start, |_| {});
+    assert!(by_default.cfg.trusted_proxies.is_empty());
+    for fx in [strict, by_default] {
+        let mut c = fx.session();
+        assert!(!c.ehlo("x").lines.iter().any(|l| l.starts_with("XCLIENT")));
+        assert_eq!(
+            c.cmd("XCLIENT ADDR=192.0.2.50").wire(),
+            "550 5.7.0 Error: insufficient authorization\r\n"
+        );
+    }
 }
 
 /// An IPv6 listener; the client's address is traced as such.

@@ -185,16 +185,75 @@ pub fn discard_storage_stores_nothing(start: Start) {
     assert!(fx.all_files().is_empty(), "{:?}", fx.all_files());
 }
 
-/// A store that fails answers 451 4.3.0 and leaves nothing in new/.
-pub fn store_failure_gives_451(start: Start) {
+/// A recipient whose folder cannot take mail (something else stands where the domain
+/// folder should be) is refused at RCPT with 450 4.2.0, and the session goes on.
+pub fn unusable_folder_refuses_its_recipient(start: Start) {
     let fx = Fixture::start(start, |_| {});
-    // A file where the domain folder should be: the store cannot create the mailbox.
+    fs::create_dir_all(fx.maildir()).expect("make the root");
     fs::write(fx.maildir().join("example.com"), b"in the way").expect("write a blocking file");
     let mut c = fx.session();
-    let r = c.send_mail("a@example.net", &["u@example.com"], b"x\r\n");
-    assert_eq!(r.wire(), "451 4.3.0 Error: queue file write error\r\n");
+    c.cmd("MAIL FROM:<a@example.net>");
+    assert_eq!(
+        c.cmd("RCPT TO:<u@example.com>").wire(),
+        "450 4.2.0 Error: mailbox unavailable\r\n"
+    );
+    assert_eq!(c.cmd("RCPT TO:<w@x.example.org>").code, 250);
+    c.cmd("DATA");
+    c.send(b"x\r\n.\r\n");
+    assert_eq!(c.reply().code, 250);
     assert_eq!(c.cmd("NOOP").code, 250, "the session goes on");
-    assert_eq!(fx.all_files(), ["example.com"]);
+    assert_eq!(fx.all_files().len(), 2, "{:?}", fx.all_files());
+    assert_eq!(fx.stored("x.example.org/w").len(), 1);
+}
+
+/// A store that fails after the recipients were checked (here `new/` gave way to a file)
+/// answers 451 4.3.0, leaves nothing in tmp/ or new/, and the session goes on.
+pub fn store_failure_gives_451(start: Start) {
+    let fx = Fixture::start(start, |_| {});
+    let mut c = fx.session();
+    c.cmd("MAIL FROM:<a@example.net>");
+    assert_eq!(c.cmd("RCPT TO:<u@example.com>").code, 250);
+    let new = fx.maildir().join("example.com/u/new");
+    fs::remove_dir(&new).expect("remove new/");
+    fs::write(&new, b"in the way").expect("write a blocking file");
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send(b"x\r\n.\r\n");
+    assert_eq!(
+        c.reply().wire(),
+        "451 4.3.0 Error: queue file write error\r\n"
+    );
+    assert_eq!(c.cmd("NOOP").code, 250, "the session goes on");
+    assert_eq!(fx.all_files(), ["example.com/u/new"]);
+}
+
+/// Deleting one of a mailbox's `tmp/`, `new/` or `cur/` while the server runs does not
+/// stop its mail: the missing one is made again at the next RCPT.
+pub fn mailbox_subfolders_heal(start: Start) {
+    let fx = Fixture::start(start, |_| {});
+    let mut c = fx.session();
+    let folder = fx.maildir().join("example.com/u");
+    for (i, sub) in ["new", "tmp", "cur", "new"].iter().enumerate() {
+        let body = format!("message {i}\r\n");
+        let r = c.send_mail("a@example.net", &["u@example.com"], body.as_bytes());
+        assert_eq!(r.code, 250, "before removing {sub}: {r:?}");
+        fs::remove_dir_all(folder.join(sub)).expect("remove a subfolder");
+    }
+    // Removed between RCPT and the end of the message: made again at the rename.
+    c.cmd("MAIL FROM:<a@example.net>");
+    assert_eq!(c.cmd("RCPT TO:<u@example.com>").code, 250);
+    fs::remove_dir_all(folder.join("new")).expect("remove new/");
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send(b"last\r\n.\r\n");
+    assert_eq!(c.reply().code, 250);
+    for sub in ["tmp", "new", "cur"] {
+        assert!(folder.join(sub).is_dir(), "{sub} was made again");
+    }
+    let stored = fx.stored("example.com/u");
+    assert!(
+        stored.last().is_some_and(|m| m.ends_with(b"last\r\n")),
+        "{stored:?}"
+    );
+    assert!(fx.tmp_files().is_empty());
 }
 
 /// Local parts that look like paths land in escaped folders under the root, each its own.

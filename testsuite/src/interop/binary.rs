@@ -322,14 +322,17 @@ pub fn log_file_lines(bin: &str) {
         assert!(c.is_closed());
     }
     for (id, tls) in ids.iter().zip([false, true]) {
-        let line = wait_for_line(&log, &["message queued", &format!("id={id}")]);
+        let line = wait_for_line(&log, &["message queued", &format!("queue_id={id}")]);
         for part in [
             "INFO ".to_string(),
-            "peer=127.0.0.1".to_string(),
+            "client=127.0.0.1".to_string(),
+            "helo=client.example".to_string(),
             format!("size={}", msg.len()),
             "from=<a@example.net>".to_string(),
-            "to=u@example.com".to_string(),
-            format!("tls={tls}"),
+            "to=<u@example.com>".to_string(),
+            "nrcpt=1".to_string(),
+            format!("tls={}", if tls { "TLSv1.3" } else { "no" }),
+            "delivery_ms=".to_string(),
         ] {
             assert!(line.contains(&part), "no {part} in {line}");
         }
@@ -347,16 +350,38 @@ pub fn log_file_lines(bin: &str) {
         closed()
     );
     for tls in [false, true] {
+        let version = if tls {
+            "tls=TLSv1.3 cipher=TLS_AES_"
+        } else {
+            "tls=no "
+        };
         let line = wait_for_line(
             &log,
-            &[
-                "connection closed",
-                "messages=1",
-                &format!("tls={tls}"),
-                "reason=Quit",
-            ],
+            &["connection closed", "messages=1", version, "reason=quit"],
         );
-        assert!(line.contains("peer=127.0.0.1"), "{line}");
+        for part in [
+            "client=127.0.0.1",
+            "helo=client.example",
+            "refusals=0",
+            "conn=",
+        ] {
+            assert!(line.contains(part), "no {part} in {line}");
+        }
+        let secs = line
+            .split(' ')
+            .find_map(|f| f.strip_prefix("secs="))
+            .unwrap_or_else(|| panic!("no secs= in {line}"));
+        assert!(
+            secs.len() >= 4 && secs.as_bytes()[secs.len() - 3] == b'.',
+            "secs rounded to two decimals: {line}"
+        );
+    }
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    for debug in ["None", "Some(", " tls=false", " tls=true"] {
+        assert!(
+            !text.contains(debug),
+            "a Rust debug value ({debug}) in\n{text}"
+        );
     }
     wait_for_line(&log, &["started", &d.smtp.to_string()]);
     let stdout = d.log();

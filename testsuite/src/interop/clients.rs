@@ -263,8 +263,10 @@ pub fn smtp_source_2000(bin: &str) {
         .lines()
         .filter(|l| l.contains("message queued"))
         .map(|l| {
-            let at = l.find(" id=").unwrap_or_else(|| panic!("no id in {l:?}"));
-            &l[at + 4..at + 36]
+            let at = l
+                .find(" queue_id=")
+                .unwrap_or_else(|| panic!("no id in {l:?}"));
+            &l[at + 10..at + 42]
         })
         .collect();
     assert_eq!(logged.len(), N, "message queued lines");

@@ -606,8 +606,8 @@ pub fn check_stored(file: &[u8], trace: &Trace<'_>, body: &[u8]) -> String {
     if trace.with.ends_with('S') {
         let using = next("using");
         assert!(
-            using.starts_with("\t(using TLSv1.3 with cipher TLS13_")
-                || using.starts_with("\t(using TLSv1.2 with cipher TLS_ECDHE_"),
+            using.starts_with("\t(using TLSv1.3 with cipher TLS_")
+                || using.starts_with("\t(using TLSv1.2 with cipher ECDHE-"),
             "{head}"
         );
     }
