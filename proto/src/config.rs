@@ -168,6 +168,9 @@ impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.key.is_empty() {
             write!(f, "config: {}", self.message)
+        } else if self.key.starts_with('-') {
+            // A command-line flag, such as `--if`.
+            write!(f, "option {}: {}", self.key, self.message)
         } else {
             write!(f, "config key {}: {}", self.key, self.message)
         }
@@ -328,16 +331,40 @@ impl Config {
     }
 }
 
-/// Parses `ip:port`, `[v6]:port`, or Go's `:port` (every interface).
+/// Parses `ip:port`, `[v6]:port`, `localhost:port` (the IPv4 loopback, as Go's
+/// listener takes it), or Go's `:port` (every interface).
 pub fn parse_addr(s: &str) -> Option<SocketAddr> {
     let s = s.trim();
+    let any = |port: &str| {
+        port.parse()
+            .ok()
+            .map(|p| SocketAddr::from(([0, 0, 0, 0], p)))
+    };
     if let Some(port) = s.strip_prefix(':') {
+        return any(port);
+    }
+    if let Some((host, port)) = s.rsplit_once(':')
+        && host.eq_ignore_ascii_case("localhost")
+    {
         return port
             .parse()
             .ok()
-            .map(|p| SocketAddr::from(([0, 0, 0, 0], p)));
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
     }
     s.parse().ok()
+}
+
+/// A number with its thousands grouped: `1,048,576`.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// One value in the file, with its key for error messages.
@@ -387,8 +414,17 @@ impl Value<'_> {
             serde_json::Value::String(s) => s.trim().parse().ok(),
             _ => None,
         };
+        let range = if max >= u64::from(u32::MAX) {
+            format!("expected a whole number of at least {}", grouped(min))
+        } else {
+            format!(
+                "expected a whole number from {} to {}",
+                grouped(min),
+                grouped(max)
+            )
+        };
         n.filter(|n| (min..=max).contains(n))
-            .ok_or_else(|| self.error(&format!("expected a whole number from {min} to {max}")))
+            .ok_or_else(|| self.error(&range))
     }
 
     fn seconds(&self) -> Result<Duration, ConfigError> {

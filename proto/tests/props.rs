@@ -1244,3 +1244,52 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// (i) The mailbox mapping: look-alikes never share a folder
+// ---------------------------------------------------------------------------------------
+
+/// Letters, and characters that Unicode case folding or compatibility normalisation
+/// would turn into them (KELVIN SIGN, long s, dotless and dotted i, sharp s, fullwidth A,
+/// Cyrillic a, ANGSTROM SIGN), and digits.
+fn look_alike_local_part() -> impl Strategy<Value = String> {
+    let chars = select(vec![
+        'a', 'A', 'k', 'K', 's', 'S', 'i', 'I', 'e', '1', '\u{212A}', '\u{17F}', '\u{131}',
+        '\u{130}', '\u{DF}', '\u{FF21}', '\u{430}', '\u{212B}', '\u{E5}',
+    ]);
+    vec(chars, 1..8).prop_map(|v| v.into_iter().collect())
+}
+
+proptest! {
+    #![proptest_config(proptest_config())]
+
+    /// Two recipients share a folder exactly when their local parts are equal after the
+    /// documented folding (ASCII letters lower-cased, nothing else changed) and their
+    /// domains after IDNA's: a look-alike built with non-ASCII characters never lands in
+    /// another user's mailbox. The address as received is kept for the headers.
+    #[test]
+    fn look_alikes_never_share_a_folder(
+        a in look_alike_local_part(),
+        b in look_alike_local_part(),
+        upper in any::<bool>(),
+    ) {
+        let cfg = Config::default();
+        let domain = if upper { "EXAMPLE.com" } else { "example.com" };
+        let map = |local: &str, domain: &str| {
+            let line = format!("RCPT TO:<{local}@{domain}>");
+            let Ok(Command::Rcpt { to }) = parse_command(line.as_bytes()) else {
+                panic!("{line} does not parse");
+            };
+            proto::maildir::recipient(&to, &cfg).expect("maps")
+        };
+        let (ra, rb) = (map(&a, domain), map(&b, "example.com"));
+        let same_after_folding = a.eq_ignore_ascii_case(&b);
+        prop_assert_eq!(ra.path == rb.path, same_after_folding, "{} / {}", a, b);
+        prop_assert_eq!(ra.address, format!("{a}@{domain}"));
+        prop_assert_eq!(&ra.path.domain, "example.com");
+        // Non-ASCII text never becomes ASCII in a folder name: each of its octets stays
+        // escaped.
+        let non_ascii = a.bytes().filter(|b| !b.is_ascii()).count();
+        prop_assert_eq!(ra.path.mailbox.matches('%').count(), non_ascii);
+    }
+}

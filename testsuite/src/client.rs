@@ -90,11 +90,42 @@ fn handshake(
     Ok(tls)
 }
 
+/// A TCP connection to `addr` from the local address `source`.
+pub fn tcp_from(source: std::net::IpAddr, addr: SocketAddr) -> io::Result<TcpStream> {
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, SockaddrStorage, bind, connect, socket,
+    };
+    use std::os::fd::AsRawFd;
+    let family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrStorage::from(SocketAddr::new(source, 0)),
+    )?;
+    connect(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
+    Ok(TcpStream::from(fd))
+}
+
 impl Client {
     /// Connects over plain TCP.
     pub fn connect(addr: SocketAddr) -> Self {
         let tcp = TcpStream::connect_timeout(&addr, READ_TIMEOUT)
             .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
+        tcp.set_read_timeout(Some(READ_TIMEOUT))
+            .expect("set a read timeout");
+        tcp.set_nodelay(true).expect("set nodelay");
+        Self::from_stream(tcp)
+    }
+
+    /// Connects over plain TCP from the local address `source` (any of 127.0.0.0/8 works
+    /// on loopback), to stand for another client.
+    pub fn connect_from(source: std::net::IpAddr, addr: SocketAddr) -> Self {
+        let tcp = tcp_from(source, addr)
+            .unwrap_or_else(|e| panic!("cannot connect to {addr} from {source}: {e}"));
         tcp.set_read_timeout(Some(READ_TIMEOUT))
             .expect("set a read timeout");
         tcp.set_nodelay(true).expect("set nodelay");

@@ -25,7 +25,7 @@ pub mod transcript;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use client::{Client, READ_TIMEOUT, Reply, dot_stuff, tls_config};
+pub use client::{Client, READ_TIMEOUT, Reply, dot_stuff, tcp_from, tls_config};
 pub use fixture::{Fixture, TempDir, cert_dir, folder_files, split_trace, test_config};
 pub use proto::Config;
 pub use proto::config::ConfigError;

@@ -104,3 +104,28 @@ fn comments_are_stripped_outside_strings_only() {
     assert_eq!(v["a"], "http://x/*y*/");
     assert_eq!(v["b"], 1);
 }
+
+#[test]
+fn localhost_and_readable_ranges() {
+    let (cfg, _) = Config::from_json(
+        r#"{"GSMTP_LISTEN_INTERFACE": "localhost:2526", "GM_MAX_CLIENTS_PER_IP": 0}"#,
+    )
+    .unwrap();
+    assert_eq!(cfg.listen, "127.0.0.1:2526".parse().unwrap());
+    assert_eq!(cfg.max_clients_per_ip, 0);
+    assert_eq!(Config::default().max_clients_per_ip, 50);
+    assert!(Config::default().trusted_proxies.is_empty());
+    let e = Config::from_json(r#"{"GM_MAX_CLIENTS": "0"}"#).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "config key GM_MAX_CLIENTS: expected a whole number from 1 to 1,048,576, got \"0\""
+    );
+    let e = Config::from_json(r#"{"GSMTP_MAX_SIZE": "-1"}"#).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "config key GSMTP_MAX_SIZE: expected a whole number of at least 1, got \"-1\""
+    );
+    assert_eq!(grouped(999), "999");
+    assert_eq!(grouped(1000), "1,000");
+    assert_eq!(grouped(100_000), "100,000");
+}

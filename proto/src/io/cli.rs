@@ -74,7 +74,7 @@ pub fn load(args: &Args) -> Result<(Config, Vec<String>), ConfigError> {
     }
     if let Some(addr) = &args.interface {
         cfg.listen = parse_addr(addr).ok_or_else(|| ConfigError {
-            key: "-if".into(),
+            key: "--if".into(),
             message: format!("expected an address such as 127.0.0.1:2525, got {addr:?}"),
         })?;
     }
@@ -126,6 +126,11 @@ pub fn main<R: Runtime>(rt: R, name: &'static str) -> ExitCode {
     let pid_file = cfg.pid_file.clone();
     let server = match super::server::start(rt, cfg) {
         Ok(s) => s,
+        // The listen address came from the command line: name the flag, not the key.
+        Err(mut e) if e.key == "GSTMP_LISTEN_INTERFACE" && args.interface.is_some() => {
+            e.key = "--if".into();
+            return fail(e);
+        }
         Err(e) => return fail(e),
     };
     let c = server.config();
@@ -150,12 +155,14 @@ pub fn main<R: Runtime>(rt: R, name: &'static str) -> ExitCode {
     for sig in signals.forever() {
         if sig == SIGHUP {
             // logrotate's postrotate: write to a fresh file under the configured name.
-            if let Some(log) = &log
-                && let Err(e) = log.reopen()
-            {
-                eprintln!("{name}: cannot reopen the log file: {e}");
+            match log.as_ref().map(|l| l.reopen()) {
+                Some(Ok(())) => tracing::info!("log file reopened"),
+                Some(Err(e)) => tracing::warn!(
+                    error = %e,
+                    "cannot reopen the log file; still writing to the old one"
+                ),
+                None => {}
             }
-            tracing::info!("log file reopened");
             continue;
         }
         tracing::info!(signal = sig, active = server.active(), "shutting down");
@@ -199,7 +206,9 @@ mod tests {
             interface: Some("nowhere".into()),
             verbose: None,
         };
-        assert_eq!(load(&args).unwrap_err().key, "-if");
+        let e = load(&args).unwrap_err();
+        assert_eq!(e.key, "--if");
+        assert!(e.to_string().starts_with("option --if: "), "{e}");
         let args = Args {
             config: Some("/nonexistent/g.conf".into()),
             interface: None,

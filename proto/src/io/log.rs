@@ -24,7 +24,9 @@ impl LogFile {
             .open(path)
     }
 
-    /// Opens the file again under its name (after logrotate moved the old one away).
+    /// Opens the file again under its name (after logrotate moved the old one away). On
+    /// failure (its folder is not writable by the user the server runs as, say) the old
+    /// file stays in use.
     pub fn reopen(&self) -> io::Result<()> {
         let fresh = Self::open(&self.path)?;
         *self.lock() = fresh;
@@ -62,6 +64,12 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Shared {
     }
 }
 
+/// Whether the `GSMTP_LOG_FILE` setting names a file of the server's own (not standard
+/// output or error).
+pub(crate) fn is_file(setting: &str) -> bool {
+    !matches!(setting, "" | "-" | "/dev/stdout" | "/dev/stderr")
+}
+
 /// Installs the global subscriber. `/dev/stdout` (the default), `-` and an empty value
 /// log to standard output, `/dev/stderr` to standard error; anything else is a file,
 /// created with mode 0600 if needed and appended to, returned so that SIGHUP can reopen
@@ -71,7 +79,7 @@ pub fn init(cfg: &Config) -> Result<Option<Arc<LogFile>>, ConfigError> {
         .with_ansi(false)
         .with_target(false);
     match cfg.log_file.as_str() {
-        "" | "-" | "/dev/stdout" => {
+        _ if !is_file(&cfg.log_file) && cfg.log_file != "/dev/stderr" => {
             let _ = builder.with_writer(io::stdout).try_init();
             Ok(None)
         }

@@ -1,8 +1,12 @@
-//! Dropping root after the listeners are bound and the key files read (`SGID`, `GUID`).
+//! Dropping root after the listeners are bound and the key files read (`SGID`, `GUID`),
+//! with what the server needs made beforehand and handed to the unprivileged user.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
 
 use nix::unistd::{Gid, Group, Uid, User, setgid, setgroups, setuid};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Storage};
 
 fn fail(key: &str, message: String) -> ConfigError {
     ConfigError {
@@ -11,42 +15,124 @@ fn fail(key: &str, message: String) -> ConfigError {
     }
 }
 
-/// Switches to `SGID`/`GUID` (numbers or names): supplementary groups, then the group,
-/// then the user, and checks that root cannot be regained. Without the keys, or when
-/// already running as them, it does nothing. Any failure stops startup.
-pub(crate) fn drop_privileges(cfg: &Config) -> Result<(), ConfigError> {
-    let user = cfg.user.as_deref().map(resolve_user).transpose()?;
-    let group = match (cfg.group.as_deref(), &user) {
-        (Some(g), _) => Some(resolve_group(g)?),
-        (None, Some(u)) if Uid::effective().is_root() => Some(u.gid),
-        _ => None,
-    };
-    if let Some(gid) = group {
-        if Uid::effective().is_root() {
-            setgroups(&[gid])
-                .map_err(|e| fail("SGID", format!("cannot set supplementary groups: {e}")))?;
-        }
-        if Gid::current() != gid || Gid::effective() != gid {
-            setgid(gid).map_err(|e| fail("SGID", format!("cannot switch to group {gid}: {e}")))?;
-        }
+/// The user and group to switch to, resolved from `SGID` and `GUID` (numbers or names).
+#[derive(Debug)]
+pub(crate) struct Target {
+    user: Option<Account>,
+    group: Option<Gid>,
+}
+
+impl Target {
+    /// Resolves `SGID` and `GUID`. Without `SGID`, the user's own group is taken when
+    /// starting as root.
+    pub(crate) fn resolve(cfg: &Config) -> Result<Self, ConfigError> {
+        let user = cfg.user.as_deref().map(resolve_user).transpose()?;
+        let group = match (cfg.group.as_deref(), &user) {
+            (Some(g), _) => Some(resolve_group(g)?),
+            (None, Some(u)) if Uid::effective().is_root() => Some(u.gid),
+            _ => None,
+        };
+        Ok(Self { user, group })
     }
-    if let Some(u) = user {
-        if Uid::current() != u.uid || Uid::effective() != u.uid {
-            setuid(u.uid)
-                .map_err(|e| fail("GUID", format!("cannot switch to user {}: {e}", u.uid)))?;
+
+    /// Whether privileges will be dropped: running as root with a user to switch to.
+    pub(crate) fn drops_root(&self) -> bool {
+        Uid::effective().is_root() && self.user.as_ref().is_some_and(|u| !u.uid.is_root())
+    }
+
+    /// Before the drop, makes what the server needs and hands it to the target user:
+    /// the Maildir root (with any missing parent made here), and the log and PID files.
+    /// What exists already stays as it is, but for the log and PID files, which are the
+    /// server's own.
+    pub(crate) fn prepare(&self, cfg: &Config) -> Result<(), ConfigError> {
+        if !self.drops_root() {
+            return Ok(());
         }
-        if !u.uid.is_root() && setuid(Uid::from_raw(0)).is_ok() {
-            return Err(fail(
-                "GUID",
-                "root could be regained after dropping privileges".into(),
-            ));
+        let (uid, gid) = (self.user.as_ref().map(|u| u.uid), self.group);
+        if cfg.storage == Storage::Maildir {
+            create_owned(&cfg.maildir, uid, gid).map_err(|e| {
+                fail(
+                    "GSMTP_MAILDIR",
+                    format!("cannot create {}: {e}", cfg.maildir.display()),
+                )
+            })?;
         }
-        tracing::info!(uid = %u.uid, gid = %Gid::effective(), "dropped privileges");
+        let log = Path::new(&cfg.log_file);
+        if super::log::is_file(&cfg.log_file) {
+            chown(log, uid, gid).map_err(|e| {
+                fail(
+                    "GSMTP_LOG_FILE",
+                    format!("cannot hand {} over: {e}", log.display()),
+                )
+            })?;
+        }
+        if let Some(pid) = &cfg.pid_file {
+            chown(pid, uid, gid).map_err(|e| {
+                fail(
+                    "PID_FILE",
+                    format!("cannot hand {} over: {e}", pid.display()),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Switches to the group, then the user (supplementary groups first), and checks that
+    /// root cannot be regained. Without `SGID`/`GUID`, or when already running as them,
+    /// it does nothing. Any failure stops startup.
+    pub(crate) fn switch(&self) -> Result<(), ConfigError> {
+        if let Some(gid) = self.group {
+            if Uid::effective().is_root() {
+                setgroups(&[gid])
+                    .map_err(|e| fail("SGID", format!("cannot set supplementary groups: {e}")))?;
+            }
+            if Gid::current() != gid || Gid::effective() != gid {
+                setgid(gid)
+                    .map_err(|e| fail("SGID", format!("cannot switch to group {gid}: {e}")))?;
+            }
+        }
+        if let Some(u) = &self.user {
+            if Uid::current() != u.uid || Uid::effective() != u.uid {
+                setuid(u.uid)
+                    .map_err(|e| fail("GUID", format!("cannot switch to user {}: {e}", u.uid)))?;
+            }
+            if !u.uid.is_root() && setuid(Uid::from_raw(0)).is_ok() {
+                return Err(fail(
+                    "GUID",
+                    "root could be regained after dropping privileges".into(),
+                ));
+            }
+            tracing::info!(uid = %u.uid, gid = %Gid::effective(), "dropped privileges");
+        }
+        Ok(())
+    }
+}
+
+/// Makes `path` and any missing parent (mode 0700 for the last, 0755 above it), giving
+/// each one it made to `uid`/`gid`.
+fn create_owned(path: &Path, uid: Option<Uid>, gid: Option<Gid>) -> std::io::Result<()> {
+    let mut missing = Vec::new();
+    let mut at = Some(path);
+    while let Some(p) = at.filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+        missing.push(p);
+        at = p.parent();
+    }
+    for (i, dir) in missing.iter().rev().enumerate() {
+        let last = i + 1 == missing.len();
+        std::fs::DirBuilder::new()
+            .mode(if last { 0o700 } else { 0o755 })
+            .create(dir)?;
+        chown(dir, uid, gid)?;
     }
     Ok(())
 }
 
+fn chown(path: &Path, uid: Option<Uid>, gid: Option<Gid>) -> std::io::Result<()> {
+    nix::unistd::chown(path, uid, gid).map_err(std::io::Error::from)
+}
+
 /// The user's id and primary group.
+#[derive(Debug)]
 struct Account {
     uid: Uid,
     gid: Gid,

@@ -116,6 +116,8 @@ pub struct Server<R: Runtime> {
     addr: SocketAddr,
     tls_addr: Option<SocketAddr>,
     auth_addr: Option<SocketAddr>,
+    /// The pipe to the helper that removes the PID file once the server is gone.
+    _pid_keeper: Option<std::process::ChildStdin>,
 }
 
 impl<R: Runtime> Server<R> {
@@ -193,11 +195,13 @@ fn bind(addr: SocketAddr, key: &str) -> Result<TcpListener, ConfigError> {
     Ok(TcpListener::from(fd))
 }
 
-/// Starts a server: loads the TLS files, binds every listener, writes the pid file, drops
-/// privileges, opens the Maildir as the unprivileged user, and starts accepting. Every
-/// error names the configuration key at fault.
+/// Starts a server: loads the TLS files, binds every listener, writes the pid file, makes
+/// the Maildir root and hands it (with the log and PID files) to the unprivileged user,
+/// drops privileges, opens the Maildir as that user, and starts accepting. Every error
+/// names the configuration key at fault.
 pub fn start<R: Runtime>(rt: R, cfg: Config) -> Result<Server<R>, ConfigError> {
     raise_fd_limit();
+    let target = super::privilege::Target::resolve(&cfg)?;
     let tls = match (&cfg.tls_cert, &cfg.tls_key) {
         (Some(cert), Some(key)) => Some(super::tls::acceptor(cert, key)?),
         _ => None,
@@ -217,7 +221,12 @@ pub fn start<R: Runtime>(rt: R, cfg: Config) -> Result<Server<R>, ConfigError> {
             message: format!("cannot write {}: {e}", path.display()),
         })?;
     }
-    super::privilege::drop_privileges(&cfg)?;
+    target.prepare(&cfg)?;
+    let pid_keeper = match &cfg.pid_file {
+        Some(path) if target.drops_root() => Some(keep_pid_file(path)?),
+        _ => None,
+    };
+    target.switch()?;
     let store = Store::open(&cfg).map_err(|e| ConfigError {
         key: "GSMTP_MAILDIR".into(),
         message: format!("cannot use {}: {e}", cfg.maildir.display()),
@@ -276,7 +285,32 @@ pub fn start<R: Runtime>(rt: R, cfg: Config) -> Result<Server<R>, ConfigError> {
         addr,
         tls_addr,
         auth_addr,
+        _pid_keeper: pid_keeper,
     })
+}
+
+/// After the drop, the server may not be allowed to remove its PID file (`/run` belongs
+/// to root). So a small helper, started while still root, waits for the server's end (its
+/// standard input, a pipe from the server, closes when the server exits, whatever the
+/// way) and then removes the file, if it still names the server. It ignores the signals
+/// that stop the server (a terminal's Ctrl-C, systemd's SIGTERM to the whole group).
+fn keep_pid_file(path: &std::path::Path) -> Result<std::process::ChildStdin, ConfigError> {
+    const SCRIPT: &str = "trap '' HUP INT TERM; read -r _; [ \"$(cat -- \"$1\" 2>/dev/null)\" = \"$2\" ] && rm -f -- \"$1\"";
+    let child = std::process::Command::new("/bin/sh")
+        .args(["-c", SCRIPT, "guerrilla-pid-file"])
+        .arg(path)
+        .arg(std::process::id().to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    child
+        .ok()
+        .and_then(|mut c| c.stdin.take())
+        .ok_or_else(|| ConfigError {
+            key: "PID_FILE".into(),
+            message: "cannot start the helper that removes it at exit".into(),
+        })
 }
 
 /// Accepts until shutdown begins. Over `GM_MAX_CLIENTS`, a connection is answered

@@ -39,6 +39,7 @@ macro_rules! for_each_case {
         $m!(unusable_folder_refuses_its_recipient);
         $m!(mailbox_subfolders_heal);
         $m!(mailbox_mapping_stays_inside_root);
+        $m!(look_alike_addresses_keep_their_own_folders);
         $m!(mailbox_removed_while_running_is_recreated);
         $m!(stale_tmp_files_are_cleaned_at_start);
         // limits
@@ -57,5 +58,6 @@ macro_rules! for_each_case {
         $m!(received_header_cannot_be_injected);
         $m!(disconnect_mid_data_stores_nothing);
         $m!(garbage_does_not_kill_the_server);
+        $m!(http_request_is_closed_at_once);
     };
 }

@@ -152,3 +152,36 @@ pub fn garbage_does_not_kill_the_server(start: Start) {
         250
     );
 }
+
+/// A connection that opens like an HTTP request (a browser or proxy tricked into
+/// talking to SMTP: a cross-protocol attack) is answered once and closed at once; the
+/// lines after it are never run. Postfix does the same.
+pub fn http_request_is_closed_at_once(start: Start) {
+    let fx = Fixture::start(start, |_| {});
+    for request in [
+        "GET / HTTP/1.1",
+        "POST /mail HTTP/1.1",
+        "CONNECT mx.test:25 HTTP/1.1",
+    ] {
+        let mut c = fx.connect();
+        assert_eq!(c.reply().code, 220);
+        c.send(
+            format!("{request}\r\nHost: mx.test\r\n\r\nMAIL FROM:<a@example.net>\r\n").as_bytes(),
+        );
+        let r = c.reply();
+        assert_eq!(
+            (r.code, r.text().starts_with("2.7.0 ")),
+            (221, true),
+            "{request}: {r:?}"
+        );
+        assert!(
+            c.is_closed(),
+            "{request}: closed at once, nothing more answered"
+        );
+    }
+    // After EHLO too.
+    let mut c = fx.session();
+    c.send(b"GET /x HTTP/1.0\r\n");
+    assert_eq!(c.reply().code, 221);
+    assert!(c.is_closed());
+}

@@ -360,3 +360,44 @@ pub fn stale_tmp_files_are_cleaned_at_start(start: Start) {
         ["1700000000.M1P1Q0.mx.test", "1700000000.other-tool.host"]
     );
 }
+
+/// A look-alike address (KELVIN SIGN for K) is its own mailbox, not kelvin's, and its
+/// Delivered-To keeps it as received; ASCII case alone does not make a new mailbox, and
+/// a Unicode domain shares its folder with its `xn--` form.
+pub fn look_alike_addresses_keep_their_own_folders(start: Start) {
+    let fx = Fixture::start(start, |c| {
+        c.allowed_hosts = proto::policy::AllowedHosts::parse("example.com,exämple.org")
+    });
+    let mut c = fx.session();
+    let rcpts = [
+        "kelvin@example.com",
+        "\u{212A}elvin@example.com",
+        "KELVIN@Example.COM",
+        "ü@EXÄMPLE.org",
+        "ü@xn--exmple-cua.org",
+    ];
+    assert_eq!(c.cmd("MAIL FROM:<a@example.net> SMTPUTF8").code, 250);
+    for r in rcpts {
+        assert_eq!(c.cmd(&format!("RCPT TO:<{r}>")).code, 250, "{r}");
+    }
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send(b"look-alike\r\n.\r\n");
+    assert_eq!(c.reply().code, 250);
+    let kelvin = fx.stored("example.com/kelvin");
+    let sign = fx.stored("example.com/%E2%84%AAelvin");
+    let umlaut = fx.stored("xn--exmple-cua.org/%C3%BC");
+    assert_eq!(
+        (kelvin.len(), sign.len(), umlaut.len()),
+        (1, 1, 1),
+        "{:?}",
+        fx.all_files()
+    );
+    assert!(
+        kelvin[0]
+            .starts_with(b"Return-Path: <a@example.net>\r\nDelivered-To: kelvin@example.com\r\n")
+    );
+    let delivered = "Delivered-To: \u{212A}elvin@example.com\r\n";
+    assert!(String::from_utf8_lossy(&sign[0]).contains(delivered));
+    assert!(String::from_utf8_lossy(&umlaut[0]).contains("Delivered-To: ü@EXÄMPLE.org\r\n"));
+    assert_eq!(fx.all_files().len(), 3, "{:?}", fx.all_files());
+}

@@ -205,6 +205,46 @@ pub fn original_single_dash_flags(bin: &str) {
     );
 }
 
+/// `--if localhost:<port>` listens on the IPv4 loopback; an `--if` address that cannot
+/// be used is reported under the flag's name, not a configuration key.
+pub fn listen_flag_localhost_and_errors(bin: &str) {
+    let dir = TempDir::new("bin");
+    let settings = Settings::defaults(dir.path());
+    let config = dir.path().join("g.conf");
+    settings.write(&config);
+    let listen = free_addr();
+    let args: Vec<OsString> = vec![
+        "--config".into(),
+        config.clone().into(),
+        "--if".into(),
+        format!("localhost:{}", listen.port()).into(),
+    ];
+    let d = Daemon::launch(bin, dir, settings, &args, listen);
+    let mut c = Client::connect(d.smtp);
+    assert_eq!(c.reply().code, 220);
+    drop(c);
+    // The port is taken now (by that server): the error names --if.
+    let out = run(
+        Command::new(bin)
+            .arg("--config")
+            .arg(&config)
+            .args(["--if", &listen.to_string()]),
+        b"",
+        EXIT_LIMIT,
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "{}: option --if: cannot listen on {listen}",
+            name(bin)
+        )),
+        "{stderr}"
+    );
+    let out = run(Command::new(bin).args(["--if", "nowhere"]), b"", EXIT_LIMIT);
+    assert!(text(&out.stderr).contains("option --if: expected an address"));
+}
+
 /// Without `--config`, `goguerrilla.conf` in the working directory is read.
 pub fn default_config_in_working_dir(bin: &str) {
     let dir = TempDir::new("bin");
@@ -388,4 +428,95 @@ pub fn log_file_lines(bin: &str) {
     assert!(!stdout.contains("message queued"), "{stdout}");
     let mode = fs::metadata(&log).expect("stat").permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
+}
+
+/// An operator's log without `-v`: each refused command leaves one INFO line with its
+/// code, enhanced code, reason, sender and recipient; `grep <queue id>` follows the
+/// message from its refused recipients to its 250 (with the client, HELO and TLS); a
+/// mailbox that cannot be written is named with its path and cause. With `-v`, the
+/// transcript names its connection and escapes control bytes.
+pub fn operator_log(bin: &str) {
+    let d = Daemon::start(bin, |s| {
+        s.set("GSMTP_MAX_RCPT", "2").set("GSMTP_MAX_SIZE", "100000");
+    });
+    fs::create_dir_all(d.maildir()).expect("make the root");
+    fs::write(d.maildir().join("bad.example.org"), b"in the way").expect("block a domain");
+    let mut c = Client::connect(d.smtp);
+    assert_eq!(c.reply().code, 220);
+    c.ehlo("client.example");
+    assert_eq!(c.cmd("MAIL FROM:<big@example.net> SIZE=200000").code, 552);
+    assert_eq!(c.cmd("MAIL FROM:<a@example.net>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<u@evil.example>").code, 550);
+    assert_eq!(c.cmd("RCPT TO:<w@x.example.org>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<v@bad.example.org>").code, 450);
+    assert_eq!(c.cmd("RCPT TO:<u@example.com>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<v@example.com>").code, 452);
+    assert_eq!(c.cmd("FROB").code, 500);
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send(b"logged\r\n.\r\n");
+    let r = c.reply();
+    assert_eq!(r.code, 250);
+    let id = queued_id(&r.wire());
+    assert_eq!(c.cmd("QUIT").code, 221);
+    d.wait_log(&["connection closed", "refusals=5"]);
+    let log = d.log();
+    let with_id: Vec<&str> = log.lines().filter(|l| l.contains(&id)).collect();
+    // The readiness probe took a connection number too: find ours.
+    let conn = conn_of(with_id.first().copied().unwrap_or_default());
+    let expect = [
+        "refused conn=2 queue_id=ID client=127.0.0.1 command=RCPT code=550 status=5.7.1 reason=\"Error: relay access denied\" from=<a@example.net> to=<u@evil.example>",
+        "refused conn=2 queue_id=ID client=127.0.0.1 command=RCPT code=450 status=4.2.0 reason=\"Error: mailbox unavailable\" from=<a@example.net> to=<v@bad.example.org>",
+        "refused conn=2 queue_id=ID client=127.0.0.1 command=RCPT code=452 status=4.5.3 reason=\"Error: too many recipients\" from=<a@example.net> to=<v@example.com>",
+        "refused conn=2 queue_id=ID client=127.0.0.1 command=- code=500 status=5.5.1 reason=\"Error: command not recognized\" from=<a@example.net>",
+        "message queued conn=2 queue_id=ID client=127.0.0.1 client_name=unknown helo=client.example from=<a@example.net> to=<w@x.example.org>,<u@example.com> nrcpt=2 size=8 tls=no delivery_ms=",
+    ];
+    assert_eq!(with_id.len(), expect.len(), "{log}");
+    for (line, want) in with_id.iter().zip(expect) {
+        let want = want
+            .replace("ID", &id)
+            .replace("conn=2 ", &format!("conn={conn} "));
+        assert!(
+            line.contains(" INFO ") && line.contains(&want),
+            "{line}\nwanted {want}"
+        );
+    }
+    let size = log
+        .lines()
+        .find(|l| l.contains("code=552"))
+        .unwrap_or_else(|| panic!("no SIZE refusal in {log}"));
+    assert!(
+        size.contains("command=MAIL code=552 status=5.3.4") && !size.contains("queue_id"),
+        "{size}"
+    );
+    let folder = log
+        .lines()
+        .find(|l| l.contains("mailbox unavailable") && l.contains("WARN"))
+        .unwrap_or_else(|| panic!("no storage line in {log}"));
+    assert!(
+        folder.contains("bad.example.org/v") && folder.contains("ENOTDIR"),
+        "{folder}"
+    );
+
+    // The verbose transcript: each line names its connection; control bytes are escaped.
+    let v = Daemon::start(bin, |s| {
+        s.set("GSMTP_VERBOSE", "Y");
+    });
+    let mut c = Client::connect(v.smtp);
+    assert_eq!(c.reply().code, 220);
+    c.send(b"NOOP \x1b[2J\x07\r\nQUIT\r\n");
+    assert_eq!(c.reply().code, 250);
+    let line = v.wait_log(&["C: NOOP"]);
+    let conn = conn_of(&line);
+    let escaped = format!("C: NOOP \\x1b[2J\\x07 conn={conn} client=127.0.0.1");
+    assert!(line.contains(&escaped), "{line}");
+    v.wait_log(&[&format!("S: 221 2.0.0 Bye conn={conn} ")]);
+    assert!(!v.log().contains('\x1b'), "a raw escape byte in the log");
+}
+
+/// The connection number in a log line's `conn=` field.
+fn conn_of(line: &str) -> u64 {
+    line.split(' ')
+        .find_map(|f| f.strip_prefix("conn="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no conn= in {line:?}"))
 }

@@ -19,12 +19,14 @@
 mod binary;
 mod clients;
 mod daemon;
+mod hardening;
 mod privilege;
 mod proxies;
 
 pub use binary::*;
 pub use clients::*;
 pub use daemon::*;
+pub use hardening::*;
 pub use privilege::*;
 pub use proxies::*;
 
@@ -83,10 +85,15 @@ macro_rules! for_each_binary {
         $m!(unreadable_pub_key_exits_2, $bin);
         $m!(port_in_use_exits_2, $bin);
         $m!(original_single_dash_flags, $bin);
+        $m!(listen_flag_localhost_and_errors, $bin);
         $m!(default_config_in_working_dir, $bin);
         $m!(mysql_keys_are_ignored_with_a_warning, $bin);
         $m!(sigterm_shuts_down_with_status_0, $bin);
         $m!(log_file_lines, $bin);
+        $m!(operator_log, $bin);
+        $m!(per_client_connection_limit, $bin);
+        $m!(full_disk_is_452_and_recovers, $bin);
+        $m!(sample_config_starts_as_shipped, $bin);
     };
 }
 
