@@ -227,6 +227,7 @@ async fn pump<R: Runtime, T: Transport>(
                 return Err(io::Error::other("a delivery was left unreported"));
             }
             Action::Close(reason) => {
+                slot.release();
                 if flush(shared, conn, io, &mut deadline).await? {
                     let deadline = Some(Instant::now() + CLOSE_WAIT);
                     let _ = Box::pin(bounded(deadline, &Signal::never(), io.close())).await;

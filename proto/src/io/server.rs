@@ -93,13 +93,19 @@ impl<R: Runtime> ClientSlot<R> {
         }
         true
     }
+
+    /// Gives the slot back before the session's last reply is sent, so that a client
+    /// that reconnects as soon as it reads `221` finds its slot free.
+    pub(crate) fn release(&mut self) {
+        if let Some(key) = self.key.take() {
+            lock(&self.shared.clients).remove(key);
+        }
+    }
 }
 
 impl<R: Runtime> Drop for ClientSlot<R> {
     fn drop(&mut self) {
-        if let Some(key) = self.key {
-            lock(&self.shared.clients).remove(key);
-        }
+        self.release();
     }
 }
 

@@ -542,7 +542,7 @@ impl Running {
                 Mode::Maildir => "maildir",
             };
             let config = format!(
-                "{{\n  \"GSMTP_HOST_NAME\": \"bench.example\",\n  \"GSTMP_LISTEN_INTERFACE\": \"127.0.0.1:{port}\",\n  \"GSMTP_STORAGE\": \"{storage}\",\n  \"GSMTP_MAILDIR\": {},\n  \"GSMTP_FSYNC\": \"Y\",\n  \"GM_MAX_CLIENTS\": \"{}\",\n  \"GSMTP_MAX_SIZE\": \"{}\",\n  \"GSMTP_LOG_FILE\": {}\n}}\n",
+                "{{\n  \"GSMTP_HOST_NAME\": \"bench.example\",\n  \"GSTMP_LISTEN_INTERFACE\": \"127.0.0.1:{port}\",\n  \"GSMTP_STORAGE\": \"{storage}\",\n  \"GSMTP_MAILDIR\": {},\n  \"GSMTP_FSYNC\": \"Y\",\n  \"GM_MAX_CLIENTS\": \"{}\",\n  \"GM_MAX_CLIENTS_PER_IP\": \"0\",\n  \"GSMTP_MAX_SIZE\": \"{}\",\n  \"GSMTP_LOG_FILE\": {}\n}}\n",
                 json_str(&maildir.display().to_string()),
                 env.max_clients,
                 env.max_size,
@@ -1880,7 +1880,7 @@ fn measure(o: &Opts, env: &Env, date: &str, time: &str) -> Result<bool, String> 
     let _ = writeln!(
         header,
         "- ours: `--config FILE` with GSMTP_STORAGE=discard, or GSMTP_STORAGE=maildir with GSMTP_FSYNC=Y \
-         (Maildir under {}), GM_MAX_CLIENTS={}, GSMTP_MAX_SIZE={}, GSMTP_LOG_FILE=a temp file",
+         (Maildir under {}), GM_MAX_CLIENTS={}, GM_MAX_CLIENTS_PER_IP=0 (every load comes from one address), GSMTP_MAX_SIZE={}, GSMTP_LOG_FILE=a temp file",
         env.tmp.display(),
         env.max_clients,
         env.max_size

@@ -109,6 +109,17 @@ pub fn per_client_connection_limit(bin: &str) {
         }
         sessions.push(c);
     }
+    // At its limit, a client that reconnects as soon as it reads 221 is served: the
+    // slot is given back before the last reply is sent.
+    let steady = ip("127.0.0.4");
+    let mut first = Client::connect_from(steady, proxied.smtp);
+    assert_eq!(first.reply().code, 220);
+    for i in 0..30 {
+        let mut c = Client::connect_from(steady, proxied.smtp);
+        assert_eq!(c.reply().code, 220, "reconnection {i}");
+        assert_eq!(c.cmd("QUIT").code, 221);
+    }
+    assert_eq!(first.cmd("NOOP").code, 250);
     // Three more sessions of the proxy's own, without XCLIENT: not limited.
     for _ in 0..3 {
         let mut c = Client::connect_from(proxy, proxied.smtp);
