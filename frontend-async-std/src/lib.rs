@@ -13,9 +13,11 @@ use async_std::task;
 
 pub use proto::Config;
 pub use proto::config::ConfigError;
+pub use proto::io::Deliver;
 
-/// A running server on async-std.
-pub type Server = proto::io::Server<AsyncStd>;
+/// A running server on async-std, delivering to `D` (by default the destination
+/// `GSMTP_STORAGE` names).
+pub type Server<D = proto::io::Destination<AsyncStd>> = proto::io::Server<AsyncStd, D>;
 
 /// async-std's global runtime.
 #[derive(Clone, Copy, Debug, Default)]
@@ -37,4 +39,10 @@ impl proto::io::Runtime for AsyncStd {
 /// Starts a server with `cfg` on async-std's runtime. See [`proto::io::start`].
 pub fn start(cfg: Config) -> Result<Server, ConfigError> {
     proto::io::start(AsyncStd, cfg)
+}
+
+/// Starts a server that hands every accepted message to `deliver`, a destination of your
+/// own (see [`Deliver`]). See [`proto::io::start_with`].
+pub fn start_with<D: Deliver>(cfg: Config, deliver: D) -> Result<Server<D>, ConfigError> {
+    proto::io::start_with(AsyncStd, cfg, deliver)
 }

@@ -13,9 +13,11 @@ use smol::Executor;
 
 pub use proto::Config;
 pub use proto::config::ConfigError;
+pub use proto::io::Deliver;
 
-/// A running server on smol.
-pub type Server = proto::io::Server<Smol>;
+/// A running server on smol, delivering to `D` (by default the destination
+/// `GSMTP_STORAGE` names).
+pub type Server<D = proto::io::Destination<Smol>> = proto::io::Server<Smol, D>;
 
 /// smol, with an executor that runs on one thread per core.
 #[derive(Clone, Debug)]
@@ -60,4 +62,10 @@ impl proto::io::Runtime for Smol {
 /// Starts a server with `cfg` on the global smol runtime. See [`proto::io::start`].
 pub fn start(cfg: Config) -> Result<Server, ConfigError> {
     proto::io::start(Smol::global(), cfg)
+}
+
+/// Starts a server that hands every accepted message to `deliver`, a destination of your
+/// own (see [`Deliver`]). See [`proto::io::start_with`].
+pub fn start_with<D: Deliver>(cfg: Config, deliver: D) -> Result<Server<D>, ConfigError> {
+    proto::io::start_with(Smol::global(), cfg, deliver)
 }

@@ -5,6 +5,7 @@
 //! (`354`), whose code no enhanced class matches. Texts follow the original server
 //! where it had one (`250 Ok`, `250 Accepted`, `221 Bye`, ...).
 
+use std::borrow::Cow;
 use std::fmt::{self, Display, Write as _};
 
 use crate::conn::DeliveryError;
@@ -45,6 +46,102 @@ impl Display for Reply {
             write!(f, "{} {} {}", self.code, self.status, self.text)
         }
     }
+}
+
+/// A reply that may be built at run time: one of the catalogue's, or a destination's own
+/// (a pipe command's RFC 3463 code, an LMTP server's answer). Texts from outside are
+/// cleaned by [`ReplyBuf::new`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ReplyBuf {
+    /// The RFC 5321 reply code.
+    pub code: u16,
+    /// The RFC 3463 enhanced status code; empty for `354`.
+    pub status: Cow<'static, str>,
+    /// The human-readable text.
+    pub text: Cow<'static, str>,
+}
+
+/// The longest text taken from a destination's answer.
+pub const MAX_TEXT: usize = 200;
+
+impl ReplyBuf {
+    /// A refusal built from a destination's answer: `code` must be `4xx` or `5xx`
+    /// (`None` otherwise). `status` is kept when it is a valid RFC 3463 code of the same
+    /// class (`4.1.1` with a `4xx`), else it is `<class>.0.0`. Of `text`, the first line
+    /// is kept, at most [`MAX_TEXT`] octets, with anything but printable ASCII replaced
+    /// by `?`, so nothing from outside can break the reply's framing; an empty text
+    /// becomes `default`.
+    pub fn new(code: u16, status: &str, text: &str, default: &'static str) -> Option<Self> {
+        if !(400..600).contains(&code) {
+            return None;
+        }
+        let class = if code < 500 { '4' } else { '5' };
+        let status = match parse_status(status) {
+            Some(c) if c == class => Cow::Owned(status.to_string()),
+            _ => Cow::Owned(format!("{class}.0.0")),
+        };
+        let line = text.lines().next().unwrap_or("").trim();
+        let mut clean: String = line
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect();
+        clean.truncate(MAX_TEXT);
+        let text = if clean.is_empty() {
+            Cow::Borrowed(default)
+        } else {
+            Cow::Owned(clean)
+        };
+        Some(Self { code, status, text })
+    }
+
+    /// Whether this is a `4xx` or `5xx` reply.
+    pub fn is_error(&self) -> bool {
+        self.code >= 400
+    }
+
+    /// Appends the reply line, CRLF included.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        write_line(out, self.code, &self.status, &self.text);
+    }
+}
+
+impl From<Reply> for ReplyBuf {
+    fn from(r: Reply) -> Self {
+        Self {
+            code: r.code,
+            status: Cow::Borrowed(r.status),
+            text: Cow::Borrowed(r.text),
+        }
+    }
+}
+
+impl Display for ReplyBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.status.is_empty() {
+            write!(f, "{} {}", self.code, self.text)
+        } else {
+            write!(f, "{} {} {}", self.code, self.status, self.text)
+        }
+    }
+}
+
+/// The class (`'2'`, `'4'` or `'5'`) of an RFC 3463 code `class.subject.detail` such as
+/// `5.1.1`, if it is well formed (subject and detail of one to three digits).
+pub fn parse_status(s: &str) -> Option<char> {
+    let mut parts = s.split('.');
+    let (class, subject, detail) = (parts.next()?, parts.next()?, parts.next()?);
+    let digits = |p: &str| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit());
+    let ok = parts.next().is_none()
+        && matches!(class, "2" | "4" | "5")
+        && digits(subject)
+        && digits(detail);
+    ok.then(|| class.chars().next())?
 }
 
 /// Appends `code SP status SP text CRLF` (the status left out when empty).
@@ -141,6 +238,8 @@ catalogue! {
     MAILBOX_UNAVAILABLE = 450 "4.2.0" "Error: mailbox unavailable";
     /// A recipient the destination refused for good.
     RCPT_REFUSED = 550 "5.1.1" "Error: mailbox unavailable";
+    /// The destination did not answer in time (RFC 3463 4.4.7, delivery time expired).
+    DESTINATION_TIMEOUT = 451 "4.4.7" "Error: delivery timed out, try again later";
     /// A line that starts like an HTTP request: the session is closed at once.
     NON_SMTP = 221 "2.7.0" "Error: this is an SMTP server, not an HTTP one; goodbye";
     /// XCLIENT from a client that is not a trusted proxy.
@@ -180,16 +279,20 @@ pub enum Stage {
 }
 
 /// The reply for a failed check or store. The one place that maps [`DeliveryError`] to
-/// replies: only a deliberate refusal ([`DeliveryError::Permanent`]) is a `5xx`.
-pub fn for_delivery_error(e: DeliveryError, stage: Stage) -> Reply {
+/// replies: only a deliberate refusal ([`DeliveryError::Permanent`], or a destination's
+/// own `5xx` in [`DeliveryError::Reply`]) is a `5xx`.
+pub fn for_delivery_error(e: &DeliveryError, stage: Stage) -> ReplyBuf {
     match (e, stage) {
+        (DeliveryError::Reply(r), _) => return r.clone(),
         (DeliveryError::InsufficientStorage, _) => NO_SPACE,
         (DeliveryError::MailboxUnavailable, Stage::Rcpt | Stage::Data) => MAILBOX_UNAVAILABLE,
+        (DeliveryError::Timeout, _) => DESTINATION_TIMEOUT,
         (DeliveryError::Permanent, Stage::Rcpt) => RCPT_REFUSED,
         (DeliveryError::Permanent, _) => STORE_REFUSED,
         (_, Stage::Data) => STORE_FAILED,
         (_, Stage::Mail | Stage::Rcpt) => CHECK_FAILED,
     }
+    .into()
 }
 
 /// The usage text for a verb, used in its syntax-error reply.
@@ -287,21 +390,56 @@ mod tests {
                 Transient,
                 InsufficientStorage,
                 MailboxUnavailable,
+                Timeout,
                 Permanent,
             ] {
-                let r = for_delivery_error(e, stage);
+                let r = for_delivery_error(&e, stage);
                 assert_eq!(r.code >= 500, e == Permanent, "{e:?} at {stage:?}: {r}");
                 assert!(r.code >= 400, "{e:?} at {stage:?}: {r}");
             }
         }
         assert_eq!(
-            for_delivery_error(InsufficientStorage, Stage::Mail).to_string(),
+            for_delivery_error(&InsufficientStorage, Stage::Mail).to_string(),
             "452 4.3.1 Insufficient system storage"
         );
         assert_eq!(
-            for_delivery_error(MailboxUnavailable, Stage::Rcpt).to_string(),
+            for_delivery_error(&MailboxUnavailable, Stage::Rcpt).to_string(),
             "450 4.2.0 Error: mailbox unavailable"
         );
+        let own = ReplyBuf::new(550, "5.1.1", "user unknown", "x").unwrap();
+        assert_eq!(for_delivery_error(&Reply(own.clone()), Stage::Rcpt), own);
+    }
+
+    #[test]
+    fn destination_replies_are_cleaned() {
+        let r = |code, status, text| ReplyBuf::new(code, status, text, "Error: refused");
+        assert_eq!(r(250, "2.0.0", "ok"), None, "only refusals");
+        assert_eq!(r(199, "", ""), None);
+        let table = [
+            (
+                (550, "5.1.1", "No such user here"),
+                "550 5.1.1 No such user here",
+            ),
+            (
+                (451, "5.1.1", "mismatched class"),
+                "451 4.0.0 mismatched class",
+            ),
+            ((554, "", ""), "554 5.0.0 Error: refused"),
+            (
+                (452, "4.2.2", "over quota\r\n250 2.0.0 smuggled"),
+                "452 4.2.2 over quota",
+            ),
+            (
+                (550, "5.7.1", "bad \u{1b}[31m\u{0} bytes"),
+                "550 5.7.1 bad ?[31m? bytes",
+            ),
+            ((450, "4.1.1000", "long detail"), "450 4.0.0 long detail"),
+        ];
+        for ((code, status, text), want) in table {
+            assert_eq!(r(code, status, text).unwrap().to_string(), want);
+        }
+        let long = "x".repeat(1000);
+        assert_eq!(r(451, "4.3.0", &long).unwrap().text.len(), MAX_TEXT);
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub struct Sim {
     pub out: Vec<u8>,
     /// Committed messages, in order.
     pub stored: Vec<Stored>,
-    /// How many spools were aborted.
+    /// How many messages were aborted after their text began.
     pub aborted: usize,
     /// Body bytes of the open spool, if any.
     pub spool: Option<(Envelope, Vec<u8>)>,
@@ -43,6 +43,9 @@ pub struct Sim {
     pub check: fn(&Check<'_>) -> Result<(), DeliveryError>,
     /// How many checks were asked.
     pub checks: usize,
+    /// Whether the simulated destination holds a transaction: from a passed
+    /// [`Check::Sender`] to its commit or abort.
+    pub open: bool,
     /// How many TLS handshakes were simulated.
     pub handshakes: usize,
     /// The most bytes the connection held buffered after a pump, for bounds checks.
@@ -82,6 +85,7 @@ impl Sim {
             delivery: Ok(()),
             check: |_| Ok(()),
             checks: 0,
+            open: false,
             handshakes: 0,
             max_buffered: 0,
         };
@@ -134,6 +138,7 @@ impl Sim {
                     self.conn.handle_tls_established(self.now, info);
                 }
                 Action::Begin(env) => {
+                    assert!(self.open, "Begin without a transaction");
                     assert!(self.spool.is_none(), "Begin while a spool is open");
                     self.spool = Some((env.clone(), Vec::new()));
                 }
@@ -142,19 +147,28 @@ impl Sim {
                     body.extend_from_slice(bytes);
                 }
                 Action::Commit => {
+                    assert!(self.open, "Commit without a transaction");
+                    self.open = false;
                     let (envelope, body) = self.spool.take().expect("Commit without Begin");
                     if self.delivery.is_ok() {
                         self.stored.push(Stored { envelope, body });
                     }
-                    self.conn.handle_delivery(self.now, self.delivery);
+                    self.conn.handle_delivery(self.now, self.delivery.clone());
                 }
                 Action::Abort => {
-                    self.spool.take().expect("Abort without Begin");
-                    self.aborted += 1;
+                    assert!(self.open, "Abort without a transaction");
+                    self.open = false;
+                    if self.spool.take().is_some() {
+                        self.aborted += 1;
+                    }
                 }
                 Action::Check(check) => {
                     let result = (self.check)(&check);
                     self.checks += 1;
+                    if let Check::Sender { .. } = check {
+                        assert!(!self.open, "MAIL while a transaction is open");
+                        self.open = result.is_ok();
+                    }
                     self.conn.handle_check(self.now, result);
                 }
                 Action::AwaitDelivery => unreachable!("commits and checks complete at once here"),
@@ -167,8 +181,8 @@ impl Sim {
         }
         self.max_buffered = self.max_buffered.max(self.conn.buffered_len());
         assert!(
-            self.spool.is_none() || self.closed.is_none(),
-            "a spool left open at close"
+            !self.open || self.closed.is_none(),
+            "a transaction left open at close"
         );
     }
 }

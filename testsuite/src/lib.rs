@@ -44,7 +44,7 @@ pub trait Running: Send + Sync {
     fn shutdown(&self, grace: Duration);
 }
 
-impl<R: proto::io::Runtime> Running for proto::io::Server<R> {
+impl<R: proto::io::Runtime, D: proto::io::Deliver> Running for proto::io::Server<R, D> {
     fn smtp(&self) -> SocketAddr {
         self.local_addr()
     }

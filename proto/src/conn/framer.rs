@@ -132,23 +132,32 @@ impl Connection {
         }
     }
 
-    /// Refuses the message being received; the rest of its body is read and dropped.
+    /// Refuses the message being received; the rest of its body is read and dropped, and
+    /// the destination's transaction is aborted.
     pub(super) fn refuse_message(&mut self) {
         if let Some(msg) = self.message.as_mut().filter(|m| !m.refused) {
             msg.refused = true;
-            if self.pending_begin {
-                self.pending_begin = false; // the driver never saw it: nothing to abort
-            } else {
-                self.pending_abort = true;
-            }
+            self.pending_begin = false; // a body the destination never saw
+            self.abort_destination();
+        }
+    }
+
+    /// Tells the driver to abort the destination's transaction, if one is open.
+    fn abort_destination(&mut self) {
+        if self.open {
+            self.open = false;
+            self.pending_abort = true;
         }
     }
 
     /// Ends the mail transaction (RSET, HELO, QUIT, STARTTLS, a timeout, the end of
-    /// input): a message in progress is dropped, and the driver told if it has begun
-    /// storing it. The one way a transaction ends without a delivery.
+    /// input): a message in progress is dropped, and the destination's transaction, if
+    /// one was opened at MAIL, aborted. The one way a transaction ends without a
+    /// delivery.
     pub(super) fn reset_transaction(&mut self) {
         self.refuse_message();
+        self.abort_destination();
+        self.pending_begin = false;
         self.message = None;
         self.envelope = None;
         self.txn = None;

@@ -50,7 +50,7 @@ use self::framer::{BodyOut, Message};
 use self::recv::RecvBuf;
 use crate::config::{BareNewline, Config};
 use crate::maildir::{QueueId, Recipient};
-use crate::reply::{self, Reply};
+use crate::reply::{self, Reply, ReplyBuf};
 use crate::syntax::{MailParams, ReversePath, Verb};
 use crate::timer::{Timer, TimerTable};
 use crate::trace::{Protocol, TlsInfo, Trace};
@@ -178,9 +178,10 @@ impl std::fmt::Display for CloseReason {
 }
 
 /// Why a store or a check failed, reported through [`Connection::handle_delivery`] or
-/// [`Connection::handle_check`]. Only [`DeliveryError::Permanent`], a deliberate refusal,
-/// gives a `5xx`; every fault is a `4xx`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// [`Connection::handle_check`]. Only a deliberate refusal ([`DeliveryError::Permanent`],
+/// or a destination's own `5xx` in [`DeliveryError::Reply`]) gives a `5xx`; every fault
+/// is a `4xx`.
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DeliveryError {
     /// A fault that may pass (an I/O error, a timeout): `451 4.3.0`.
@@ -191,8 +192,13 @@ pub enum DeliveryError {
     /// This recipient's mailbox cannot take mail now (its folder is not writable):
     /// `450 4.2.0`.
     MailboxUnavailable,
+    /// The destination did not answer in time: `451 4.4.7`.
+    Timeout,
     /// The destination refused for good: `554 5.3.0` (`550 5.1.1` at RCPT).
     Permanent,
+    /// The destination's own reply, `4xx` or `5xx`, already cleaned
+    /// ([`ReplyBuf::new`]).
+    Reply(ReplyBuf),
 }
 
 /// Things worth logging. Returned by [`Connection::poll_event`].
@@ -216,7 +222,7 @@ pub enum Event {
     /// A command, or a message at its end, was answered with a `4xx` or `5xx` reply.
     Refused {
         /// The reply sent.
-        reply: Reply,
+        reply: ReplyBuf,
         /// The command refused; `None` when the line did not parse.
         verb: Option<Verb>,
         /// The transaction's queue id, if a transaction was open.
@@ -345,6 +351,9 @@ pub struct Connection {
     tx: Vec<u8>,
     pending_begin: bool,
     pending_abort: bool,
+    /// The destination holds a transaction for this session: from the [`Check::Sender`]
+    /// that succeeded to the [`Action::Commit`] or [`Action::Abort`] that ends it.
+    open: bool,
     timers: TimerTable,
     events: VecDeque<Event>,
     stats: Stats,
@@ -397,6 +406,7 @@ impl Connection {
             tx: Vec::new(),
             pending_begin: false,
             pending_abort: false,
+            open: false,
             timers,
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -575,7 +585,7 @@ impl Connection {
             }
             (result, _) => {
                 let e = result.err().unwrap_or(DeliveryError::Transient);
-                self.reject(reply::for_delivery_error(e, reply::Stage::Data));
+                self.reject(reply::for_delivery_error(&e, reply::Stage::Data));
             }
         }
         self.txn = None;
@@ -655,7 +665,10 @@ impl Connection {
                 Mode::Data | Mode::Chunk { .. } => match self.body_step() {
                     BodyOut::Store(range) => return Action::Store(self.rx.abs(range)),
                     BodyOut::Crlf => return Action::Store(b"\r\n"),
-                    BodyOut::Commit => return Action::Commit,
+                    BodyOut::Commit => {
+                        self.open = false;
+                        return Action::Commit;
+                    }
                     BodyOut::NeedInput => return Action::Read,
                     BodyOut::Continue => {}
                 },
@@ -671,19 +684,21 @@ impl Connection {
 
     /// Queues a `4xx` or `5xx` reply to the command being run, reports it as an
     /// [`Event::Refused`] and counts it; too many `5xx` end the session.
-    fn reject(&mut self, r: Reply) {
+    fn reject(&mut self, r: impl Into<ReplyBuf>) {
         self.reject_recipient(r, None);
     }
 
     /// [`Connection::reject`] for a RCPT, naming the recipient refused.
-    fn reject_recipient(&mut self, r: Reply, to: Option<String>) {
-        self.reply(r);
+    fn reject_recipient(&mut self, r: impl Into<ReplyBuf>, to: Option<String>) {
+        let r = r.into();
+        r.encode(&mut self.tx);
         self.stats.refusals += 1;
         let (id, from) = match (&self.txn, &self.envelope) {
             (Some(t), _) => (Some(t.id), Some(t.from.to_string())),
             (None, Some(e)) => (Some(e.id), Some(e.from.to_string())),
             (None, None) => (None, None),
         };
+        let code = r.code;
         self.events.push_back(Event::Refused {
             reply: r,
             verb: self.verb,
@@ -691,7 +706,7 @@ impl Connection {
             from,
             to,
         });
-        if r.code >= 500 && r.code != 552 {
+        if code >= 500 && code != 552 {
             self.errors += 1;
             if self.errors >= self.cfg.max_errors && !self.is_closed() {
                 reply::write_too_many_errors(&mut self.tx, &self.cfg.host_name);

@@ -254,12 +254,13 @@ impl Connection {
         match (pending, result) {
             (Pending::Mail(txn), Ok(())) => {
                 self.txn = Some(txn);
+                self.open = true;
                 self.reply(reply::MAIL_OK);
             }
             (Pending::Mail(txn), Err(e)) => {
                 // The event names the sender refused: set the transaction aside for it.
                 self.txn = Some(txn);
-                self.reject(reply::for_delivery_error(e, reply::Stage::Mail));
+                self.reject(reply::for_delivery_error(&e, reply::Stage::Mail));
                 self.txn = None;
             }
             (Pending::Rcpt(r), Ok(())) => {
@@ -269,7 +270,7 @@ impl Connection {
                 self.reply(reply::RCPT_OK);
             }
             (Pending::Rcpt(r), Err(e)) => {
-                let reply = reply::for_delivery_error(e, reply::Stage::Rcpt);
+                let reply = reply::for_delivery_error(&e, reply::Stage::Rcpt);
                 self.reject_recipient(reply, Some(format!("<{}>", r.address)));
             }
             (Pending::Client { ip, name, helo }, Ok(())) => {

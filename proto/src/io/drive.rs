@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use futures_lite::future;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::deliver::{Deliver, guarded};
 use super::runtime::{Runtime, Transport};
 use super::server::{ClientSlot, Shared};
-use super::store::Spool;
 use crate::conn::{Action, Check, CloseReason, Connection, DeliveryError, Event};
 
 /// How a run of the pump ended.
@@ -146,30 +146,41 @@ impl Deadline {
     }
 }
 
-/// Runs the pump until the session closes or asks for TLS. A message still spooled when
-/// it stops (an I/O error mid-body) is thrown away.
-pub(crate) async fn drive<R: Runtime, T: Transport>(
-    shared: &Shared<R>,
+/// The destination's transaction of a session, from MAIL to its commit or abort.
+struct Txn<M> {
+    message: Option<M>,
+    /// Set when the body or a write failed: the rest of the text is dropped, and the
+    /// message is refused with this at its end.
+    failed: Option<DeliveryError>,
+}
+
+/// Runs the pump until the session closes or asks for TLS. A transaction still open when
+/// it stops (an I/O error mid-body) is aborted.
+pub(crate) async fn drive<R: Runtime, D: Deliver, T: Transport>(
+    shared: &Shared<R, D>,
     conn: &mut Connection,
     io: &mut T,
-    slot: &mut ClientSlot<R>,
+    slot: &mut ClientSlot<R, D>,
 ) -> io::Result<Outcome> {
-    let mut spool = None;
-    let result = pump(shared, conn, io, &mut spool, slot).await;
-    if spool.is_some() {
-        Box::pin(shared.store.abort(&shared.rt, spool)).await;
+    let mut txn = Txn {
+        message: None,
+        failed: None,
+    };
+    let result = pump(shared, conn, io, &mut txn, slot).await;
+    if let Some(message) = txn.message.take() {
+        Box::pin(guarded("abort", shared.deliver.abort(message))).await;
     }
     result
 }
 
-async fn pump<R: Runtime, T: Transport>(
-    shared: &Shared<R>,
+async fn pump<R: Runtime, D: Deliver, T: Transport>(
+    shared: &Shared<R, D>,
     conn: &mut Connection,
     io: &mut T,
-    spool: &mut Option<Spool>,
-    slot: &mut ClientSlot<R>,
+    txn: &mut Txn<D::Message>,
+    slot: &mut ClientSlot<R, D>,
 ) -> io::Result<Outcome> {
-    let rt = &shared.rt;
+    let deliver = &shared.deliver;
     let mut deadline = Deadline::new();
     loop {
         match conn.poll_action() {
@@ -195,34 +206,47 @@ async fn pump<R: Runtime, T: Transport>(
                 flush(shared, conn, io, &mut deadline).await?;
                 return Ok(Outcome::StartTls);
             }
-            Action::Begin(envelope) => *spool = shared.store.begin(envelope),
-            Action::Store(bytes) => {
-                if let Some(s) = spool.as_mut()
-                    && shared.store.write(s, bytes)
-                {
-                    // Big futures on cold paths are boxed so that an idle session's task
-                    // stays small.
-                    Box::pin(shared.store.flush(rt, s)).await;
+            Action::Check(check) => {
+                // Big futures on cold paths are boxed so that an idle session's task
+                // stays small.
+                let result = Box::pin(answer(deliver, txn, slot, check)).await;
+                conn.handle_check(Instant::now(), result);
+            }
+            Action::Begin(envelope) => {
+                if let Some(m) = txn.message.as_mut() {
+                    txn.failed = match Box::pin(guarded("body", deliver.body(m, envelope))).await {
+                        Some(Ok(())) => None,
+                        Some(Err(e)) => Some(e),
+                        None => panicked(txn),
+                    };
                 }
             }
-            Action::Check(check) => {
-                let result = match check {
-                    Check::Client(ip) if !slot.move_to(ip) => Err(DeliveryError::Transient),
-                    Check::Client(_) => Ok(()),
-                    other => shared.store.check(&other),
-                };
-                conn.handle_check(Instant::now(), result);
+            Action::Store(bytes) => {
+                if txn.failed.is_none()
+                    && let Some(m) = txn.message.as_mut()
+                {
+                    txn.failed = match guarded("write", deliver.write(m, bytes)).await {
+                        Some(Ok(())) => None,
+                        Some(Err(e)) => Some(e),
+                        None => panicked(txn),
+                    };
+                }
             }
             Action::Commit => {
                 let started = Instant::now();
-                let result = Box::pin(shared.store.commit(rt, spool.take())).await;
+                let result = Box::pin(commit(deliver, txn)).await;
                 let now = Instant::now();
                 conn.handle_delivery(now, result);
                 while let Some(event) = conn.poll_event() {
                     log_event(conn, &event, now - started);
                 }
             }
-            Action::Abort => Box::pin(shared.store.abort(rt, spool.take())).await,
+            Action::Abort => {
+                if let Some(m) = txn.message.take() {
+                    Box::pin(guarded("abort", deliver.abort(m))).await;
+                }
+                txn.failed = None;
+            }
             Action::AwaitDelivery => {
                 return Err(io::Error::other("a delivery was left unreported"));
             }
@@ -238,6 +262,57 @@ async fn pump<R: Runtime, T: Transport>(
     }
 }
 
+/// Answers the connection's question: the destination's for MAIL and RCPT (MAIL opens
+/// its transaction), the per-client count's for a client XCLIENT names.
+async fn answer<R: Runtime, D: Deliver>(
+    deliver: &D,
+    txn: &mut Txn<D::Message>,
+    slot: &mut ClientSlot<R, D>,
+    check: Check<'_>,
+) -> Result<(), DeliveryError> {
+    match check {
+        Check::Client(ip) if slot.move_to(ip) => Ok(()),
+        Check::Client(_) => Err(DeliveryError::Transient),
+        Check::Sender { from, params } => {
+            let message = guarded("start", deliver.start(from, params))
+                .await
+                .unwrap_or(Err(DeliveryError::Transient))?;
+            txn.message = Some(message);
+            txn.failed = None;
+            Ok(())
+        }
+        Check::Recipient { recipient, .. } => match txn.message.as_mut() {
+            Some(m) => match guarded("add_recipient", deliver.add_recipient(m, recipient)).await {
+                Some(result) => result,
+                None => panicked(txn).map_or(Ok(()), Err),
+            },
+            None => Err(DeliveryError::Transient),
+        },
+    }
+}
+
+/// Commits the transaction's message, unless its text failed: then it is aborted and
+/// the failure is the answer.
+async fn commit<D: Deliver>(deliver: &D, txn: &mut Txn<D::Message>) -> Result<(), DeliveryError> {
+    let Some(message) = txn.message.take() else {
+        return Err(txn.failed.take().unwrap_or(DeliveryError::Transient));
+    };
+    if let Some(e) = txn.failed.take() {
+        guarded("abort", deliver.abort(message)).await;
+        return Err(e);
+    }
+    guarded("commit", deliver.commit(message))
+        .await
+        .unwrap_or(Err(DeliveryError::Transient))
+}
+
+/// After a panic, the message is dropped as it is (it may be in any state), and what is
+/// left of the transaction fails.
+fn panicked<M>(txn: &mut Txn<M>) -> Option<DeliveryError> {
+    txn.message = None;
+    Some(DeliveryError::Transient)
+}
+
 /// How long closing a stream (a TLS close_notify, say) may take.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
@@ -251,8 +326,8 @@ impl Signal {
 
 /// Sends the pending replies, bounded by the connection's deadline (a client that does
 /// not read cannot hold a session forever). `Ok(false)` means the deadline passed.
-async fn flush<R: Runtime, T: Transport>(
-    shared: &Shared<R>,
+async fn flush<R: Runtime, D: Deliver, T: Transport>(
+    shared: &Shared<R, D>,
     conn: &mut Connection,
     io: &mut T,
     deadline: &mut Deadline,

@@ -5,13 +5,15 @@
 //! spawner and thread pool:
 //!
 //! - the pump between a stream and a [`crate::Connection`] (`drive.rs`);
-//! - [`store`]: Maildir delivery with group commit;
+//! - [`deliver`]: where accepted mail goes: the [`Deliver`] interface, and the built-in
+//!   destinations (Maildir with group commit, discard);
 //! - [`start`] and [`Server`]: listeners, the max-clients gate, privilege drop, graceful
 //!   shutdown;
 //! - TLS set-up, PROXY headers, the nginx `auth_http` service, logging and the CLI.
 
 mod auth;
 pub mod cli;
+pub mod deliver;
 mod drive;
 pub mod log;
 mod privilege;
@@ -19,9 +21,9 @@ mod proxy;
 mod runtime;
 mod server;
 mod session;
-pub mod store;
 mod tls;
 
+pub use deliver::{Deliver, Destination};
 pub use runtime::{Plain, Runtime, Transport};
-pub use server::{Server, start};
+pub use server::{Server, start, start_with};
 pub use tls::acceptor;

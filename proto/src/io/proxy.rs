@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use futures_lite::io::AsyncReadExt;
 
+use super::deliver::Deliver;
 use super::drive::bounded;
 use super::runtime::{Plain, Runtime};
 use super::server::Shared;
@@ -14,8 +15,8 @@ use crate::proxy::{self, Header};
 /// With `GSMTP_PROXY_PROTOCOL=Y`, reads the header and returns the client it names; bytes
 /// read past it stay in `plain.pending`. Without it, returns `peer` untouched. Headers are
 /// taken only from trusted proxies; anything else is an error and the caller closes.
-pub(crate) async fn read_header<R: Runtime>(
-    shared: &Shared<R>,
+pub(crate) async fn read_header<R: Runtime, D: Deliver>(
+    shared: &Shared<R, D>,
     plain: &mut Plain,
     peer: SocketAddr,
 ) -> io::Result<SocketAddr> {

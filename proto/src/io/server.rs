@@ -9,18 +9,19 @@ use std::time::{Duration, Instant, SystemTime};
 use futures_lite::future;
 use futures_rustls::TlsAcceptor;
 
+use super::deliver::{Deliver, Destination};
 use super::drive::{Signal, drive};
 use super::runtime::{Plain, Runtime, accept};
-use super::store::Store;
 use crate::config::{Config, ConfigError};
 use crate::conn::{Accept, CloseReason, Connection};
 use crate::policy::{ClientCounts, ClientKey};
 
 /// What every session of a server shares.
-pub(crate) struct Shared<R: Runtime> {
+pub(crate) struct Shared<R: Runtime, D: Deliver> {
     pub(crate) rt: R,
     pub(crate) cfg: Arc<Config>,
-    pub(crate) store: Store,
+    /// Where accepted mail goes.
+    pub(crate) deliver: D,
     pub(crate) tls: Option<TlsAcceptor>,
     /// Fired at the end of the shutdown grace period: remaining sessions get `421`.
     pub(crate) force: Signal,
@@ -32,7 +33,7 @@ pub(crate) struct Shared<R: Runtime> {
     clients: Mutex<ClientCounts>,
 }
 
-impl<R: Runtime> Shared<R> {
+impl<R: Runtime, D: Deliver> Shared<R, D> {
     /// Sessions open now.
     pub(crate) fn active(&self) -> usize {
         self.active.load(Ordering::Relaxed)
@@ -44,7 +45,7 @@ impl<R: Runtime> Shared<R> {
     }
 }
 
-impl<R: Runtime> std::fmt::Debug for Shared<R> {
+impl<R: Runtime, D: Deliver> std::fmt::Debug for Shared<R, D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
             .field("listen", &self.cfg.listen)
@@ -54,9 +55,9 @@ impl<R: Runtime> std::fmt::Debug for Shared<R> {
 }
 
 /// Counts a session while it lives.
-pub(crate) struct ActiveGuard<R: Runtime>(Arc<Shared<R>>);
+pub(crate) struct ActiveGuard<R: Runtime, D: Deliver>(Arc<Shared<R, D>>);
 
-impl<R: Runtime> Drop for ActiveGuard<R> {
+impl<R: Runtime, D: Deliver> Drop for ActiveGuard<R, D> {
     fn drop(&mut self) {
         self.0.active.fetch_sub(1, Ordering::Relaxed);
     }
@@ -64,14 +65,14 @@ impl<R: Runtime> Drop for ActiveGuard<R> {
 
 /// A session's place in the per-client count (`GM_MAX_CLIENTS_PER_IP`), given back when
 /// the session ends. It counts nobody until [`ClientSlot::move_to`] names the client.
-pub(crate) struct ClientSlot<R: Runtime> {
-    shared: Arc<Shared<R>>,
+pub(crate) struct ClientSlot<R: Runtime, D: Deliver> {
+    shared: Arc<Shared<R, D>>,
     key: Option<ClientKey>,
 }
 
-impl<R: Runtime> ClientSlot<R> {
+impl<R: Runtime, D: Deliver> ClientSlot<R, D> {
     /// A slot that counts nobody yet.
-    pub(crate) fn new(shared: Arc<Shared<R>>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared<R, D>>) -> Self {
         Self { shared, key: None }
     }
 
@@ -103,7 +104,7 @@ impl<R: Runtime> ClientSlot<R> {
     }
 }
 
-impl<R: Runtime> Drop for ClientSlot<R> {
+impl<R: Runtime, D: Deliver> Drop for ClientSlot<R, D> {
     fn drop(&mut self) {
         self.release();
     }
@@ -117,8 +118,8 @@ fn lock(m: &Mutex<ClientCounts>) -> std::sync::MutexGuard<'_, ClientCounts> {
 
 /// A running server. Dropping it does not stop it; call [`Server::shutdown`].
 #[derive(Debug)]
-pub struct Server<R: Runtime> {
-    shared: Arc<Shared<R>>,
+pub struct Server<R: Runtime, D: Deliver = Destination<R>> {
+    shared: Arc<Shared<R, D>>,
     addr: SocketAddr,
     tls_addr: Option<SocketAddr>,
     auth_addr: Option<SocketAddr>,
@@ -126,7 +127,7 @@ pub struct Server<R: Runtime> {
     _pid_keeper: Option<std::process::ChildStdin>,
 }
 
-impl<R: Runtime> Server<R> {
+impl<R: Runtime, D: Deliver> Server<R, D> {
     /// Where the SMTP listener is (useful when the config asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
@@ -206,6 +207,31 @@ fn bind(addr: SocketAddr, key: &str) -> Result<TcpListener, ConfigError> {
 /// drops privileges, opens the Maildir as that user, and starts accepting. Every error
 /// names the configuration key at fault.
 pub fn start<R: Runtime>(rt: R, cfg: Config) -> Result<Server<R>, ConfigError> {
+    let opener = rt.clone();
+    start_with_opener(rt, cfg, move |cfg: &Config| {
+        Destination::open(&opener, cfg).map_err(|e| ConfigError {
+            key: "GSMTP_MAILDIR".into(),
+            message: format!("cannot use {}: {e}", cfg.maildir.display()),
+        })
+    })
+}
+
+/// [`start`] with a destination of the caller's: every accepted message goes to
+/// `deliver` (`GSMTP_STORAGE` and the Maildir keys are not used).
+pub fn start_with<R: Runtime, D: Deliver>(
+    rt: R,
+    cfg: Config,
+    deliver: D,
+) -> Result<Server<R, D>, ConfigError> {
+    start_with_opener(rt, cfg, |_: &Config| Ok(deliver))
+}
+
+/// Starts a server whose destination `open` makes once privileges are dropped.
+fn start_with_opener<R: Runtime, D: Deliver>(
+    rt: R,
+    cfg: Config,
+    open: impl FnOnce(&Config) -> Result<D, ConfigError>,
+) -> Result<Server<R, D>, ConfigError> {
     raise_fd_limit();
     let target = super::privilege::Target::resolve(&cfg)?;
     let tls = match (&cfg.tls_cert, &cfg.tls_key) {
@@ -233,10 +259,7 @@ pub fn start<R: Runtime>(rt: R, cfg: Config) -> Result<Server<R>, ConfigError> {
         _ => None,
     };
     target.switch()?;
-    let store = Store::open(&cfg).map_err(|e| ConfigError {
-        key: "GSMTP_MAILDIR".into(),
-        message: format!("cannot use {}: {e}", cfg.maildir.display()),
-    })?;
+    let deliver = open(&cfg)?;
     let local = |l: &TcpListener, key: &str| {
         l.local_addr().map_err(|e| ConfigError {
             key: key.into(),
@@ -252,7 +275,7 @@ pub fn start<R: Runtime>(rt: R, cfg: Config) -> Result<Server<R>, ConfigError> {
     let shared = Arc::new(Shared {
         rt: rt.clone(),
         cfg: Arc::new(cfg),
-        store,
+        deliver,
         tls,
         force: Signal::new(),
         stopping: Signal::new(),
@@ -321,8 +344,8 @@ fn keep_pid_file(path: &std::path::Path) -> Result<std::process::ChildStdin, Con
 
 /// Accepts until shutdown begins. Over `GM_MAX_CLIENTS`, a connection is answered
 /// `421 4.3.2` and closed at once, so waiting clients never pile up unanswered.
-async fn accept_loop<R: Runtime>(
-    shared: Arc<Shared<R>>,
+async fn accept_loop<R: Runtime, D: Deliver>(
+    shared: Arc<Shared<R, D>>,
     listener: async_io::Async<TcpListener>,
     implicit_tls: bool,
 ) {
@@ -365,8 +388,8 @@ async fn accept_loop<R: Runtime>(
 /// Answers a connection with `421` and closes it: `why` is [`CloseReason::Busy`] over
 /// `GM_MAX_CLIENTS` (`4.3.2`), [`CloseReason::ClientLimit`] over `GM_MAX_CLIENTS_PER_IP`
 /// (`4.7.0`).
-pub(crate) async fn refuse<R: Runtime>(
-    shared: &Arc<Shared<R>>,
+pub(crate) async fn refuse<R: Runtime, D: Deliver>(
+    shared: &Arc<Shared<R, D>>,
     mut plain: Plain,
     peer: SocketAddr,
     why: CloseReason,

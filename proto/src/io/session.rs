@@ -8,6 +8,7 @@ use std::time::{Instant, SystemTime};
 
 use futures_rustls::server::TlsStream;
 
+use super::deliver::Deliver;
 use super::drive::{Interrupt, Outcome, bounded, drive};
 use super::runtime::{Plain, Runtime, Transport};
 use super::server::{ActiveGuard, ClientSlot, Shared, refuse};
@@ -15,12 +16,12 @@ use crate::conn::{Accept, CloseReason, Connection};
 use crate::trace::TlsInfo;
 
 /// Serves one connection. `implicit_tls` is set for the RFC 8314 listener.
-pub(crate) async fn serve<R: Runtime>(
-    shared: Arc<Shared<R>>,
+pub(crate) async fn serve<R: Runtime, D: Deliver>(
+    shared: Arc<Shared<R, D>>,
     tcp: async_io::Async<std::net::TcpStream>,
     peer: SocketAddr,
     implicit_tls: bool,
-    _active: ActiveGuard<R>,
+    _active: ActiveGuard<R, D>,
 ) {
     let started = Instant::now();
     let id = shared.next_id();
@@ -91,11 +92,11 @@ pub(crate) async fn serve<R: Runtime>(
 
 /// The RFC 3207 upgrade: the handshake (bounded by the idle deadline), then the pump
 /// again on the TLS stream with a fresh session.
-async fn start_tls<R: Runtime>(
-    shared: &Shared<R>,
+async fn start_tls<R: Runtime, D: Deliver>(
+    shared: &Shared<R, D>,
     conn: &mut Connection,
     plain: Plain,
-    slot: &mut ClientSlot<R>,
+    slot: &mut ClientSlot<R, D>,
 ) -> io::Result<Outcome> {
     let Some(acceptor) = shared.tls.clone() else {
         return Err(io::Error::other("STARTTLS accepted without a certificate"));
@@ -111,11 +112,11 @@ async fn start_tls<R: Runtime>(
 }
 
 /// An implicit-TLS session (RFC 8314): the handshake comes first, then the greeting.
-async fn serve_implicit_tls<R: Runtime>(
-    shared: &Shared<R>,
+async fn serve_implicit_tls<R: Runtime, D: Deliver>(
+    shared: &Shared<R, D>,
     plain: Plain,
     mut accept: Accept,
-    slot: &mut ClientSlot<R>,
+    slot: &mut ClientSlot<R, D>,
 ) -> (io::Result<Outcome>, Option<Connection>) {
     let Some(acceptor) = shared.tls.clone() else {
         return (

@@ -1,4 +1,4 @@
-//! Storage: Maildir delivery with group commit, or discard.
+//! `GSMTP_STORAGE=maildir` (the default): Maildir delivery with group commit.
 //!
 //! A message is spooled in memory while it is small; past [`SPOOL_MEMORY`] octets it is
 //! streamed to a file in the first recipient's `tmp/`, so a 25 MiB message never sits in
@@ -24,7 +24,7 @@
 //! file system or quota (`ENOSPC`, `EDQUOT`) as `452 4.3.1`, anything else as
 //! `451 4.3.0`. `GSMTP_FSYNC=N` skips the syncs: faster, and unsafe.
 //!
-//! Before that, the connection asks ([`Store::check`]): at MAIL, whether a declared
+//! Before that, the transaction is checked: at MAIL, whether a declared
 //! `SIZE=` fits in the file system's free space; at RCPT, whether the recipient's folder
 //! can take mail, making whichever of its `tmp/`, `new/` and `cur/` is missing. A folder
 //! that cannot be written refuses only its recipient (`450 4.2.0`).
@@ -41,10 +41,12 @@ use std::time::{Duration, SystemTime};
 use nix::errno::Errno;
 use nix::unistd::AccessFlags;
 
-use super::runtime::Runtime;
-use crate::config::{Config, Storage};
-use crate::conn::{Check, DeliveryError, Envelope};
-use crate::maildir::{self, MailboxPath, QueueId};
+use super::Deliver;
+use crate::config::Config;
+use crate::conn::{DeliveryError, Envelope};
+use crate::io::runtime::Runtime;
+use crate::maildir::{self, MailboxPath, QueueId, Recipient};
+use crate::syntax::{MailParams, ReversePath};
 use crate::trace;
 
 /// Bodies up to this size are spooled in memory; larger ones stream to `tmp/`.
@@ -53,14 +55,11 @@ pub const SPOOL_MEMORY: usize = 64 * 1024;
 /// rather than one by one.
 pub const SYNCFS_BATCH: usize = 2;
 
-/// Where accepted messages go. Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct Store(Option<Arc<Maildir>>);
-
-/// A Maildir root and the way to its committer thread, which ends when the last
-/// [`Store`] clone is dropped.
+/// The Maildir destination (`GSMTP_STORAGE=maildir`): a root and the way to its
+/// committer thread, which ends when the destination is dropped.
 #[derive(Debug)]
-struct Maildir {
+pub struct Maildir<R: Runtime> {
+    rt: R,
     dir: Arc<Dir>,
     jobs: mpsc::Sender<Job>,
 }
@@ -84,18 +83,21 @@ struct Target {
     prefix: Vec<u8>,
 }
 
-/// A message being received. Created by [`Store::begin`].
+/// A transaction: nothing until its text begins, then the message being received.
+#[derive(Debug, Default)]
+pub struct Message {
+    spool: Option<Spool>,
+}
+
+/// A message being received.
 #[derive(Debug)]
-pub struct Spool {
+struct Spool {
     id: QueueId,
     targets: Vec<Target>,
     /// Bytes not yet written: the first target's prefix, then body bytes.
     buf: Vec<u8>,
     /// The file in the first target's `tmp/`, once the body outgrew memory.
     file: Option<(File, PathBuf)>,
-    /// Set when writing the spool failed: the rest of the body is dropped, and the
-    /// message refused at its end with this.
-    failed: Option<DeliveryError>,
 }
 
 /// A message's synced `tmp/` files on their way to the committer, with the channel for
@@ -107,13 +109,11 @@ struct Job {
     done: async_channel::Sender<Result<(), DeliveryError>>,
 }
 
-impl Store {
-    /// The store `cfg` asks for. For Maildir: creates the root, removes stale `tmp/`
-    /// files left by dead processes, and starts the committer thread.
-    pub fn open(cfg: &Config) -> io::Result<Self> {
-        if cfg.storage == Storage::Discard {
-            return Ok(Self(None));
-        }
+impl<R: Runtime> Maildir<R> {
+    /// Opens the Maildir `cfg` names: creates the root, removes stale `tmp/` files left
+    /// by dead processes, and starts the committer thread. Blocking work (large files)
+    /// runs on `rt`'s thread pool.
+    pub fn open(rt: R, cfg: &Config) -> io::Result<Self> {
         DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -133,77 +133,19 @@ impl Store {
         std::thread::Builder::new()
             .name("maildir-commit".into())
             .spawn(move || committer.run(rx))?;
-        Ok(Self(Some(Arc::new(Maildir { dir, jobs }))))
-    }
-
-    /// Whether messages are thrown away.
-    pub fn is_discard(&self) -> bool {
-        self.0.is_none()
-    }
-
-    /// Answers the question the connection asks at MAIL or RCPT (see the module docs).
-    /// Quick file-system calls, made on the caller's thread.
-    pub fn check(&self, check: &Check<'_>) -> Result<(), DeliveryError> {
-        let Some(maildir) = &self.0 else {
-            return Ok(());
-        };
-        match check {
-            Check::Sender { params, .. } => params.size.map_or(Ok(()), |n| maildir.dir.room(n)),
-            Check::Recipient { recipient, .. } => maildir.dir.check_folder(&recipient.path),
-            _ => Ok(()),
-        }
-    }
-
-    /// Starts a spool for `env`: one target per distinct recipient folder, each with its
-    /// own `Delivered-To` and `Received` headers dated now.
-    pub fn begin(&self, env: &Envelope) -> Option<Spool> {
-        let dir = &self.0.as_ref()?.dir;
-        let now = SystemTime::now();
-        let mut seen = HashSet::new();
-        let targets: Vec<Target> = env
-            .recipients
-            .iter()
-            .filter(|r| seen.insert(r.path.clone()))
-            .map(|r| {
-                let mut prefix = Vec::with_capacity(300);
-                trace::write_prefix(&mut prefix, &r.delivered_to, &env.trace(&dir.host, r, now));
-                Target {
-                    path: r.path.clone(),
-                    prefix,
-                }
-            })
-            .collect();
-        let mut buf = Vec::with_capacity(8 * 1024);
-        buf.extend_from_slice(&targets.first()?.prefix);
-        Some(Spool {
-            id: env.id,
-            targets,
-            buf,
-            file: None,
-            failed: None,
-        })
-    }
-
-    /// Appends body bytes. Returns true when the spool has outgrown memory and should be
-    /// [flushed](Store::flush) to its `tmp/` file.
-    pub fn write(&self, spool: &mut Spool, bytes: &[u8]) -> bool {
-        if self.0.is_none() || spool.failed.is_some() {
-            return false;
-        }
-        spool.buf.extend_from_slice(bytes);
-        spool.buf.len() >= SPOOL_MEMORY
+        Ok(Self { rt, dir, jobs })
     }
 
     /// Writes what the spool holds to its file in the first recipient's `tmp/`, creating
     /// it on first use, on the runtime's thread pool. On failure the file is removed at
-    /// once, and the spool remembers why.
-    pub async fn flush<R: Runtime>(&self, rt: &R, spool: &mut Spool) {
-        let Some(dir) = &self.0 else { return };
+    /// once.
+    async fn flush(&self, spool: &mut Spool) -> Result<(), DeliveryError> {
         let buf = std::mem::take(&mut spool.buf);
         let file = spool.file.take();
-        let dir = Arc::clone(&dir.dir);
+        let dir = Arc::clone(&self.dir);
         let first = spool.targets[0].path.clone();
-        let written = rt
+        let written = self
+            .rt
             .unblock(move || -> io::Result<((File, PathBuf), Vec<u8>)> {
                 let (mut f, path) = match file {
                     Some(f) => f,
@@ -224,42 +166,95 @@ impl Store {
                 buf.clear();
                 spool.buf = buf;
                 spool.file = Some(file);
+                Ok(())
             }
             Err(e) => {
                 tracing::error!(queue_id = %spool.id, error = %e, "cannot spool the message");
-                spool.failed = Some(classify(&e));
-                spool.buf = Vec::new();
+                Err(classify(&e))
             }
         }
     }
+}
 
-    /// Makes the message durable in every recipient's `new/`; `Ok` means on disk. See the
-    /// module docs for the steps.
-    pub async fn commit<R: Runtime>(
+impl<R: Runtime> Deliver for Maildir<R> {
+    type Message = Message;
+
+    /// A declared `SIZE=` must fit in the file system's free space.
+    async fn start(
         &self,
-        rt: &R,
-        spool: Option<Spool>,
-    ) -> Result<(), DeliveryError> {
-        let (Some(maildir), Some(spool)) = (&self.0, spool) else {
-            return if self.0.is_none() {
-                Ok(())
-            } else {
-                Err(DeliveryError::Transient)
-            };
+        _: &ReversePath<'static>,
+        params: &MailParams,
+    ) -> Result<Message, DeliveryError> {
+        params.size.map_or(Ok(()), |n| self.dir.room(n))?;
+        Ok(Message::default())
+    }
+
+    /// The recipient's folder must take mail; missing parts of it are made.
+    async fn add_recipient(&self, _: &mut Message, r: &Recipient) -> Result<(), DeliveryError> {
+        self.dir.check_folder(&r.path)
+    }
+
+    /// One target per distinct recipient folder, each with its own `Return-Path`,
+    /// `Delivered-To` and `Received` headers dated now.
+    async fn body(&self, message: &mut Message, env: &Envelope) -> Result<(), DeliveryError> {
+        let now = SystemTime::now();
+        let mut seen = HashSet::new();
+        let targets: Vec<Target> = env
+            .recipients
+            .iter()
+            .filter(|r| seen.insert(r.path.clone()))
+            .map(|r| {
+                let mut prefix = Vec::with_capacity(300);
+                let trace = env.trace(&self.dir.host, r, now);
+                trace::write_prefix(&mut prefix, &r.delivered_to, &trace);
+                Target {
+                    path: r.path.clone(),
+                    prefix,
+                }
+            })
+            .collect();
+        let Some(first) = targets.first() else {
+            return Err(DeliveryError::Transient);
         };
-        if let Some(e) = spool.failed {
-            self.abort(rt, Some(spool)).await;
-            return Err(e);
+        let mut buf = Vec::with_capacity(8 * 1024);
+        buf.extend_from_slice(&first.prefix);
+        message.spool = Some(Spool {
+            id: env.id,
+            targets,
+            buf,
+            file: None,
+        });
+        Ok(())
+    }
+
+    /// Held in memory up to [`SPOOL_MEMORY`], then streamed to the first folder's `tmp/`.
+    async fn write(&self, message: &mut Message, bytes: &[u8]) -> Result<(), DeliveryError> {
+        let Some(spool) = message.spool.as_mut() else {
+            return Err(DeliveryError::Transient);
+        };
+        spool.buf.extend_from_slice(bytes);
+        if spool.buf.len() < SPOOL_MEMORY {
+            return Ok(());
         }
+        // Big futures on cold paths are boxed so that an idle session's task stays small.
+        Box::pin(self.flush(spool)).await
+    }
+
+    /// Makes the message durable in every recipient's `new/`; `Ok` means on disk. See
+    /// the module docs for the steps.
+    async fn commit(&self, message: Message) -> Result<(), DeliveryError> {
+        let Some(spool) = message.spool else {
+            return Err(DeliveryError::Transient);
+        };
         let id = spool.id;
-        let dir = Arc::clone(&maildir.dir);
+        let dir = Arc::clone(&self.dir);
         // A small message held in memory is written into the page cache at once, which
         // costs less than handing it to another thread; one that streamed to disk may
         // have more to copy, so it goes to the blocking pool.
         let staged = if spool.file.is_none() && spool.targets.len() == 1 {
             dir.stage(spool)
         } else {
-            rt.unblock(move || dir.stage(spool)).await
+            self.rt.unblock(move || dir.stage(spool)).await
         };
         let tmp = match staged {
             Ok(tmp) => tmp,
@@ -269,7 +264,7 @@ impl Store {
             }
         };
         let (done, outcome) = async_channel::bounded(1);
-        if let Err(mpsc::SendError(job)) = maildir.jobs.send(Job { id, tmp, done }) {
+        if let Err(mpsc::SendError(job)) = self.jobs.send(Job { id, tmp, done }) {
             job.tmp.iter().for_each(|(_, p)| drop(fs::remove_file(p)));
             return Err(DeliveryError::Transient);
         }
@@ -279,14 +274,15 @@ impl Store {
             .unwrap_or(Err(DeliveryError::Transient))
     }
 
-    /// Throws a spool away, removing its `tmp/` file if it has one.
-    pub async fn abort<R: Runtime>(&self, rt: &R, spool: Option<Spool>) {
-        if let Some((file, path)) = spool.and_then(|s| s.file) {
-            rt.unblock(move || {
-                drop(file);
-                let _ = fs::remove_file(path);
-            })
-            .await;
+    /// Removes the message's `tmp/` file, if it has one.
+    async fn abort(&self, message: Message) {
+        if let Some((file, path)) = message.spool.and_then(|s| s.file) {
+            self.rt
+                .unblock(move || {
+                    drop(file);
+                    let _ = fs::remove_file(path);
+                })
+                .await;
         }
     }
 }
