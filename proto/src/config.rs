@@ -14,6 +14,9 @@ use std::time::Duration;
 
 use crate::policy::{AllowedHosts, IpNet};
 
+mod handoff;
+pub use handoff::{HttpConfig, HttpUrl, LmtpAddr, LmtpConfig, PipeConfig};
+
 /// What to do with a bare LF or bare CR (see Postfix's `smtpd_forbid_bare_newline`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum BareNewline {
@@ -33,6 +36,12 @@ pub enum Storage {
     Maildir,
     /// Accept and drop every message (for load tests only).
     Discard,
+    /// Run `GSMTP_PIPE_COMMAND` with each message on its standard input.
+    Pipe,
+    /// POST each message to `GSMTP_HTTP_URL`.
+    Http,
+    /// Hand each message to the LMTP server at `GSMTP_LMTP_ADDR`.
+    Lmtp,
 }
 
 impl std::fmt::Display for Storage {
@@ -40,6 +49,9 @@ impl std::fmt::Display for Storage {
         f.write_str(match self {
             Self::Maildir => "maildir",
             Self::Discard => "discard",
+            Self::Pipe => "pipe",
+            Self::Http => "http",
+            Self::Lmtp => "lmtp",
         })
     }
 }
@@ -80,8 +92,18 @@ pub struct Config {
     pub max_clients_per_ip: u32,
     /// `GSMTP_MAILDIR`: the Maildir root.
     pub maildir: PathBuf,
-    /// `GSMTP_STORAGE`: `maildir` or `discard`.
+    /// `GSMTP_STORAGE`: `maildir`, `discard`, `pipe`, `http` or `lmtp`.
     pub storage: Storage,
+    /// `GSMTP_PIPE_*`, for `GSMTP_STORAGE=pipe`.
+    pub pipe: PipeConfig,
+    /// `GSMTP_HTTP_*`, for `GSMTP_STORAGE=http`.
+    pub http: HttpConfig,
+    /// `GSMTP_LMTP_*`, for `GSMTP_STORAGE=lmtp`.
+    pub lmtp: LmtpConfig,
+    /// `GSMTP_SPOOL_DIR`: where a hand-off destination keeps a message larger than
+    /// memory's share until it is sent (an unnamed file); the system's temporary
+    /// directory by default.
+    pub spool_dir: Option<PathBuf>,
     /// `GSMTP_FSYNC`: sync files and directories before answering 250. `N` is unsafe.
     pub fsync: bool,
     /// `GSMTP_MAX_RCPT`: recipients per message.
@@ -136,6 +158,10 @@ impl Default for Config {
             max_clients_per_ip: 50,
             maildir: PathBuf::from("./maildir"),
             storage: Storage::Maildir,
+            pipe: PipeConfig::default(),
+            http: HttpConfig::default(),
+            lmtp: LmtpConfig::default(),
+            spool_dir: None,
             fsync: true,
             max_recipients: 100,
             max_command_line: 512,
@@ -262,9 +288,43 @@ impl Config {
                 self.storage = match v.string()?.to_ascii_lowercase().as_str() {
                     "maildir" => Storage::Maildir,
                     "discard" => Storage::Discard,
-                    _ => return Err(v.error("expected maildir or discard")),
+                    "pipe" => Storage::Pipe,
+                    "http" => Storage::Http,
+                    "lmtp" => Storage::Lmtp,
+                    _ => return Err(v.error("expected maildir, discard, pipe, http or lmtp")),
                 }
             }
+            "GSMTP_PIPE_COMMAND" => {
+                self.pipe.command = v
+                    .opt(|v| {
+                        shlex::split(&v.string()?)
+                            .filter(|args| !args.is_empty())
+                            .ok_or_else(|| v.error("expected a command line (quotes balanced)"))
+                    })?
+                    .unwrap_or_default();
+            }
+            "GSMTP_PIPE_TIMEOUT" => self.pipe.timeout = v.seconds()?,
+            "GSMTP_PIPE_PER_RECIPIENT" => self.pipe.per_recipient = v.yes_no()?,
+            "GSMTP_PIPE_CONCURRENCY" => self.pipe.concurrency = v.number(1, 10_000)? as usize,
+            "GSMTP_HTTP_URL" => {
+                self.http.url = v.opt(|v| {
+                    HttpUrl::parse(&v.string()?)
+                        .ok_or_else(|| v.error("expected an http:// or https:// URL"))
+                })?;
+            }
+            "GSMTP_HTTP_CA" => self.http.ca = v.opt(|v| v.string().map(PathBuf::from))?,
+            "GSMTP_HTTP_SECRET" => self.http.secret = v.opt(Value::string)?,
+            "GSMTP_HTTP_TIMEOUT" => self.http.timeout = v.seconds()?,
+            "GSMTP_HTTP_CONNECTIONS" => self.http.connections = v.number(1, 10_000)? as usize,
+            "GSMTP_LMTP_ADDR" => {
+                self.lmtp.addr = v.opt(|v| {
+                    LmtpAddr::parse(&v.string()?)
+                        .ok_or_else(|| v.error("expected host:port or unix:/path"))
+                })?;
+            }
+            "GSMTP_LMTP_TIMEOUT" => self.lmtp.timeout = v.seconds()?,
+            "GSMTP_LMTP_CONNECTIONS" => self.lmtp.connections = v.number(1, 10_000)? as usize,
+            "GSMTP_SPOOL_DIR" => self.spool_dir = v.opt(|v| v.non_empty().map(PathBuf::from))?,
             "GSMTP_FSYNC" => self.fsync = v.yes_no()?,
             "GSMTP_MAX_RCPT" => self.max_recipients = v.number(1, 100_000)? as usize,
             "GSMTP_MAX_COMMAND_LENGTH" => self.max_command_line = v.number(512, 65_536)? as usize,
@@ -310,6 +370,33 @@ impl Config {
                 key: key.into(),
                 message: "TLS needs both GSMTP_PUB_KEY and GSMTP_PRV_KEY".into(),
             });
+        }
+        let missing = |key: &str, what: &str| ConfigError {
+            key: key.into(),
+            message: format!("GSMTP_STORAGE={} needs {what}", self.storage),
+        };
+        match self.storage {
+            Storage::Pipe if self.pipe.command.is_empty() => {
+                return Err(missing("GSMTP_PIPE_COMMAND", "a command"));
+            }
+            Storage::Pipe if !self.pipe.per_recipient => {
+                let named = crate::handoff::RECIPIENT_MACROS
+                    .iter()
+                    .find(|m| self.pipe.command.iter().any(|a| a.contains(*m)));
+                if let Some(m) = named {
+                    return Err(ConfigError {
+                        key: "GSMTP_PIPE_COMMAND".into(),
+                        message: format!("{m} names one recipient: set GSMTP_PIPE_PER_RECIPIENT=Y"),
+                    });
+                }
+            }
+            Storage::Http if self.http.url.is_none() => {
+                return Err(missing("GSMTP_HTTP_URL", "a URL"));
+            }
+            Storage::Lmtp if self.lmtp.addr.is_none() => {
+                return Err(missing("GSMTP_LMTP_ADDR", "an address"));
+            }
+            _ => {}
         }
         if self.tls_listen.is_some() && self.tls_cert.is_none() {
             return Err(ConfigError {

@@ -58,6 +58,7 @@ pub mod auth_http;
 pub mod command;
 pub mod config;
 mod conn;
+pub mod handoff;
 pub mod maildir;
 pub mod policy;
 pub mod proxy;

@@ -103,13 +103,23 @@ pub struct Trace<'a> {
 }
 
 /// Appends `Return-Path: <sender>`, `Delivered-To: <address>` and the Received header,
-/// each ending in CRLF.
+/// each ending in CRLF: the headers of a final delivery (a Maildir file).
 pub fn write_prefix(out: &mut Vec<u8>, delivered_to: &str, trace: &Trace<'_>) {
+    write_return_path(out, trace.sender);
+    out.extend_from_slice(format!("Delivered-To: {}\r\n", clean_address(delivered_to)).as_bytes());
+    write_received(out, trace);
+}
+
+/// Appends `Return-Path: <sender>` and CRLF (RFC 5321 §4.4).
+pub fn write_return_path(out: &mut Vec<u8>, sender: &ReversePath<'_>) {
+    let sender = sender.to_string();
+    out.extend_from_slice(format!("Return-Path: {}\r\n", clean_address(&sender)).as_bytes());
+}
+
+/// Appends the Received header (RFC 5321 §4.4), its last line ending in CRLF.
+pub fn write_received(out: &mut Vec<u8>, trace: &Trace<'_>) {
     let mut s = String::with_capacity(256);
     // Writing to a String cannot fail.
-    let sender = trace.sender.to_string();
-    let _ = write!(s, "Return-Path: {}\r\n", clean_address(&sender));
-    let _ = write!(s, "Delivered-To: {}\r\n", clean_address(delivered_to));
     let name = trace.client_name.map_or(Cow::Borrowed("unknown"), clean);
     let _ = write!(
         s,

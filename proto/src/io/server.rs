@@ -208,12 +208,7 @@ fn bind(addr: SocketAddr, key: &str) -> Result<TcpListener, ConfigError> {
 /// names the configuration key at fault.
 pub fn start<R: Runtime>(rt: R, cfg: Config) -> Result<Server<R>, ConfigError> {
     let opener = rt.clone();
-    start_with_opener(rt, cfg, move |cfg: &Config| {
-        Destination::open(&opener, cfg).map_err(|e| ConfigError {
-            key: "GSMTP_MAILDIR".into(),
-            message: format!("cannot use {}: {e}", cfg.maildir.display()),
-        })
-    })
+    start_with_opener(rt, cfg, move |cfg: &Config| Destination::open(&opener, cfg))
 }
 
 /// [`start`] with a destination of the caller's: every accepted message goes to

@@ -19,6 +19,7 @@
 mod binary;
 mod clients;
 mod daemon;
+mod handoff;
 mod hardening;
 mod privilege;
 mod proxies;
@@ -26,6 +27,7 @@ mod proxies;
 pub use binary::*;
 pub use clients::*;
 pub use daemon::*;
+pub use handoff::*;
 pub use hardening::*;
 pub use privilege::*;
 pub use proxies::*;
@@ -94,6 +96,9 @@ macro_rules! for_each_binary {
         $m!(per_client_connection_limit, $bin);
         $m!(full_disk_is_452_and_recovers, $bin);
         $m!(sample_config_starts_as_shipped, $bin);
+        $m!(pipe_replies_and_content, $bin);
+        $m!(pipe_timeout_concurrency_per_recipient, $bin);
+        $m!(http_replies_and_content, $bin);
     };
 }
 

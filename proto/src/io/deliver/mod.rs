@@ -28,7 +28,10 @@
 //! ([`Destination`]); a Rust program can bring its own through `start_with`.
 
 mod discard;
+mod http;
 pub mod maildir;
+mod pipe;
+mod spool;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -36,13 +39,15 @@ use std::panic::AssertUnwindSafe;
 use futures_lite::FutureExt as _;
 
 use super::runtime::Runtime;
-use crate::config::{Config, Storage};
+use crate::config::{Config, ConfigError, Storage};
 use crate::conn::{DeliveryError, Envelope};
 use crate::maildir::Recipient;
 use crate::syntax::{MailParams, ReversePath};
 
 pub use discard::Discard;
+pub use http::{Http, HttpMessage};
 pub use maildir::Maildir;
+pub use pipe::{Pipe, PipeMessage};
 
 /// A destination for accepted mail. See the module docs for the order of calls and what
 /// each result becomes.
@@ -110,21 +115,53 @@ pub trait Deliver: Send + Sync + 'static {
 /// The destinations built in, chosen by `GSMTP_STORAGE`.
 #[derive(Debug)]
 #[non_exhaustive]
+#[allow(clippy::large_enum_variant, reason = "one per server, never moved")]
 pub enum Destination<R: Runtime> {
     /// `maildir`: Maildir folders on the local disk, synced before `250`.
     Maildir(Maildir<R>),
     /// `discard`: accept and drop (for load tests).
     Discard(Discard),
+    /// `pipe`: run a command with each message on its standard input.
+    Pipe(Pipe<R>),
+    /// `http`: POST each message to a URL.
+    Http(Http<R>),
 }
 
 impl<R: Runtime> Destination<R> {
     /// The destination `cfg` asks for, ready to take mail. Runs as the user the server
-    /// runs as (after the privilege drop).
-    pub fn open(rt: &R, cfg: &Config) -> std::io::Result<Self> {
+    /// runs as (after the privilege drop); an error names the key at fault.
+    pub fn open(rt: &R, cfg: &Config) -> Result<Self, ConfigError> {
         Ok(match cfg.storage {
-            Storage::Maildir => Self::Maildir(Maildir::open(rt.clone(), cfg)?),
+            Storage::Maildir => {
+                Self::Maildir(Maildir::open(rt.clone(), cfg).map_err(|e| ConfigError {
+                    key: "GSMTP_MAILDIR".into(),
+                    message: format!("cannot use {}: {e}", cfg.maildir.display()),
+                })?)
+            }
             Storage::Discard => Self::Discard(Discard),
+            Storage::Pipe => Self::Pipe(Pipe::open(rt.clone(), cfg)?),
+            Storage::Http => Self::Http(Http::open(rt.clone(), cfg)?),
+            _ => {
+                return Err(ConfigError {
+                    key: "GSMTP_STORAGE".into(),
+                    message: format!("{} is not available in this build", cfg.storage),
+                });
+            }
         })
+    }
+}
+
+/// The directory where hand-off destinations spool large messages: `GSMTP_SPOOL_DIR`, or
+/// the system's temporary directory. It must be a directory the server may write.
+pub(crate) fn spool_dir(cfg: &Config) -> Result<std::path::PathBuf, ConfigError> {
+    let dir = cfg.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let flags = nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK;
+    match nix::unistd::access(&dir.join("."), flags) {
+        Ok(()) => Ok(dir),
+        Err(e) => Err(ConfigError {
+            key: "GSMTP_SPOOL_DIR".into(),
+            message: format!("cannot use {}: {e}", dir.display()),
+        }),
     }
 }
 
@@ -135,6 +172,10 @@ pub enum DestinationMessage<R: Runtime> {
     Maildir(<Maildir<R> as Deliver>::Message),
     /// For [`Destination::Discard`].
     Discard(<Discard as Deliver>::Message),
+    /// For [`Destination::Pipe`].
+    Pipe(PipeMessage),
+    /// For [`Destination::Http`].
+    Http(HttpMessage),
 }
 
 /// Calls the same method on whichever destination this is, with its own message; a
@@ -144,6 +185,8 @@ macro_rules! dispatch {
         match ($self, $message) {
             (Destination::Maildir($d), DestinationMessage::Maildir($m)) => $call,
             (Destination::Discard($d), DestinationMessage::Discard($m)) => $call,
+            (Destination::Pipe($d), DestinationMessage::Pipe($m)) => $call,
+            (Destination::Http($d), DestinationMessage::Http($m)) => $call,
             #[allow(unreachable_patterns)]
             _ => $other,
         }
@@ -161,6 +204,8 @@ impl<R: Runtime> Deliver for Destination<R> {
         match self {
             Self::Maildir(d) => d.start(from, params).await.map(DestinationMessage::Maildir),
             Self::Discard(d) => d.start(from, params).await.map(DestinationMessage::Discard),
+            Self::Pipe(d) => d.start(from, params).await.map(DestinationMessage::Pipe),
+            Self::Http(d) => d.start(from, params).await.map(DestinationMessage::Http),
         }
     }
 

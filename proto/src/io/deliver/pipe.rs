@@ -1,0 +1,281 @@
+//! `GSMTP_STORAGE=pipe`: each message is handed to a command on its standard input, the
+//! envelope in its environment, as Postfix's pipe(8) and chasquid's hooks do.
+//!
+//! The message is spooled while it arrives; the command runs once it is complete, so its
+//! lifetime does not depend on the client's speed. It runs without a shell (its
+//! arguments split as a shell would, `${recipient}` and the other macros of
+//! [`crate::handoff::expand`] replaced), as the user the server runs as, in a process
+//! group of its own, with an environment of `PATH` and the `SMTP_*` variables of
+//! [`crate::handoff::envelope_fields`] alone. Its exit status (or an RFC 3463 code at the
+//! start of its output) is the reply ([`crate::handoff::pipe_result`]). Past
+//! `GSMTP_PIPE_TIMEOUT` its whole process group is killed: `451 4.4.7`. At most
+//! `GSMTP_PIPE_CONCURRENCY` commands run at once.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use async_lock::Semaphore;
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{FutureExt as _, future};
+
+use super::Deliver;
+use super::spool::Spool;
+use crate::config::{Config, ConfigError, PipeConfig};
+use crate::conn::{DeliveryError, Envelope};
+use crate::handoff::{self, Exit};
+use crate::io::runtime::Runtime;
+use crate::maildir::Recipient;
+use crate::reply::{self, ReplyBuf};
+use crate::syntax::{MailParams, ReversePath};
+
+/// How much of a command's output is kept (the rest is read and dropped).
+const MAX_OUTPUT: usize = 4096;
+
+/// The pipe destination.
+#[derive(Debug)]
+pub struct Pipe<R: Runtime> {
+    rt: R,
+    cfg: PipeConfig,
+    host: String,
+    spool_dir: PathBuf,
+    /// The program, found on `PATH` at start.
+    program: PathBuf,
+    path_env: String,
+    slots: Arc<Semaphore>,
+}
+
+/// A transaction for the pipe destination.
+#[derive(Debug, Default)]
+pub struct PipeMessage {
+    recipients: usize,
+    text: Option<Box<(Envelope, Spool)>>,
+}
+
+impl<R: Runtime> Pipe<R> {
+    /// Checks that the command can be run (found, executable) and the spool directory
+    /// is there; errors name the key at fault.
+    pub fn open(rt: R, cfg: &Config) -> Result<Self, ConfigError> {
+        let fail = |key: &str, message: String| ConfigError {
+            key: key.into(),
+            message,
+        };
+        let path_env = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());
+        let name = cfg.pipe.command.first().ok_or_else(|| {
+            fail(
+                "GSMTP_PIPE_COMMAND",
+                "GSMTP_STORAGE=pipe needs a command".into(),
+            )
+        })?;
+        let program = find_program(name, &path_env).ok_or_else(|| {
+            fail(
+                "GSMTP_PIPE_COMMAND",
+                format!("{name}: no such executable file (searched PATH={path_env})"),
+            )
+        })?;
+        let spool_dir = super::spool_dir(cfg)?;
+        Ok(Self {
+            rt,
+            cfg: cfg.pipe.clone(),
+            host: cfg.host_name.clone(),
+            spool_dir,
+            program,
+            path_env,
+            slots: Arc::new(Semaphore::new(cfg.pipe.concurrency)),
+        })
+    }
+
+    /// Runs the command over the message; the whole of it is bounded by the timeout
+    /// (waiting for a turn included).
+    async fn run(&self, env: &Envelope, spool: Spool) -> Result<(), DeliveryError> {
+        let deadline = Instant::now() + self.cfg.timeout;
+        let timer = async {
+            async_io::Timer::at(deadline).await;
+            Err(DeliveryError::Timeout)
+        };
+        let started = Instant::now();
+        let run = async {
+            let _slot = self.slots.acquire().await;
+            self.spawn_and_wait(env, spool, started).await
+        };
+        match run.or(timer).await {
+            Err(DeliveryError::Timeout) => {
+                tracing::warn!(queue_id = %env.id, "the pipe command timed out");
+                Err(DeliveryError::Timeout)
+            }
+            other => other,
+        }
+    }
+
+    async fn spawn_and_wait(
+        &self,
+        env: &Envelope,
+        spool: Spool,
+        started: Instant,
+    ) -> Result<(), DeliveryError> {
+        let vars = handoff::macro_values(env);
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut std_cmd = std::process::Command::new(&self.program);
+        std_cmd
+            .args(
+                self.cfg.command[1..]
+                    .iter()
+                    .map(|a| handoff::expand(a, &vars)),
+            )
+            .env_clear()
+            .env("PATH", &self.path_env)
+            .envs(handoff::envelope_fields(env));
+        std::os::unix::process::CommandExt::process_group(&mut std_cmd, 0);
+        let mut cmd = async_process::Command::from(std_cmd);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|e| {
+            tracing::error!(queue_id = %env.id, error = %e, "cannot run the pipe command");
+            DeliveryError::Transient
+        })?;
+        let pgid = child.id();
+        // The group is killed whatever happens next: on a timeout (this future is then
+        // dropped) or when the command left children behind.
+        let _group = KillGroup(pgid);
+        let (Some(mut stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(DeliveryError::Transient);
+        };
+        let rt = &self.rt;
+        let feed = async move {
+            let mut reader = spool.reader();
+            // A command that exits without reading all of its input is answered by its
+            // exit status; the broken pipe is not an error of ours.
+            while let Ok(Some(piece)) = reader.next(rt).await {
+                if stdin.write_all(&piece).await.is_err() {
+                    break;
+                }
+            }
+            drop(stdin);
+        };
+        let output = future::zip(read_bounded(stdout), read_bounded(stderr));
+        let ((), (mut out, err)) = future::zip(feed, output).await;
+        let status = child.status().await.map_err(|e| {
+            tracing::error!(queue_id = %env.id, error = %e, "cannot wait for the pipe command");
+            DeliveryError::Transient
+        })?;
+        out.extend_from_slice(&err);
+        let exit = match (
+            status.code(),
+            std::os::unix::process::ExitStatusExt::signal(&status),
+        ) {
+            (Some(code), _) => Exit::Status(code),
+            (None, Some(sig)) => Exit::Signal(sig),
+            (None, None) => Exit::Signal(0),
+        };
+        let result = handoff::pipe_result(exit, &out);
+        if let Err(e) = &result {
+            let secs = format!("{:.2}", started.elapsed().as_secs_f64());
+            let first = out.split(|b| *b == b'\n').next().unwrap_or_default();
+            let output = crate::syntax::escape_for_log(first);
+            tracing::info!(
+                queue_id = %env.id,
+                %exit,
+                %secs,
+                %output,
+                reply = %reply_of(e),
+                "the pipe command refused"
+            );
+        }
+        result
+    }
+}
+
+/// The reply an error becomes at the end of a message, for the log.
+fn reply_of(e: &DeliveryError) -> ReplyBuf {
+    reply::for_delivery_error(e, reply::Stage::Data)
+}
+
+/// Kills a process group when dropped (if it is still there).
+struct KillGroup(u32);
+
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.0) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// Reads a stream to its end, keeping its first [`MAX_OUTPUT`] octets.
+async fn read_bounded(mut r: impl futures_lite::AsyncRead + Unpin) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = r.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        let room = MAX_OUTPUT.saturating_sub(kept.len());
+        kept.extend_from_slice(&buf[..n.min(room)]);
+    }
+    kept
+}
+
+/// `name` itself when it holds a `/`, else the first executable file of that name in
+/// `path` (as a shell finds commands).
+fn find_program(name: &str, path: &str) -> Option<PathBuf> {
+    let executable =
+        |p: &Path| nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok() && p.is_file();
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        return executable(&p).then_some(p);
+    }
+    path.split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(name))
+        .find(|p| executable(p))
+}
+
+impl<R: Runtime> Deliver for Pipe<R> {
+    type Message = PipeMessage;
+
+    async fn start(
+        &self,
+        _: &ReversePath<'static>,
+        _: &MailParams,
+    ) -> Result<PipeMessage, DeliveryError> {
+        Ok(PipeMessage::default())
+    }
+
+    /// With `GSMTP_PIPE_PER_RECIPIENT=Y`, a second recipient gets `452 4.5.3` (RFC 5321
+    /// §4.5.3.1.10: the client sends it again in another transaction).
+    async fn add_recipient(&self, m: &mut PipeMessage, _: &Recipient) -> Result<(), DeliveryError> {
+        if self.cfg.per_recipient && m.recipients >= 1 {
+            return Err(DeliveryError::Reply(reply::TOO_MANY_RCPTS.into()));
+        }
+        m.recipients += 1;
+        Ok(())
+    }
+
+    async fn body(&self, m: &mut PipeMessage, env: &Envelope) -> Result<(), DeliveryError> {
+        let prefix = handoff::prefix(env, &self.host, SystemTime::now(), true);
+        m.text = Some(Box::new((env.clone(), Spool::new(prefix))));
+        Ok(())
+    }
+
+    async fn write(&self, m: &mut PipeMessage, bytes: &[u8]) -> Result<(), DeliveryError> {
+        match m.text.as_deref_mut() {
+            Some((_, spool)) => spool.write(&self.rt, &self.spool_dir, bytes).await,
+            None => Err(DeliveryError::Transient),
+        }
+    }
+
+    async fn commit(&self, m: PipeMessage) -> Result<(), DeliveryError> {
+        let Some((env, spool)) = m.text.map(|t| *t) else {
+            return Err(DeliveryError::Transient);
+        };
+        Box::pin(self.run(&env, spool)).await
+    }
+}

@@ -1,0 +1,154 @@
+//! A message's text kept whole for a destination that sends it at the end (a pipe
+//! command, an HTTP request with its `Content-Length`): in memory up to
+//! [`SPOOL_MEMORY`] octets, then in an unnamed file of `GSMTP_SPOOL_DIR`, which the
+//! kernel removes when it is closed, whatever happens to the process. A 25 MiB message
+//! never sits in memory whole.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use crate::conn::DeliveryError;
+use crate::io::runtime::Runtime;
+
+use super::maildir::SPOOL_MEMORY;
+
+/// How much of the spool is read at a time when it is sent.
+pub(crate) const CHUNK: usize = 64 * 1024;
+
+/// A message's text, in memory or in an unnamed file.
+#[derive(Debug)]
+pub(crate) struct Spool {
+    /// Octets not yet in the file (all of them while there is no file).
+    buf: Vec<u8>,
+    /// The file, once the text outgrew memory, and how much of it is written.
+    file: Option<(File, u64)>,
+}
+
+impl Spool {
+    /// A spool that starts with `prefix` (the trace headers).
+    pub(crate) fn new(prefix: Vec<u8>) -> Self {
+        Self {
+            buf: prefix,
+            file: None,
+        }
+    }
+
+    /// The text's length so far.
+    pub(crate) fn len(&self) -> u64 {
+        self.file.as_ref().map_or(0, |(_, n)| *n) + self.buf.len() as u64
+    }
+
+    /// Appends `bytes`; past [`SPOOL_MEMORY`] held in memory, they go to the file in
+    /// `dir` (made on first use), on `rt`'s thread pool. A full disk is
+    /// [`DeliveryError::InsufficientStorage`].
+    pub(crate) async fn write<R: Runtime>(
+        &mut self,
+        rt: &R,
+        dir: &Path,
+        bytes: &[u8],
+    ) -> Result<(), DeliveryError> {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() < SPOOL_MEMORY {
+            return Ok(());
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let file = self.file.take();
+        let in_dir = dir.to_path_buf();
+        let written = rt
+            .unblock(move || -> io::Result<((File, u64), Vec<u8>)> {
+                let (mut f, n) = match file {
+                    Some(f) => f,
+                    None => (unnamed_file(&in_dir)?, 0),
+                };
+                f.write_all(&buf)?;
+                Ok(((f, n + buf.len() as u64), buf))
+            })
+            .await;
+        match written {
+            Ok((file, mut buf)) => {
+                buf.clear();
+                self.buf = buf;
+                self.file = Some(file);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(dir = %dir.display(), error = %e, "cannot spool a message");
+                Err(match e.kind() {
+                    io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+                        DeliveryError::InsufficientStorage
+                    }
+                    _ => DeliveryError::Transient,
+                })
+            }
+        }
+    }
+
+    /// A reader of the whole text, from its start, in pieces of up to [`CHUNK`].
+    pub(crate) fn reader(self) -> SpoolReader {
+        SpoolReader {
+            file: self.file,
+            tail: Some(self.buf),
+            at: 0,
+        }
+    }
+}
+
+/// Reads a [`Spool`] back.
+#[derive(Debug)]
+pub(crate) struct SpoolReader {
+    file: Option<(File, u64)>,
+    tail: Option<Vec<u8>>,
+    at: u64,
+}
+
+impl SpoolReader {
+    /// The next piece, or `None` at the end. File reads run on `rt`'s thread pool.
+    pub(crate) async fn next<R: Runtime>(&mut self, rt: &R) -> io::Result<Option<Vec<u8>>> {
+        if let Some((file, len)) = self.file.take()
+            && self.at < len
+        {
+            let at = self.at;
+            let want = CHUNK.min((len - at) as usize);
+            let (file, piece) = rt
+                .unblock(move || -> io::Result<(File, Vec<u8>)> {
+                    let mut piece = vec![0; want];
+                    file.read_exact_at(&mut piece, at)?;
+                    Ok((file, piece))
+                })
+                .await?;
+            self.at += piece.len() as u64;
+            self.file = Some((file, len));
+            return Ok(Some(piece));
+        }
+        Ok(self.tail.take().filter(|t| !t.is_empty()))
+    }
+}
+
+/// A file with no name in `dir` (`O_TMPFILE`), or, where the file system cannot make
+/// one, a named file removed at once.
+fn unnamed_file(dir: &Path) -> io::Result<File> {
+    use nix::fcntl::{OFlag, open};
+    use nix::sys::stat::Mode;
+    let flags = OFlag::O_TMPFILE | OFlag::O_RDWR | OFlag::O_CLOEXEC;
+    match open(dir, flags, Mode::from_bits_truncate(0o600)) {
+        Ok(fd) => Ok(File::from(fd)),
+        Err(nix::errno::Errno::EOPNOTSUPP | nix::errno::Errno::EISDIR) => {
+            static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = dir.join(format!(".guerrilla-spool-{}-{n}", std::process::id()));
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)?;
+            std::fs::remove_file(&path)?;
+            Ok(f)
+        }
+        Err(e) => Err(io::Error::new(
+            io::Error::from(e).kind(),
+            format!("cannot make a spool file in {}: {e}", dir.display()),
+        )),
+    }
+}

@@ -1,0 +1,476 @@
+//! The hand-off destinations against the real binary: `GSMTP_STORAGE=pipe` with shell
+//! scripts as commands. (HTTP and LMTP, with their receivers, are further down.)
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::daemon::{Daemon, Settings, queued_id, run, wait_until};
+use super::message;
+use crate::{Client, TempDir};
+
+/// A hook for `GSMTP_PIPE_COMMAND`: saves its input and environment under `$1`, named
+/// by the queue id, and exits as its first recipient's local part says (`exit67@` exits
+/// 67, `sleep@` waits, `crash@` kills itself, `full@` prints an RFC 3463 code); its
+/// arguments after `$1` are saved too.
+const HOOK: &str = r#"#!/bin/sh
+out=$1; shift
+cat > "$out/$SMTP_QUEUE_ID.eml"
+env | grep '^SMTP_' | sort > "$out/$SMTP_QUEUE_ID.env"
+echo "$@" > "$out/$SMTP_QUEUE_ID.args"
+rcpt=${SMTP_RCPT_TO%% *}
+case "$rcpt" in
+  exit*@*) code=${rcpt#exit}; code=${code%%@*}; echo "exiting $code"; exit "$code" ;;
+  sleep@*) sleep 30 & echo $! > "$out/sleeper.pid"; wait; exit 0 ;;
+  crash@*) kill -9 $$ ;;
+  full@*) echo "5.2.2 mailbox full"; exit 1 ;;
+  slow@*) mkdir "$out/lock" || exit 99; sleep 0.3; rmdir "$out/lock"; exit 0 ;;
+esac
+exit 0
+"#;
+
+/// A daemon with `GSMTP_STORAGE=pipe` running [`HOOK`] (as `sh <hook> <out> <args>`),
+/// and the folder it writes to.
+fn pipe_daemon(bin: &str, args: &str, tweak: impl FnOnce(&mut Settings)) -> (Daemon, TempDir) {
+    let out = TempDir::new("hook");
+    let hook = out.path().join("hook.sh");
+    fs::write(&hook, HOOK).expect("write the hook");
+    let command = format!("sh {} {} {args}", hook.display(), out.path().display());
+    let d = Daemon::start(bin, |s| {
+        s.set("GSMTP_STORAGE", "pipe")
+            .set("GSMTP_PIPE_COMMAND", &command)
+            .set("GSMTP_MAX_SIZE", "30000000");
+        tweak(s);
+    });
+    (d, out)
+}
+
+fn session(d: &Daemon) -> Client {
+    let mut c = Client::connect(d.smtp);
+    assert_eq!(c.reply().code, 220);
+    c.ehlo("client.example");
+    c
+}
+
+/// The peak resident memory of a process, in KiB.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/<pid>/status")
+}
+
+/// A body of about `mib` MiB of numbered lines.
+pub fn big_body(mib: usize) -> Vec<u8> {
+    let mut body = Vec::with_capacity(mib << 20);
+    let mut i = 0u32;
+    while body.len() < mib << 20 {
+        body.extend_from_slice(format!("{i:08} {}\r\n", "abcdefghij".repeat(9)).as_bytes());
+        i += 1;
+    }
+    body
+}
+
+/// `GSMTP_STORAGE=pipe`: the message (with `Return-Path` and `Received` first) on the
+/// command's standard input and the envelope in its environment; each exit status gives
+/// its reply, an RFC 3463 code in the output takes precedence, a crash is `451`; a
+/// 25 MiB message passes whole with the server's memory growing by far less than its
+/// size; a command not found stops startup.
+pub fn pipe_replies_and_content(bin: &str) {
+    let (mut d, out) = pipe_daemon(bin, "--flag 'two words'", |_| {});
+    let mut c = session(&d);
+    let msg = message("pipe");
+    let r = c.send_mail("a@example.net", &["u@example.com", "v@example.com"], &msg);
+    assert_eq!(r.code, 250, "{r:?}");
+    let id = queued_id(&r.wire());
+    let stored = fs::read(out.path().join(format!("{id}.eml"))).expect("the hook's copy");
+    let text = String::from_utf8_lossy(&stored);
+    assert!(text.starts_with("Return-Path: <a@example.net>\r\nReceived: from client.example (unknown [127.0.0.1])\r\n"), "{text}");
+    assert!(!text.contains("Delivered-To"), "{text}");
+    assert!(stored.ends_with(&msg));
+    let env = fs::read_to_string(out.path().join(format!("{id}.env"))).expect("env");
+    for line in [
+        "SMTP_MAIL_FROM=a@example.net",
+        "SMTP_RCPT_TO=u@example.com v@example.com",
+        "SMTP_CLIENT_ADDR=127.0.0.1",
+        "SMTP_CLIENT_NAME=unknown",
+        "SMTP_HELO=client.example",
+        &format!("SMTP_QUEUE_ID={id}"),
+        "SMTP_TLS=none",
+    ] {
+        assert!(env.lines().any(|l| l == line), "no {line} in\n{env}");
+    }
+    let args = fs::read_to_string(out.path().join(format!("{id}.args"))).expect("args");
+    assert_eq!(
+        args, "--flag two words\n",
+        "split as a shell would, run without one"
+    );
+
+    let table = [
+        ("exit65", "554 5.6.0 exiting 65"),
+        ("exit67", "550 5.1.1 exiting 67"),
+        ("exit77", "550 5.7.1 exiting 77"),
+        ("exit75", "451 4.3.0 exiting 75"),
+        ("exit1", "451 4.3.0 exiting 1"),
+        ("exit42", "451 4.3.0 exiting 42"),
+        ("crash", "451 4.3.0 Error: delivery command failed"),
+        ("full", "550 5.2.2 mailbox full"),
+    ];
+    for (user, want) in table {
+        let r = c.send_mail("a@example.net", &[&format!("{user}@example.com")], b"x\r\n");
+        assert_eq!(r.wire(), format!("{want}\r\n"), "{user}");
+        assert_eq!(c.cmd("NOOP").code, 250, "the session goes on");
+    }
+    d.wait_log(&[
+        "the pipe command refused",
+        "exit=status 67",
+        "reply=550 5.1.1",
+    ]);
+
+    // 25 MiB: spooled to disk, not held in memory.
+    let before = peak_rss_kib(d.pid());
+    let body = big_body(25);
+    let r = c.send_mail("a@example.net", &["u@example.com"], &body);
+    assert_eq!(r.code, 250, "{r:?}");
+    let id = queued_id(&r.wire());
+    let stored = fs::read(out.path().join(format!("{id}.eml"))).expect("the hook's copy");
+    assert!(stored.ends_with(&body) && stored.len() < body.len() + 1000);
+    let grown = peak_rss_kib(d.pid()).saturating_sub(before);
+    assert!(
+        grown < 8 * 1024,
+        "the server grew by {grown} KiB for a 25 MiB message"
+    );
+    drop(c);
+    assert!(d.stop().success());
+
+    let dir = TempDir::new("nopipe");
+    let mut s = Settings::defaults(dir.path());
+    s.set("GSMTP_STORAGE", "pipe")
+        .set("GSMTP_PIPE_COMMAND", "no-such-command-here -x");
+    let config = dir.path().join("g.conf");
+    s.write(&config);
+    let o = run(
+        std::process::Command::new(bin).arg("--config").arg(&config),
+        b"",
+        Duration::from_secs(10),
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("config key GSMTP_PIPE_COMMAND: no-such-command-here: no such executable"),
+        "{err}"
+    );
+}
+
+/// `GSMTP_PIPE_TIMEOUT`: a command that does not finish in time gets its whole process
+/// group killed (its children too) and the message `451 4.4.7`; `GSMTP_PIPE_CONCURRENCY`
+/// bounds the runs at once; with `GSMTP_PIPE_PER_RECIPIENT`, a second RCPT gets
+/// `452 4.5.3` and `${recipient}` names the one recipient.
+pub fn pipe_timeout_concurrency_per_recipient(bin: &str) {
+    let (d, out) = pipe_daemon(bin, "", |s| {
+        s.set("GSMTP_PIPE_TIMEOUT", "1")
+            .set("GSMTP_PIPE_CONCURRENCY", "1");
+    });
+    let mut c = session(&d);
+    let started = Instant::now();
+    let r = c.send_mail("a@example.net", &["sleep@example.com"], b"x\r\n");
+    assert_eq!(
+        r.wire(),
+        "451 4.4.7 Error: delivery timed out, try again later\r\n"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let pid = fs::read_to_string(out.path().join("sleeper.pid")).expect("the sleeper's pid");
+    let gone = wait_until(Duration::from_secs(5), || {
+        !Path::new(&format!("/proc/{}", pid.trim())).exists()
+    });
+    assert!(gone, "the command's child was killed with its group");
+    // Two sessions at once with one run allowed: the hook's lock never collides.
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let addr = d.smtp;
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                c.reply();
+                c.ehlo("client.example");
+                c.send_mail("a@example.net", &["slow@example.com"], b"x\r\n")
+                    .code
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().expect("a session"), 250);
+    }
+    drop(c);
+    drop(d);
+
+    let (d, out) = pipe_daemon(bin, "-d ${recipient} -u ${user} -f ${sender}", |s| {
+        s.set("GSMTP_PIPE_PER_RECIPIENT", "Y");
+    });
+    let mut c = session(&d);
+    assert_eq!(c.cmd("MAIL FROM:<a@example.net>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<u@example.com>").code, 250);
+    assert_eq!(
+        c.cmd("RCPT TO:<v@example.com>").wire(),
+        "452 4.5.3 Error: too many recipients\r\n"
+    );
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send(b"one\r\n.\r\n");
+    let r = c.reply();
+    assert_eq!(r.code, 250);
+    let id = queued_id(&r.wire());
+    let args = fs::read_to_string(out.path().join(format!("{id}.args"))).expect("args");
+    assert_eq!(args, "-d u@example.com -u u -f a@example.net\n");
+    // The client sends the other recipient again, in its own transaction.
+    assert_eq!(
+        c.send_mail("a@example.net", &["v@example.com"], b"two\r\n")
+            .code,
+        250
+    );
+}
+
+/// An HTTP receiver, in Python's standard library: stores each request it answers `2xx`
+/// as `<queue id>.eml` (its headers, and whether the signature checked out, in
+/// `<queue id>.json`), logs each request's client port to `conns.log`, and answers as
+/// the first recipient's local part says (`status403@` gets 403 with a text, `slow@`
+/// waits 5 s first). Arguments: port, folder, secret, and for HTTPS the certificate and
+/// key files.
+const RECEIVER: &str = r#"
+import hashlib, hmac, http.server, json, os, socketserver, ssl, sys, time
+port, out, secret = int(sys.argv[1]), sys.argv[2], sys.argv[3].encode()
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *args):
+        pass
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(n)
+        qid = self.headers.get("X-Smtp-Queue-Id", "none")
+        sig = self.headers.get("X-Smtp-Signature", "")
+        verified = False
+        if sig:
+            parts = dict(p.split("=", 1) for p in sig.split(","))
+            mac = hmac.new(secret, parts["t"].encode() + b"." + body, hashlib.sha256).hexdigest()
+            verified = hmac.compare_digest(mac, parts["v1"])
+        rcpts = self.headers.get_all("X-Smtp-Rcpt-To") or [""]
+        local = rcpts[0].split("@")[0]
+        with open(os.path.join(out, "conns.log"), "a") as f:
+            f.write("%d\n" % self.client_address[1])
+        status, text = 200, b"stored\n"
+        if local.startswith("status"):
+            status, text = int(local[6:]), b"spam, go away\nsecond line\n"
+        if local == "slow":
+            time.sleep(5)
+        if status // 100 == 2:
+            with open(os.path.join(out, qid + ".eml"), "wb") as f:
+                f.write(body)
+            with open(os.path.join(out, qid + ".json"), "w") as f:
+                json.dump({"headers": [[k, v] for k, v in self.headers.items()], "verified": verified}, f)
+        self.send_response(status)
+        if status in (301, 302):
+            self.send_header("Location", "http://example.invalid/")
+        self.send_header("Content-Length", str(len(text)))
+        self.end_headers()
+        self.wfile.write(text)
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+server = Server(("127.0.0.1", port), Handler)
+if len(sys.argv) > 4:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(sys.argv[4], sys.argv[5])
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"#;
+
+/// The secret both the server and the receiver know.
+const SECRET: &str = "s3cret-for-tests";
+
+/// Starts [`RECEIVER`] on `port`, storing into `out`.
+fn receiver(port: u16, out: &Path, tls: bool) -> super::daemon::Proc {
+    let mut cmd = std::process::Command::new("python3");
+    cmd.args(["-c", RECEIVER, &port.to_string()])
+        .arg(out)
+        .arg(SECRET);
+    if tls {
+        cmd.arg(crate::cert_dir().join("cert.pem"))
+            .arg(crate::cert_dir().join("key.pem"));
+    }
+    let mut p = super::daemon::Proc::spawn("http receiver", &mut cmd, &out.join("receiver.log"));
+    p.wait_listening(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    p
+}
+
+/// `GSMTP_STORAGE=http` against a real receiver: the message (trace headers first) as
+/// `message/rfc822` with its length, the envelope in `X-Smtp-*` headers, the signature
+/// checked on the receiver's side; each status class gives its reply; a slow receiver,
+/// a dead one and a refused connection are `451` and the server recovers on its own;
+/// connections are reused; a 25 MiB message passes with bounded memory; HTTPS with a
+/// private CA; a missing or bad URL stops startup; the secret is never logged.
+pub fn http_replies_and_content(bin: &str) {
+    let out = TempDir::new("receiver");
+    let port = super::daemon::free_port();
+    let mut rx = receiver(port, out.path(), false);
+    let url = format!("http://127.0.0.1:{port}/inbound");
+    let d = Daemon::start(bin, |s| {
+        s.set("GSMTP_STORAGE", "http")
+            .set("GSMTP_HTTP_URL", &url)
+            .set("GSMTP_HTTP_SECRET", SECRET)
+            .set("GSMTP_HTTP_TIMEOUT", "2")
+            .set("GSMTP_MAX_SIZE", "30000000");
+    });
+    let mut c = session(&d);
+    let msg = message("http");
+    let r = c.send_mail("a@example.net", &["u@example.com", "v@example.com"], &msg);
+    assert_eq!(r.code, 250, "{r:?}");
+    let id = queued_id(&r.wire());
+    let stored = fs::read(out.path().join(format!("{id}.eml"))).expect("the receiver's copy");
+    let text = String::from_utf8_lossy(&stored);
+    assert!(text.starts_with("Return-Path: <a@example.net>\r\nReceived: from client.example (unknown [127.0.0.1])\r\n"), "{text}");
+    assert!(stored.ends_with(&msg));
+    let meta = fs::read_to_string(out.path().join(format!("{id}.json"))).expect("headers");
+    assert!(
+        meta.contains("\"verified\": true"),
+        "the signature checks out: {meta}"
+    );
+    for header in [
+        "[\"Content-Type\", \"message/rfc822\"]".to_string(),
+        format!("[\"Content-Length\", \"{}\"]", stored.len()),
+        "[\"X-Smtp-Mail-From\", \"a@example.net\"]".into(),
+        "[\"X-Smtp-Rcpt-To\", \"u@example.com\"]".into(),
+        "[\"X-Smtp-Rcpt-To\", \"v@example.com\"]".into(),
+        "[\"X-Smtp-Client-Addr\", \"127.0.0.1\"]".into(),
+        "[\"X-Smtp-Helo\", \"client.example\"]".into(),
+        format!("[\"X-Smtp-Queue-Id\", \"{id}\"]"),
+        "[\"X-Smtp-Tls\", \"none\"]".into(),
+    ] {
+        // Header names are case-insensitive (hyper sends them in lower case).
+        assert!(
+            meta.to_lowercase().contains(&header.to_lowercase()),
+            "no {header} in {meta}"
+        );
+    }
+    for _ in 0..4 {
+        assert_eq!(
+            c.send_mail("a@example.net", &["u@example.com"], b"again\r\n")
+                .code,
+            250
+        );
+    }
+    let conns = fs::read_to_string(out.path().join("conns.log")).expect("conns.log");
+    let ports: std::collections::HashSet<&str> = conns.lines().collect();
+    assert_eq!(
+        (conns.lines().count(), ports.len()),
+        (5, 1),
+        "one kept-alive connection"
+    );
+
+    let table = [
+        ("status403", "550 5.7.1 spam, go away"),
+        ("status406", "550 5.7.1 spam, go away"),
+        ("status422", "550 5.7.1 spam, go away"),
+        ("status413", "552 5.3.4 spam, go away"),
+        (
+            "status500",
+            "451 4.3.0 Error: the receiver failed, try again later",
+        ),
+        (
+            "status503",
+            "451 4.3.0 Error: the receiver failed, try again later",
+        ),
+        (
+            "status404",
+            "451 4.3.0 Error: the receiver failed, try again later",
+        ),
+        (
+            "status302",
+            "451 4.3.0 Error: the receiver failed, try again later",
+        ),
+        (
+            "slow",
+            "451 4.3.0 Error: the receiver failed, try again later",
+        ),
+    ];
+    for (user, want) in table {
+        let r = c.send_mail("a@example.net", &[&format!("{user}@example.com")], b"x\r\n");
+        assert_eq!(r.wire(), format!("{want}\r\n"), "{user}");
+    }
+    // The receiver goes away, then comes back: 451 meanwhile, then 250 again.
+    rx.stop();
+    let r = c.send_mail("a@example.net", &["u@example.com"], b"nobody there\r\n");
+    assert_eq!(r.code, 451, "{r:?}");
+    let _rx = receiver(port, out.path(), false);
+    let r = c.send_mail("a@example.net", &["u@example.com"], b"back\r\n");
+    assert_eq!(r.code, 250, "{r:?}");
+
+    // 25 MiB, streamed from the spool.
+    let before = peak_rss_kib(d.pid());
+    let body = big_body(25);
+    let r = c.send_mail("a@example.net", &["u@example.com"], &body);
+    assert_eq!(r.code, 250, "{r:?}");
+    let id = queued_id(&r.wire());
+    let stored = fs::read(out.path().join(format!("{id}.eml"))).expect("the receiver's copy");
+    assert!(stored.ends_with(&body));
+    let grown = peak_rss_kib(d.pid()).saturating_sub(before);
+    assert!(
+        grown < 8 * 1024,
+        "the server grew by {grown} KiB for a 25 MiB message"
+    );
+    assert!(!d.log().contains(SECRET), "the secret was logged");
+    drop(c);
+    drop(d);
+
+    // HTTPS, the receiver's certificate signed by a private CA.
+    let tls_out = TempDir::new("receiver-tls");
+    let tls_port = super::daemon::free_port();
+    let _tls_rx = receiver(tls_port, tls_out.path(), true);
+    let url = format!("https://127.0.0.1:{tls_port}/");
+    let ca = crate::cert_dir().join("ca.pem").display().to_string();
+    let d = Daemon::start(bin, |s| {
+        s.set("GSMTP_STORAGE", "http")
+            .set("GSMTP_HTTP_URL", &url)
+            .set("GSMTP_HTTP_CA", &ca);
+    });
+    let mut c = session(&d);
+    let r = c.send_mail("a@example.net", &["u@example.com"], b"over TLS\r\n");
+    assert_eq!(r.code, 250, "{r:?}");
+    let id = queued_id(&r.wire());
+    assert!(
+        fs::read(tls_out.path().join(format!("{id}.eml")))
+            .expect("stored")
+            .ends_with(b"over TLS\r\n")
+    );
+    drop(c);
+    drop(d);
+
+    // Settings that cannot work stop startup, naming the key.
+    for (url, key) in [
+        ("", "GSMTP_HTTP_URL"),
+        ("ftp://x/", "GSMTP_HTTP_URL"),
+        ("https://127.0.0.1:1/", ""),
+    ] {
+        let dir = TempDir::new("badhttp");
+        let mut s = Settings::defaults(dir.path());
+        s.set("GSMTP_STORAGE", "http").set("GSMTP_HTTP_URL", url);
+        if key.is_empty() {
+            // An unreachable receiver at start is fine: the server starts.
+            s.set("GSMTP_HTTP_CA", "/nonexistent/ca.pem");
+        }
+        let config = dir.path().join("g.conf");
+        s.write(&config);
+        let o = run(
+            std::process::Command::new(bin).arg("--config").arg(&config),
+            b"",
+            Duration::from_secs(10),
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{url}: {err}");
+        let key = if key.is_empty() { "GSMTP_HTTP_CA" } else { key };
+        assert!(err.contains(&format!("config key {key}")), "{url}: {err}");
+    }
+}
