@@ -66,7 +66,7 @@ pub const MAX_TEXT: usize = 200;
 
 impl ReplyBuf {
     /// A refusal built from a destination's answer: `code` must be `4xx` or `5xx`
-    /// (`None` otherwise). `status` is kept when it is a valid RFC 3463 code of the same
+    /// (`None` otherwise); `421`, which would tell the client we are closing, is `451`. `status` is kept when it is a valid RFC 3463 code of the same
     /// class (`4.1.1` with a `4xx`), else it is `<class>.0.0`. Of `text`, the first line
     /// is kept, at most [`MAX_TEXT`] octets, with anything but printable ASCII replaced
     /// by `?`, so nothing from outside can break the reply's framing; an empty text
@@ -75,6 +75,9 @@ impl ReplyBuf {
         if !(400..600).contains(&code) {
             return None;
         }
+        // In SMTP, 421 says the server closes the connection; a destination's 421 (its
+        // own session closing) is an ordinary temporary failure here.
+        let code = if code == 421 { 451 } else { code };
         let class = if code < 500 { '4' } else { '5' };
         let status = match parse_status(status) {
             Some(c) if c == class => Cow::Owned(status.to_string()),
@@ -434,6 +437,7 @@ mod tests {
                 "550 5.7.1 bad ?[31m? bytes",
             ),
             ((450, "4.1.1000", "long detail"), "450 4.0.0 long detail"),
+            ((421, "4.3.2", "shutting down"), "451 4.3.2 shutting down"),
         ];
         for ((code, status, text), want) in table {
             assert_eq!(r(code, status, text).unwrap().to_string(), want);

@@ -220,30 +220,36 @@ impl Client {
         Ok(n)
     }
 
-    /// Reads one line without its CRLF; `None` at end of stream.
+    /// Reads one line without its CRLF; `None` at end of stream. Panics if nothing comes
+    /// within the read timeout.
     pub fn read_line(&mut self) -> Option<String> {
+        match self.next_line() {
+            Ok(line) => line,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!(
+                    "no reply within {READ_TIMEOUT:?}; have {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                )
+            }
+            Err(_) => None,
+        }
+    }
+
+    fn next_line(&mut self) -> io::Result<Option<String>> {
         loop {
             if let Some(p) = self.buf.windows(2).position(|w| w == b"\r\n") {
                 let line = String::from_utf8_lossy(&self.buf[..p]).into_owned();
                 self.buf.drain(..p + 2);
                 self.log.push(line.clone());
-                return Some(line);
+                return Ok(Some(line));
             }
-            match self.fill() {
-                Ok(0) => return None,
-                Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    panic!(
-                        "no reply within {READ_TIMEOUT:?}; have {:?}",
-                        String::from_utf8_lossy(&self.buf)
-                    )
-                }
-                Err(_) => return None,
+            if self.fill()? == 0 {
+                return Ok(None);
             }
         }
     }
@@ -267,6 +273,48 @@ impl Client {
                 _ => panic!("bad reply line {line:?}"),
             }
         }
+    }
+
+    /// Reads one reply; `None` if the connection ends, fails or times out first, or
+    /// what comes is not a reply. Never panics (for clients of a server being killed).
+    pub fn try_reply(&mut self) -> Option<Reply> {
+        let mut lines = Vec::new();
+        loop {
+            let line = self.next_line().ok()??;
+            let code: u16 = line.get(..3)?.parse().ok()?;
+            let sep = line.as_bytes().get(3).copied();
+            lines.push(line.get(4..).unwrap_or("").to_string());
+            match sep {
+                Some(b'-') => continue,
+                Some(b' ') | None => return Some(Reply { code, lines }),
+                _ => return None,
+            }
+        }
+    }
+
+    /// Sends `line` with CRLF and reads the reply, as [`Client::try_reply`].
+    pub fn try_cmd(&mut self, line: &str) -> Option<Reply> {
+        if !self.try_send(format!("{line}\r\n").as_bytes()) {
+            return None;
+        }
+        self.try_reply()
+    }
+
+    /// One whole transaction, as [`Client::try_reply`]: the reply to the final dot, or
+    /// `None` when anything before it fails.
+    pub fn try_mail(&mut self, from: &str, to: &[&str], body: &[u8]) -> Option<Reply> {
+        if self.try_cmd(&format!("MAIL FROM:<{from}>"))?.code != 250 {
+            return None;
+        }
+        for rcpt in to {
+            if self.try_cmd(&format!("RCPT TO:<{rcpt}>"))?.code != 250 {
+                return None;
+            }
+        }
+        if self.try_cmd("DATA")?.code != 354 || !self.try_send(&dot_stuff(body)) {
+            return None;
+        }
+        self.try_reply()
     }
 
     /// Whether the server closes the connection (end of stream or reset) within the

@@ -321,9 +321,18 @@ pub struct Daemon {
     /// The configuration it was started with.
     pub settings: Settings,
     dir: TempDir,
+    /// Killed on purpose ([`Daemon::kill`]): its exit status is not checked.
+    killed: bool,
 }
 
 impl Daemon {
+    /// Kills it with SIGKILL (a crash) and waits for it to be gone.
+    pub fn kill(&mut self) {
+        self.killed = true;
+        self.proc.signal(Signal::SIGKILL);
+        self.proc.wait_exit(STOP_LIMIT);
+    }
+
     /// Starts `bin --config <dir>/guerrilla.conf` with [`Settings::defaults`] changed by
     /// `tweak`, and waits until it accepts connections.
     pub fn start(bin: &str, tweak: impl FnOnce(&mut Settings)) -> Self {
@@ -368,6 +377,7 @@ impl Daemon {
             auth,
             settings,
             dir,
+            killed: false,
         }
     }
 
@@ -445,7 +455,7 @@ impl Drop for Daemon {
     /// not exit with status 0 or logged a panic.
     fn drop(&mut self) {
         let status = self.proc.stop();
-        if std::thread::panicking() {
+        if std::thread::panicking() || self.killed {
             return;
         }
         assert!(

@@ -143,7 +143,13 @@ pub fn pipe_replies_and_content(bin: &str) {
         "the server grew by {grown} KiB for a 25 MiB message"
     );
     drop(c);
-    assert!(d.stop().success());
+    // SIGKILL under load: every acknowledged message reached the command.
+    for id in acknowledged_until_killed(&mut d, 30) {
+        assert!(
+            out.path().join(format!("{id}.eml")).exists(),
+            "acknowledged {id} is missing"
+        );
+    }
 
     let dir = TempDir::new("nopipe");
     let mut s = Settings::defaults(dir.path());
@@ -423,6 +429,14 @@ pub fn http_replies_and_content(bin: &str) {
     );
     assert!(!d.log().contains(SECRET), "the secret was logged");
     drop(c);
+    // SIGKILL under load: every acknowledged message is at the receiver.
+    let mut d = d;
+    for id in acknowledged_until_killed(&mut d, 30) {
+        assert!(
+            out.path().join(format!("{id}.eml")).exists(),
+            "acknowledged {id} is missing"
+        );
+    }
     drop(d);
 
     // HTTPS, the receiver's certificate signed by a private CA.
@@ -473,4 +487,51 @@ pub fn http_replies_and_content(bin: &str) {
         let key = if key.is_empty() { "GSMTP_HTTP_CA" } else { key };
         assert!(err.contains(&format!("config key {key}")), "{url}: {err}");
     }
+}
+
+/// Four clients send messages to `d` as fast as they can; once `after` have been
+/// acknowledged, the server is killed with SIGKILL. Returns the queue ids of every
+/// message acknowledged (`250`) before the kill.
+pub fn acknowledged_until_killed(d: &mut Daemon, after: usize) -> Vec<String> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let count = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let (addr, acked, count) = (d.smtp, Arc::clone(&acked), Arc::clone(&count));
+            std::thread::spawn(move || {
+                let Ok(tcp) = std::net::TcpStream::connect(addr) else {
+                    return;
+                };
+                let _ = tcp.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut c = Client::from_stream(tcp);
+                if c.try_reply().map(|r| r.code) != Some(220) {
+                    return;
+                }
+                let _ = c.try_cmd("EHLO client.example");
+                for i in 0.. {
+                    let body = format!("Subject: load {t}-{i}\r\n\r\nline\r\n");
+                    let Some(r) = c.try_mail("a@example.net", &["u@example.com"], body.as_bytes())
+                    else {
+                        return;
+                    };
+                    if r.code == 250 {
+                        acked.lock().expect("acked").push(queued_id(&r.wire()));
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    wait_until(Duration::from_secs(30), || {
+        count.load(Ordering::Relaxed) >= after
+    });
+    d.kill();
+    for t in threads {
+        let _ = t.join();
+    }
+    let ids = acked.lock().expect("acked").clone();
+    assert!(ids.len() >= after, "only {} acknowledged", ids.len());
+    ids
 }

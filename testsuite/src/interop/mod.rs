@@ -19,16 +19,20 @@
 mod binary;
 mod clients;
 mod daemon;
+mod dovecot;
 mod handoff;
 mod hardening;
+mod lmtp;
 mod privilege;
 mod proxies;
 
 pub use binary::*;
 pub use clients::*;
 pub use daemon::*;
+pub use dovecot::*;
 pub use handoff::*;
 pub use hardening::*;
+pub use lmtp::*;
 pub use privilege::*;
 pub use proxies::*;
 
@@ -75,6 +79,9 @@ macro_rules! for_each_interop {
         $m!(haproxy_proxy_v1, $bin);
         // privileges
         $m!(privilege_drop, $bin);
+        // destinations
+        $m!(lmtp_to_dovecot, $bin);
+        $m!(dovecot_lda_pipe, $bin);
     };
 }
 

@@ -29,6 +29,7 @@
 
 mod discard;
 mod http;
+mod lmtp;
 pub mod maildir;
 mod pipe;
 mod spool;
@@ -46,6 +47,7 @@ use crate::syntax::{MailParams, ReversePath};
 
 pub use discard::Discard;
 pub use http::{Http, HttpMessage};
+pub use lmtp::{Lmtp, LmtpMessage};
 pub use maildir::Maildir;
 pub use pipe::{Pipe, PipeMessage};
 
@@ -125,6 +127,8 @@ pub enum Destination<R: Runtime> {
     Pipe(Pipe<R>),
     /// `http`: POST each message to a URL.
     Http(Http<R>),
+    /// `lmtp`: relay each transaction to an LMTP server.
+    Lmtp(Lmtp<R>),
 }
 
 impl<R: Runtime> Destination<R> {
@@ -141,12 +145,7 @@ impl<R: Runtime> Destination<R> {
             Storage::Discard => Self::Discard(Discard),
             Storage::Pipe => Self::Pipe(Pipe::open(rt.clone(), cfg)?),
             Storage::Http => Self::Http(Http::open(rt.clone(), cfg)?),
-            _ => {
-                return Err(ConfigError {
-                    key: "GSMTP_STORAGE".into(),
-                    message: format!("{} is not available in this build", cfg.storage),
-                });
-            }
+            Storage::Lmtp => Self::Lmtp(Lmtp::open(rt.clone(), cfg)?),
         })
     }
 }
@@ -176,6 +175,8 @@ pub enum DestinationMessage<R: Runtime> {
     Pipe(PipeMessage),
     /// For [`Destination::Http`].
     Http(HttpMessage),
+    /// For [`Destination::Lmtp`].
+    Lmtp(LmtpMessage),
 }
 
 /// Calls the same method on whichever destination this is, with its own message; a
@@ -187,6 +188,7 @@ macro_rules! dispatch {
             (Destination::Discard($d), DestinationMessage::Discard($m)) => $call,
             (Destination::Pipe($d), DestinationMessage::Pipe($m)) => $call,
             (Destination::Http($d), DestinationMessage::Http($m)) => $call,
+            (Destination::Lmtp($d), DestinationMessage::Lmtp($m)) => $call,
             #[allow(unreachable_patterns)]
             _ => $other,
         }
@@ -206,6 +208,7 @@ impl<R: Runtime> Deliver for Destination<R> {
             Self::Discard(d) => d.start(from, params).await.map(DestinationMessage::Discard),
             Self::Pipe(d) => d.start(from, params).await.map(DestinationMessage::Pipe),
             Self::Http(d) => d.start(from, params).await.map(DestinationMessage::Http),
+            Self::Lmtp(d) => d.start(from, params).await.map(DestinationMessage::Lmtp),
         }
     }
 
