@@ -535,3 +535,69 @@ pub fn acknowledged_until_killed(d: &mut Daemon, after: usize) -> Vec<String> {
     assert!(ids.len() >= after, "only {} acknowledged", ids.len());
     ids
 }
+
+/// A destination that answers nonsense or nothing at all: an "LMTP server" that speaks
+/// HTTP, one that never answers, an "HTTP receiver" that speaks SMTP. Each is a `4xx`
+/// (`451 4.4.7` for the silent one, after `GSMTP_LMTP_TIMEOUT`), the session and the
+/// server go on; and LMTP settings that cannot work stop startup, naming the key.
+pub fn garbage_destinations_are_4xx(bin: &str) {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    /// Serves every connection with `answer` (after reading what comes, if `read`).
+    fn liar(answer: &'static [u8], read: bool) -> std::net::SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut s = s;
+                    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+                    if read {
+                        let _ = s.read(&mut [0u8; 65536]);
+                    }
+                    let _ = s.write_all(answer);
+                    std::thread::sleep(Duration::from_secs(3));
+                });
+            }
+        });
+        addr
+    }
+    let cases: [(&str, std::net::SocketAddr, &str); 3] = [
+        ("lmtp", liar(b"HTTP/1.1 400 Bad Request\r\n\r\n", false), "451 4.3.0 "),
+        ("lmtp", liar(b"", false), "451 4.4.7 "),
+        ("http", liar(b"220 mx.test ESMTP not HTTP\r\n", true), "451 4.3.0 "),
+    ];
+    for (storage, addr, want) in cases {
+        let d = Daemon::start(bin, |s| {
+            s.set("GSMTP_STORAGE", storage)
+                .set("GSMTP_LMTP_ADDR", &addr.to_string())
+                .set("GSMTP_LMTP_TIMEOUT", "1")
+                .set("GSMTP_HTTP_URL", &format!("http://{addr}/"))
+                .set("GSMTP_HTTP_TIMEOUT", "1");
+        });
+        let mut c = session(&d);
+        let r = match storage {
+            "lmtp" => c.cmd("MAIL FROM:<a@example.net>"),
+            _ => c.send_mail("a@example.net", &["u@example.com"], b"x\r\n"),
+        };
+        assert!(r.wire().starts_with(want), "{storage} at {addr}: {r:?}");
+        assert_eq!(c.cmd("NOOP").code, 250, "the session goes on");
+        let mut other = session(&d);
+        assert_eq!(other.cmd("QUIT").code, 221, "the server goes on");
+    }
+    for (addr, key) in [("", "GSMTP_LMTP_ADDR"), ("nowhere", "GSMTP_LMTP_ADDR")] {
+        let dir = TempDir::new("badlmtp");
+        let mut s = Settings::defaults(dir.path());
+        s.set("GSMTP_STORAGE", "lmtp").set("GSMTP_LMTP_ADDR", addr);
+        let config = dir.path().join("g.conf");
+        s.write(&config);
+        let o = run(
+            std::process::Command::new(bin).arg("--config").arg(&config),
+            b"",
+            Duration::from_secs(10),
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{addr}: {err}");
+        assert!(err.contains(&format!("config key {key}")), "{addr}: {err}");
+    }
+}

@@ -106,6 +106,7 @@ macro_rules! for_each_binary {
         $m!(pipe_replies_and_content, $bin);
         $m!(pipe_timeout_concurrency_per_recipient, $bin);
         $m!(http_replies_and_content, $bin);
+        $m!(garbage_destinations_are_4xx, $bin);
     };
 }
 
