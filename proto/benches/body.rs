@@ -91,7 +91,9 @@ fn drain(conn: &mut Connection, now: Instant, out: &mut Vec<u8>) -> usize {
                 black_box(env);
             }
             Action::Store(bytes) => stored += black_box(bytes).len(),
+            Action::Check(_) => conn.handle_check(now, Ok(())),
             Action::Commit => conn.handle_delivery(now, Ok(())),
+            Action::Abort => {}
             other => panic!("unexpected {other:?}"),
         }
     }
