@@ -130,3 +130,54 @@ fn messages_are_collected_in_memory() {
     assert_eq!(got[0].text, b"Subject: hello\r\n\r\n");
     server.shutdown(Duration::from_secs(1));
 }
+
+/// A destination that panics: its message gets `451 4.3.0`, never `250` or a `5xx`,
+/// and the server goes on serving.
+#[derive(Clone, Copy, Debug)]
+struct Broken;
+
+impl Deliver for Broken {
+    type Message = ();
+
+    async fn start(&self, _: &ReversePath<'static>, _: &MailParams) -> Result<(), DeliveryError> {
+        Ok(())
+    }
+
+    async fn body(&self, _: &mut (), _: &Envelope) -> Result<(), DeliveryError> {
+        Ok(())
+    }
+
+    async fn write(&self, _: &mut (), _: &[u8]) -> Result<(), DeliveryError> {
+        Ok(())
+    }
+
+    async fn commit(&self, _: ()) -> Result<(), DeliveryError> {
+        panic!("a bug in the destination")
+    }
+}
+
+#[test]
+fn a_panicking_destination_is_a_451() {
+    let mut cfg = Config::default();
+    cfg.listen = "127.0.0.1:0".parse().expect("an address");
+    let server = frontend_smol::start_with(cfg, Broken).expect("the server starts");
+    let session = [
+        "EHLO client.example",
+        "MAIL FROM:<app@example.net>",
+        "RCPT TO:<alice@example.com>",
+        "DATA",
+        "Subject: hello",
+        "",
+        ".",
+        "QUIT",
+    ];
+    for _ in 0..2 {
+        let replies = converse(server.local_addr(), &session);
+        assert_eq!(
+            replies[5], "451 4.3.0 Error: queue file write error",
+            "{replies:?}"
+        );
+        assert_eq!(replies[6], "221 2.0.0 Bye");
+    }
+    server.shutdown(Duration::from_secs(1));
+}

@@ -152,6 +152,31 @@ struct Txn<M> {
     /// Set when the body or a write failed: the rest of the text is dropped, and the
     /// message is refused with this at its end.
     failed: Option<DeliveryError>,
+    /// Text not yet handed to the destination: the connection gives it a line or a read
+    /// at a time; the destination gets it [`WRITE_BATCH`] at a time.
+    pending: Vec<u8>,
+}
+
+/// How much text is gathered before [`Deliver::write`] is called.
+const WRITE_BATCH: usize = 32 * 1024;
+
+impl<M> Txn<M> {
+    /// Hands the gathered text to the destination (unless the message already failed).
+    async fn write<D: Deliver<Message = M>>(&mut self, deliver: &D) {
+        if self.pending.is_empty() {
+            return;
+        }
+        if self.failed.is_none()
+            && let Some(m) = self.message.as_mut()
+        {
+            self.failed = match guarded("write", deliver.write(m, &self.pending)).await {
+                Some(Ok(())) => None,
+                Some(Err(e)) => Some(e),
+                None => panicked(self),
+            };
+        }
+        self.pending.clear();
+    }
 }
 
 /// Runs the pump until the session closes or asks for TLS. A transaction still open when
@@ -165,6 +190,7 @@ pub(crate) async fn drive<R: Runtime, D: Deliver, T: Transport>(
     let mut txn = Txn {
         message: None,
         failed: None,
+        pending: Vec::new(),
     };
     let result = pump(shared, conn, io, &mut txn, slot).await;
     if let Some(message) = txn.message.take() {
@@ -222,14 +248,11 @@ async fn pump<R: Runtime, D: Deliver, T: Transport>(
                 }
             }
             Action::Store(bytes) => {
-                if txn.failed.is_none()
-                    && let Some(m) = txn.message.as_mut()
-                {
-                    txn.failed = match guarded("write", deliver.write(m, bytes)).await {
-                        Some(Ok(())) => None,
-                        Some(Err(e)) => Some(e),
-                        None => panicked(txn),
-                    };
+                if txn.failed.is_none() {
+                    txn.pending.extend_from_slice(bytes);
+                    if txn.pending.len() >= WRITE_BATCH {
+                        Box::pin(txn.write(deliver)).await;
+                    }
                 }
             }
             Action::Commit => {
@@ -246,6 +269,7 @@ async fn pump<R: Runtime, D: Deliver, T: Transport>(
                     Box::pin(guarded("abort", deliver.abort(m))).await;
                 }
                 txn.failed = None;
+                txn.pending = Vec::new();
             }
             Action::AwaitDelivery => {
                 return Err(io::Error::other("a delivery was left unreported"));
@@ -294,6 +318,8 @@ async fn answer<R: Runtime, D: Deliver>(
 /// Commits the transaction's message, unless its text failed: then it is aborted and
 /// the failure is the answer.
 async fn commit<D: Deliver>(deliver: &D, txn: &mut Txn<D::Message>) -> Result<(), DeliveryError> {
+    txn.write(deliver).await;
+    txn.pending = Vec::new();
     let Some(message) = txn.message.take() else {
         return Err(txn.failed.take().unwrap_or(DeliveryError::Transient));
     };

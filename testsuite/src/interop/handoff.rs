@@ -241,14 +241,16 @@ pub fn pipe_timeout_concurrency_per_recipient(bin: &str) {
 }
 
 /// An HTTP receiver, in Python's standard library: stores each request it answers `2xx`
-/// as `<queue id>.eml` (its headers, and whether the signature checked out, in
+/// as `<queue id>.eml`, synced before it answers (its headers, and whether the signature
+/// checked out, in
 /// `<queue id>.json`), logs each request's client port to `conns.log`, and answers as
 /// the first recipient's local part says (`status403@` gets 403 with a text, `slow@`
 /// waits 5 s first). Arguments: port, folder, secret, and for HTTPS the certificate and
 /// key files.
 const RECEIVER: &str = r#"
-import hashlib, hmac, http.server, json, os, socketserver, ssl, sys, time
+import hashlib, hmac, http.server, json, os, socketserver, ssl, sys, threading, time
 port, out, secret = int(sys.argv[1]), sys.argv[2], sys.argv[3].encode()
+requests, lock = 0, threading.Lock()
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def log_message(self, *args):
@@ -256,7 +258,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         n = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(n)
-        qid = self.headers.get("X-Smtp-Queue-Id", "none")
+        global requests
+        with lock:
+            requests += 1
+            n = requests
+        # Named by queue id; requests without one (a bare load) by their number.
+        qid = self.headers.get("X-Smtp-Queue-Id", "request-%d" % n)
         sig = self.headers.get("X-Smtp-Signature", "")
         verified = False
         if sig:
@@ -275,17 +282,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if status // 100 == 2:
             with open(os.path.join(out, qid + ".eml"), "wb") as f:
                 f.write(body)
+                f.flush()
+                os.fsync(f.fileno())
             with open(os.path.join(out, qid + ".json"), "w") as f:
                 json.dump({"headers": [[k, v] for k, v in self.headers.items()], "verified": verified}, f)
         self.send_response(status)
         if status in (301, 302):
             self.send_header("Location", "http://example.invalid/")
         self.send_header("Content-Length", str(len(text)))
+        if self.headers.get("Connection", "").lower() == "keep-alive":
+            self.send_header("Connection", "keep-alive")  # for HTTP/1.0 clients (ab)
         self.end_headers()
         self.wfile.write(text)
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 1024
 server = Server(("127.0.0.1", port), Handler)
 if len(sys.argv) > 4:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -297,8 +309,10 @@ server.serve_forever()
 /// The secret both the server and the receiver know.
 const SECRET: &str = "s3cret-for-tests";
 
-/// Starts [`RECEIVER`] on `port`, storing into `out`.
-fn receiver(port: u16, out: &Path, tls: bool) -> super::daemon::Proc {
+/// Starts the test HTTP receiver (Python's `http.server`, storing and syncing each
+/// message it answers `2xx` as `<queue id>.eml`) on `port`, storing into `out`; with
+/// `tls`, over HTTPS with the test certificate.
+pub fn http_receiver(port: u16, out: &Path, tls: bool) -> super::daemon::Proc {
     let mut cmd = std::process::Command::new("python3");
     cmd.args(["-c", RECEIVER, &port.to_string()])
         .arg(out)
@@ -321,7 +335,7 @@ fn receiver(port: u16, out: &Path, tls: bool) -> super::daemon::Proc {
 pub fn http_replies_and_content(bin: &str) {
     let out = TempDir::new("receiver");
     let port = super::daemon::free_port();
-    let mut rx = receiver(port, out.path(), false);
+    let mut rx = http_receiver(port, out.path(), false);
     let url = format!("http://127.0.0.1:{port}/inbound");
     let d = Daemon::start(bin, |s| {
         s.set("GSMTP_STORAGE", "http")
@@ -410,7 +424,7 @@ pub fn http_replies_and_content(bin: &str) {
     rx.stop();
     let r = c.send_mail("a@example.net", &["u@example.com"], b"nobody there\r\n");
     assert_eq!(r.code, 451, "{r:?}");
-    let _rx = receiver(port, out.path(), false);
+    let _rx = http_receiver(port, out.path(), false);
     let r = c.send_mail("a@example.net", &["u@example.com"], b"back\r\n");
     assert_eq!(r.code, 250, "{r:?}");
 
@@ -442,7 +456,7 @@ pub fn http_replies_and_content(bin: &str) {
     // HTTPS, the receiver's certificate signed by a private CA.
     let tls_out = TempDir::new("receiver-tls");
     let tls_port = super::daemon::free_port();
-    let _tls_rx = receiver(tls_port, tls_out.path(), true);
+    let _tls_rx = http_receiver(tls_port, tls_out.path(), true);
     let url = format!("https://127.0.0.1:{tls_port}/");
     let ca = crate::cert_dir().join("ca.pem").display().to_string();
     let d = Daemon::start(bin, |s| {
@@ -563,9 +577,17 @@ pub fn garbage_destinations_are_4xx(bin: &str) {
         addr
     }
     let cases: [(&str, std::net::SocketAddr, &str); 3] = [
-        ("lmtp", liar(b"HTTP/1.1 400 Bad Request\r\n\r\n", false), "451 4.3.0 "),
+        (
+            "lmtp",
+            liar(b"HTTP/1.1 400 Bad Request\r\n\r\n", false),
+            "451 4.3.0 ",
+        ),
         ("lmtp", liar(b"", false), "451 4.4.7 "),
-        ("http", liar(b"220 mx.test ESMTP not HTTP\r\n", true), "451 4.3.0 "),
+        (
+            "http",
+            liar(b"220 mx.test ESMTP not HTTP\r\n", true),
+            "451 4.3.0 ",
+        ),
     ];
     for (storage, addr, want) in cases {
         let d = Daemon::start(bin, |s| {

@@ -92,7 +92,8 @@ pub trait Deliver: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), DeliveryError>> + Send;
 
     /// The next piece of the message's text, dot-unstuffed, CRLF line ends, exactly as
-    /// received. Pieces are small (a line, or one read); buffer them if that matters.
+    /// received, in pieces of up to about 32 KiB (the whole of a small message at
+    /// once, just before [`Deliver::commit`]).
     fn write(
         &self,
         message: &mut Self::Message,

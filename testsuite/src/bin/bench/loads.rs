@@ -78,25 +78,22 @@ pub(crate) struct Sample {
     pub(crate) source_cpu: f64,
 }
 
-/// One smtp-source run against `srv`, checked.
-pub(crate) fn run_load(
+/// Runs smtp-source with `load` against `addr` (speaking LMTP when `lmtp`), checked to
+/// have completed every message. Returns its wall-clock seconds and its CPU seconds.
+pub(crate) fn run_source(
     env: &Env,
-    srv: &Running,
     load: &Load,
+    addr: std::net::SocketAddr,
+    lmtp: bool,
     timeout: Duration,
-) -> Result<(f64, f64, f64), String> {
-    if let Some(m) = &srv.maildir {
-        let (new, tmp) = maildir_files(m);
-        if !new.is_empty() || !tmp.is_empty() {
-            return Err(format!("{} not empty before the run", m.display()));
-        }
-    }
-    let accepted_before = srv.accepted_count();
-    let cpu_before = cpu_secs(srv.pid()).unwrap_or(0.0);
+) -> Result<(f64, f64), String> {
     let children_before = children_cpu_secs();
     let mut cmd = Command::new(&env.source);
+    if lmtp {
+        cmd.arg("-L");
+    }
     cmd.args(source_args(load))
-        .arg(format!("127.0.0.1:{}", srv.port))
+        .arg(addr.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -133,6 +130,25 @@ pub(crate) fn run_load(
             String::from_utf8_lossy(&err).trim()
         ));
     }
+    Ok((secs, source_cpu))
+}
+
+/// One smtp-source run against `srv`, checked.
+pub(crate) fn run_load(
+    env: &Env,
+    srv: &Running,
+    load: &Load,
+    timeout: Duration,
+) -> Result<(f64, f64, f64), String> {
+    if let Some(m) = &srv.maildir {
+        let (new, tmp) = maildir_files(m);
+        if !new.is_empty() || !tmp.is_empty() {
+            return Err(format!("{} not empty before the run", m.display()));
+        }
+    }
+    let accepted_before = srv.accepted_count();
+    let cpu_before = cpu_secs(srv.pid()).unwrap_or(0.0);
+    let (secs, source_cpu) = run_source(env, load, srv.addr(), false, timeout)?;
     // The server's own count.
     if let Some(before) = accepted_before {
         let want = before + load.messages as u64;

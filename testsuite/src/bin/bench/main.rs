@@ -16,6 +16,7 @@
 //!
 //! See `bench/README.md` for what each figure means.
 
+mod handoff;
 mod loads;
 mod memory;
 mod opts;
@@ -96,6 +97,12 @@ fn run() -> Result<bool, String> {
         eprintln!(
             "bench: warning: the open-file limit is {nofile}; the idle or curve figures may fail"
         );
+    }
+    if !o.handoff.is_empty() {
+        let (date, _) = utc_now();
+        let result = handoff::run(&o, &env, &date);
+        let _ = fs::remove_dir_all(&tmp);
+        return result;
     }
     let marker = o.tmp.with_extension("deleted-at");
     let maildir_runs = o.targets.iter().any(|t| t.mode == Mode::Maildir)

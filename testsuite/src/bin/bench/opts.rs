@@ -48,11 +48,19 @@ options:
   --tmp DIR             Maildirs, configs and logs (default target/bench-tmp, on the
                         same disk as the workspace); removed afterwards
   --run-timeout SECS    give up on one smtp-source run after this long (default 900)
+  --handoff LIST        instead of the loads above, compare the hand-off destinations
+                        with bare clients of the same destination (issue 11): lmtp
+                        (Dovecot; smtp-source -L), http (nginx; ab -k), pipe (the command
+                        itself), or all; 50 sessions, connections reused
+  --handoff-messages N  messages per hand-off run (default 5,000; --quick: 500)
   --trash-limit-gib N   stored test messages are moved aside after each run and deleted
                         when a server stops, or once one server's exceed N GiB (default 8;
                         a full run stores about 5 GiB per Maildir server)
   -h, --help            this text
 ";
+
+/// The fewest messages a hand-off run may send: one per session.
+const SESSIONS_MIN: usize = 50;
 
 /// A server implementation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -182,6 +190,11 @@ pub(crate) struct Opts {
     pub(crate) trash_limit_gib: u64,
     pub(crate) wait: bool,
     pub(crate) root: PathBuf,
+    /// The hand-off destinations to compare with their bare clients (issue 11); when
+    /// set, only they run.
+    pub(crate) handoff: Vec<String>,
+    /// Messages per hand-off run.
+    pub(crate) handoff_messages: usize,
 }
 
 pub(crate) fn parse_opts() -> Result<Opts, String> {
@@ -219,6 +232,8 @@ pub(crate) fn parse_opts() -> Result<Opts, String> {
         trash_limit_gib: 8,
         wait: true,
         root,
+        handoff: Vec::new(),
+        handoff_messages: if quick { 500 } else { 5000 },
     };
     args.reverse();
     let mut curve_messages = None;
@@ -281,6 +296,20 @@ pub(crate) fn parse_opts() -> Result<Opts, String> {
             "--sink-user" => o.sink_user = value()?,
             "--no-build" => o.build = false,
             "--no-wait" => o.wait = false,
+            "--handoff" => {
+                o.handoff = match value()?.as_str() {
+                    "all" => vec!["lmtp".into(), "http".into(), "pipe".into()],
+                    list => list.split(',').map(str::to_string).collect(),
+                };
+                if let Some(bad) = o
+                    .handoff
+                    .iter()
+                    .find(|d| !["lmtp", "http", "pipe"].contains(&d.as_str()))
+                {
+                    return Err(format!("--handoff: unknown destination {bad}"));
+                }
+            }
+            "--handoff-messages" => o.handoff_messages = num(value()?)?.max(SESSIONS_MIN),
             "--out" => o.out = PathBuf::from(value()?),
             "--tmp" => o.tmp = PathBuf::from(value()?),
             "--run-timeout" => o.run_timeout = Duration::from_secs(num(value()?)? as u64),

@@ -12,7 +12,7 @@ use crate::memory::MemFigure;
 use crate::opts::{Impl, Load, Mode, Target};
 use crate::servers::now_secs;
 
-fn median(v: &[f64]) -> Option<f64> {
+pub(crate) fn median(v: &[f64]) -> Option<f64> {
     if v.is_empty() {
         return None;
     }

@@ -149,9 +149,20 @@ impl Running {
 
     /// Starts `target` under `env` in its own directory `name` of the temp dir.
     pub(crate) fn start(env: &Env, target: Target, name: &str) -> Result<Self, String> {
+        Self::start_with(env, target, name, &[])
+    }
+
+    /// [`Running::start`] with more configuration keys for our servers (`extra` may set
+    /// `GSMTP_STORAGE` to another destination).
+    pub(crate) fn start_with(
+        env: &Env,
+        target: Target,
+        name: &str,
+        extra: &[(&str, String)],
+    ) -> Result<Self, String> {
         let mut last = String::new();
         for _ in 0..4 {
-            match Self::try_start(env, target, name) {
+            match Self::try_start(env, target, name, extra) {
                 Ok(r) => return Ok(r),
                 Err(e) => last = e,
             }
@@ -159,7 +170,12 @@ impl Running {
         Err(last)
     }
 
-    fn try_start(env: &Env, target: Target, name: &str) -> Result<Self, String> {
+    fn try_start(
+        env: &Env,
+        target: Target,
+        name: &str,
+        extra: &[(&str, String)],
+    ) -> Result<Self, String> {
         let port = free_port();
         let dir = env.tmp.join(name);
         let _ = fs::remove_dir_all(&dir);
@@ -185,8 +201,17 @@ impl Running {
                 Mode::Discard => "discard",
                 Mode::Maildir => "maildir",
             };
+            let storage = extra
+                .iter()
+                .find(|(k, _)| *k == "GSMTP_STORAGE")
+                .map_or(storage, |(_, v)| v.as_str());
+            let more: String = extra
+                .iter()
+                .filter(|(k, _)| *k != "GSMTP_STORAGE")
+                .map(|(k, v)| format!("  {}: {},\n", json_str(k), json_str(v)))
+                .collect();
             let config = format!(
-                "{{\n  \"GSMTP_HOST_NAME\": \"bench.example\",\n  \"GSTMP_LISTEN_INTERFACE\": \"127.0.0.1:{port}\",\n  \"GSMTP_STORAGE\": \"{storage}\",\n  \"GSMTP_MAILDIR\": {},\n  \"GSMTP_FSYNC\": \"Y\",\n  \"GM_MAX_CLIENTS\": \"{}\",\n  \"GM_MAX_CLIENTS_PER_IP\": \"0\",\n  \"GSMTP_MAX_SIZE\": \"{}\",\n  \"GSMTP_LOG_FILE\": {}\n}}\n",
+                "{{\n{more}  \"GSMTP_HOST_NAME\": \"bench.example\",\n  \"GSTMP_LISTEN_INTERFACE\": \"127.0.0.1:{port}\",\n  \"GSMTP_STORAGE\": \"{storage}\",\n  \"GSMTP_MAILDIR\": {},\n  \"GSMTP_FSYNC\": \"Y\",\n  \"GM_MAX_CLIENTS\": \"{}\",\n  \"GM_MAX_CLIENTS_PER_IP\": \"0\",\n  \"GSMTP_MAX_SIZE\": \"{}\",\n  \"GSMTP_LOG_FILE\": {}\n}}\n",
                 json_str(&maildir.display().to_string()),
                 env.max_clients,
                 env.max_size,

@@ -1,0 +1,441 @@
+//! The hand-off destinations (issue 11), each next to a bare client driving the same
+//! destination at the same concurrency, alternating, in one run:
+//!
+//! - `lmtp`: smtp-source into our server in LMTP mode, in front of a private Dovecot,
+//!   against `smtp-source -L` straight into that Dovecot's LMTP;
+//! - `http`: smtp-source into our server in HTTP mode, in front of an nginx that answers
+//!   `200` to every POST, against ApacheBench (`ab -k`) posting a message of the same size
+//!   to that nginx;
+//! - `pipe`: smtp-source into our server in pipe mode running `dd of=/dev/null`, against
+//!   the bench running that command with a message on its standard input, as many at once.
+//!
+//! Every run is checked: smtp-source and ab complete every message, our server counts
+//! them, Dovecot's mailbox and nginx's access log grow by as many.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::Instant;
+
+use testsuite::TempDir;
+use testsuite::interop::{Dovecot, Proc, free_addr};
+
+use crate::loads::{run_load, run_source};
+use crate::opts::{Impl, Load, Mode, Opts, Target};
+use crate::report::{group, median};
+use crate::servers::{Env, Running, find_tool};
+
+/// Sessions (and the bare clients' concurrency).
+const SESSIONS: usize = 50;
+/// smtp-source's payload per message.
+const BYTES: usize = 4096;
+/// The pipe command, which reads its input and keeps nothing.
+const PIPE_COMMAND: &str = "dd of=/dev/null status=none";
+
+/// One figure: a destination, bare or through our server, one repetition.
+#[derive(Clone, Debug)]
+struct Figure {
+    dest: &'static str,
+    ours: bool,
+    rep: usize,
+    rate: f64,
+}
+
+/// Runs the hand-off comparisons `o.handoff` names; prints the report and writes a CSV.
+/// Returns whether every run passed its checks.
+pub(crate) fn run(o: &Opts, env: &Env, date: &str) -> Result<bool, String> {
+    let load = Load {
+        id: "handoff".into(),
+        sessions: SESSIONS,
+        messages: o.handoff_messages,
+        bytes: BYTES,
+        reuse: true,
+    };
+    let mut figures = Vec::new();
+    let mut failures = Vec::new();
+    for dest in &o.handoff {
+        let result = match dest.as_str() {
+            "lmtp" => lmtp(o, env, &load, &mut figures),
+            "http" => http(o, env, &load, &mut figures),
+            "pipe" => pipe(o, env, &load, &mut figures),
+            other => Err(format!("unknown destination {other}")),
+        };
+        if let Err(e) = result {
+            eprintln!("bench: FAILED {dest}: {e}");
+            failures.push(format!("{dest}: {e}"));
+        }
+    }
+    let report = report(&figures, &load, &failures);
+    println!("{report}");
+    let csv = o.out.join(format!("{date}-handoff.csv"));
+    let mut text = String::from("date,destination,client,rep,messages_per_s\n");
+    for f in &figures {
+        let client = if f.ours { "guerrilla-smol" } else { "bare" };
+        let _ = writeln!(text, "{date},{},{client},{},{:.1}", f.dest, f.rep, f.rate);
+    }
+    fs::write(&csv, text).map_err(|e| format!("cannot write {}: {e}", csv.display()))?;
+    println!("CSV: {}", csv.display());
+    Ok(failures.is_empty())
+}
+
+/// The markdown report: medians and the ratio of ours to bare.
+fn report(figures: &[Figure], load: &Load, failures: &[String]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "### Hand-offs: {} sessions x {} messages x {} KiB, connections reused; messages/s, median (ratio to bare)\n",
+        SESSIONS,
+        group(load.messages as f64),
+        BYTES / 1024
+    );
+    let _ = writeln!(
+        s,
+        "| destination | bare client | through guerrilla-smol | ratio |"
+    );
+    let _ = writeln!(s, "|---|--:|--:|--:|");
+    for (dest, bare_name) in [
+        ("lmtp", "smtp-source -L into Dovecot"),
+        ("http-null", "ab -k into nginx answering 200 at once"),
+        (
+            "http-sync",
+            "ab -k into a receiver that syncs each message (Python)",
+        ),
+        ("pipe", "the command, 50 at once"),
+    ] {
+        let rates = |ours: bool| -> Vec<f64> {
+            figures
+                .iter()
+                .filter(|f| f.dest == dest && f.ours == ours)
+                .map(|f| f.rate)
+                .collect()
+        };
+        let (Some(bare), Some(ours)) = (median(&rates(false)), median(&rates(true))) else {
+            continue;
+        };
+        let _ = writeln!(
+            s,
+            "| {dest} ({bare_name}) | {} | {} | {:.2}x |",
+            group(bare),
+            group(ours),
+            ours / bare
+        );
+    }
+    for f in failures {
+        let _ = writeln!(s, "\n- FAILED {f}");
+    }
+    s
+}
+
+/// Our server (smol), with `extra` settings, named `name` in the temp dir.
+fn ours(env: &Env, name: &str, extra: &[(&str, String)]) -> Result<Running, String> {
+    let target = Target {
+        imp: Impl::Smol,
+        mode: Mode::Discard,
+    };
+    Running::start_with(env, target, name, extra)
+}
+
+/// Bare client first in odd repetitions, ours first in even ones, so that whatever
+/// drifts during a run (a mailbox growing, a disk filling) weighs on both alike.
+fn order(rep: usize) -> [bool; 2] {
+    if rep % 2 == 1 {
+        [false, true]
+    } else {
+        [true, false]
+    }
+}
+
+/// Removes the messages (and Dovecot's index files) of a mailbox, so that every run
+/// delivers into an empty one.
+fn empty_mailbox(dir: &Path) {
+    for sub in ["new", "cur"] {
+        for f in fs::read_dir(dir.join(sub)).into_iter().flatten().flatten() {
+            let _ = fs::remove_file(f.path());
+        }
+    }
+    for f in fs::read_dir(dir).into_iter().flatten().flatten() {
+        if f.file_name().to_string_lossy().starts_with("dovecot") && f.path().is_file() {
+            let _ = fs::remove_file(f.path());
+        }
+    }
+}
+
+/// Files in a Maildir's `new/` and `cur/`.
+fn mailbox_count(dir: &Path) -> usize {
+    ["new", "cur"]
+        .iter()
+        .map(|sub| fs::read_dir(dir.join(sub)).map_or(0, |d| d.count()))
+        .sum()
+}
+
+fn lmtp(o: &Opts, env: &Env, load: &Load, figures: &mut Vec<Figure>) -> Result<(), String> {
+    let dir = TempDir::new("bench-dovecot");
+    let dc = Dovecot::start(&dir, &["user@example.com"], None, (65534, 65534));
+    let mailbox = dc.dir().join("mail/example.com/user");
+    let srv = ours(
+        env,
+        "handoff-lmtp",
+        &[
+            ("GSMTP_STORAGE", "lmtp".into()),
+            ("GSMTP_LMTP_ADDR", dc.lmtp.to_string()),
+            ("GSMTP_LMTP_CONNECTIONS", (SESSIONS + 10).to_string()),
+        ],
+    )?;
+    for rep in 1..=o.reps {
+        for via_ours in order(rep) {
+            empty_mailbox(&mailbox);
+            let before = mailbox_count(&mailbox);
+            let secs = if via_ours {
+                run_load(env, &srv, load, o.run_timeout)?.0
+            } else {
+                run_source(env, load, dc.lmtp, true, o.run_timeout)?.0
+            };
+            let delivered = mailbox_count(&mailbox) - before;
+            if delivered != load.messages {
+                return Err(format!("Dovecot stored {delivered} of {}", load.messages));
+            }
+            record(figures, "lmtp", via_ours, rep, o.reps, load, secs);
+        }
+    }
+    srv.stop();
+    Ok(())
+}
+
+/// An nginx that answers `200 stored` to every request, logging each.
+fn nginx_receiver(dir: &Path, addr: SocketAddr) -> Result<Proc, String> {
+    let nginx = find_tool("nginx").ok_or("nginx not found (Debian: nginx-light)")?;
+    let conf = dir.join("nginx.conf");
+    let text = format!(
+        "daemon off;\nworker_processes 1;\nerror_log {d}/error.log;\npid {d}/nginx.pid;\n\
+         events {{ worker_connections 4096; }}\n\
+         http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n\
+           server {{\n    listen {addr};\n    keepalive_requests 1000000;\n\
+             location / {{\n      client_max_body_size 50m;\n      client_body_buffer_size 256k;\n\
+               return 200 \"stored\\n\";\n    }}\n  }}\n}}\n",
+        d = dir.display()
+    );
+    fs::write(&conf, text).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(nginx);
+    cmd.arg("-c").arg(&conf).arg("-p").arg(dir);
+    let mut p = Proc::spawn("nginx", &mut cmd, &dir.join("nginx.out"));
+    p.wait_listening(addr);
+    Ok(p)
+}
+
+fn access_count(dir: &Path) -> usize {
+    fs::read_to_string(dir.join("access.log"))
+        .map_or(0, |t| t.lines().filter(|l| l.contains("\" 200 ")).count())
+}
+
+fn http(o: &Opts, env: &Env, load: &Load, figures: &mut Vec<Figure>) -> Result<(), String> {
+    let ab = find_tool("ab").ok_or("ab not found (Debian: apache2-utils)")?;
+    let dir = TempDir::new("bench-http");
+    // What our server posts: its trace headers, then smtp-source's message.
+    let body = dir.path().join("message.eml");
+    fs::write(&body, sample_message()).map_err(|e| e.to_string())?;
+    // Two receivers: nginx answering 200 to everything at once (the SMTP side is then
+    // the limit), and one that stores and syncs each message before it answers (as a
+    // receiver that must not lose mail does; then it is the limit).
+    for receiver in ["http-null", "http-sync"] {
+        let rx_dir = dir.path().join(receiver);
+        fs::create_dir_all(&rx_dir).map_err(|e| e.to_string())?;
+        let addr = free_addr();
+        let _rx = match receiver {
+            "http-null" => nginx_receiver(&rx_dir, addr)?,
+            _ => testsuite::interop::http_receiver(addr.port(), &rx_dir, false),
+        };
+        let answered = || match receiver {
+            "http-null" => access_count(&rx_dir),
+            _ => fs::read_dir(&rx_dir).map_or(0, |d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".eml"))
+                    .count()
+            }),
+        };
+        let url = format!("http://{addr}/inbound");
+        let srv = ours(
+            env,
+            &format!("handoff-{receiver}"),
+            &[
+                ("GSMTP_STORAGE", "http".into()),
+                ("GSMTP_HTTP_URL", url.clone()),
+                ("GSMTP_HTTP_CONNECTIONS", SESSIONS.to_string()),
+            ],
+        )?;
+        for rep in 1..=o.reps {
+            for via_ours in order(rep) {
+                let before = answered();
+                let secs = if via_ours {
+                    run_load(env, &srv, load, o.run_timeout)?.0
+                } else {
+                    run_ab(&ab, &body, &url, load.messages)?
+                };
+                let got = answered() - before;
+                if got != load.messages {
+                    return Err(format!("{receiver} stored {got} of {}", load.messages));
+                }
+                let dest = if receiver == "http-null" {
+                    "http-null"
+                } else {
+                    "http-sync"
+                };
+                record(figures, dest, via_ours, rep, o.reps, load, secs);
+            }
+        }
+        srv.stop();
+    }
+    Ok(())
+}
+
+/// `ab -k -c 50 -n N -p body`, checked to have no failure; returns its seconds.
+fn run_ab(ab: &Path, body: &Path, url: &str, n: usize) -> Result<f64, String> {
+    let start = Instant::now();
+    let out = Command::new(ab)
+        .args([
+            "-q",
+            "-k",
+            "-c",
+            &SESSIONS.to_string(),
+            "-n",
+            &n.to_string(),
+        ])
+        .arg("-p")
+        .arg(body)
+        .args(["-T", "message/rfc822", url])
+        .output()
+        .map_err(|e| format!("cannot run ab: {e}"))?;
+    let secs = start.elapsed().as_secs_f64();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().split(' ').next())
+            .and_then(|v| v.parse::<usize>().ok())
+    };
+    let complete = field("Complete requests:").unwrap_or(0);
+    let failed = field("Failed requests:").unwrap_or(usize::MAX);
+    if !out.status.success() || complete != n || failed != 0 || text.contains("Non-2xx") {
+        return Err(format!(
+            "ab: {}, {complete} of {n} complete, {failed} failed\n{text}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(secs)
+}
+
+/// A message the size of what our server hands on for smtp-source's `-l 4096`: trace
+/// headers, smtp-source's headers and its payload.
+fn sample_message() -> Vec<u8> {
+    let mut m = b"Return-Path: <bench@client.example>\r\nReceived: from client.example (unknown [127.0.0.1])\r\n\tby bench.example (Guerrilla-SMTPd) with SMTP id 00000000000000000000000000000000\r\n\tfor <user@example.com>;\r\n\tTue, 01 Dec 2026 00:00:00 +0000\r\nFrom: <bench@client.example>\r\nTo: <user@example.com>\r\nDate: Tue, 01 Dec 2026 00:00:00 +0000\r\nMessage-Id: <0@client.example>\r\n\r\n".to_vec();
+    while m.len() < 4096 + 400 {
+        m.extend_from_slice(&[b'X'; 78]);
+        m.extend_from_slice(b"\r\n");
+    }
+    m
+}
+
+fn pipe(o: &Opts, env: &Env, load: &Load, figures: &mut Vec<Figure>) -> Result<(), String> {
+    let srv = ours(
+        env,
+        "handoff-pipe",
+        &[
+            ("GSMTP_STORAGE", "pipe".into()),
+            ("GSMTP_PIPE_COMMAND", PIPE_COMMAND.into()),
+            ("GSMTP_PIPE_CONCURRENCY", SESSIONS.to_string()),
+        ],
+    )?;
+    let message = Arc::new(sample_message());
+    for rep in 1..=o.reps {
+        for via_ours in order(rep) {
+            let secs = if via_ours {
+                run_load(env, &srv, load, o.run_timeout)?.0
+            } else {
+                run_commands(&message, load.messages)?
+            };
+            record(figures, "pipe", via_ours, rep, o.reps, load, secs);
+        }
+    }
+    srv.stop();
+    Ok(())
+}
+
+/// Runs [`PIPE_COMMAND`] `n` times, 50 at once, each with `message` on its standard
+/// input; checked to exit 0 every time. Returns the seconds it took.
+fn run_commands(message: &Arc<Vec<u8>>, n: usize) -> Result<f64, String> {
+    let args: Vec<String> = shlex_split(PIPE_COMMAND);
+    let next = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let threads: Vec<_> = (0..SESSIONS)
+        .map(|_| {
+            let (args, next, failed, message) = (
+                args.clone(),
+                Arc::clone(&next),
+                Arc::clone(&failed),
+                Arc::clone(message),
+            );
+            thread::spawn(move || {
+                while next.fetch_add(1, Ordering::Relaxed) < n {
+                    let ok = Command::new(&args[0])
+                        .args(&args[1..])
+                        .stdin(Stdio::piped())
+                        .stdout(Stdio::null())
+                        .spawn()
+                        .and_then(|mut c| {
+                            if let Some(mut stdin) = c.stdin.take() {
+                                stdin.write_all(&message)?;
+                            }
+                            c.wait()
+                        })
+                        .is_ok_and(|s| s.success());
+                    if !ok {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        let _ = t.join();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    match failed.load(Ordering::Relaxed) {
+        0 => Ok(secs),
+        f => Err(format!("{f} of {n} runs of {PIPE_COMMAND} failed")),
+    }
+}
+
+/// The command's words (it holds no quotes).
+fn shlex_split(s: &str) -> Vec<String> {
+    s.split_whitespace().map(String::from).collect()
+}
+
+fn record(
+    figures: &mut Vec<Figure>,
+    dest: &'static str,
+    ours: bool,
+    rep: usize,
+    reps: usize,
+    load: &Load,
+    secs: f64,
+) {
+    let rate = load.messages as f64 / secs;
+    let who = if ours { "guerrilla-smol" } else { "bare" };
+    eprintln!(
+        "bench: handoff {dest:<5} rep {rep}/{reps} {who:<15} {:>8} msg/s {secs:>8.2} s",
+        group(rate)
+    );
+    figures.push(Figure {
+        dest,
+        ours,
+        rep,
+        rate,
+    });
+}
