@@ -15,7 +15,9 @@ use std::time::Duration;
 use crate::policy::{AllowedHosts, IpNet};
 
 mod handoff;
-pub use handoff::{HttpConfig, HttpUrl, LmtpAddr, LmtpConfig, PipeConfig};
+pub use handoff::{
+    HttpConfig, HttpUrl, LmtpAddr, LmtpConfig, PipeConfig, S3Config, Secret, valid_bucket,
+};
 
 /// What to do with a bare LF or bare CR (see Postfix's `smtpd_forbid_bare_newline`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -42,6 +44,8 @@ pub enum Storage {
     Http,
     /// Hand each message to the LMTP server at `GSMTP_LMTP_ADDR`.
     Lmtp,
+    /// Put each message as an object in the S3 bucket `GSMTP_S3_BUCKET`.
+    S3,
 }
 
 impl std::fmt::Display for Storage {
@@ -52,6 +56,7 @@ impl std::fmt::Display for Storage {
             Self::Pipe => "pipe",
             Self::Http => "http",
             Self::Lmtp => "lmtp",
+            Self::S3 => "s3",
         })
     }
 }
@@ -100,6 +105,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// `GSMTP_LMTP_*`, for `GSMTP_STORAGE=lmtp`.
     pub lmtp: LmtpConfig,
+    /// `GSMTP_S3_*`, for `GSMTP_STORAGE=s3`.
+    pub s3: S3Config,
     /// `GSMTP_SPOOL_DIR`: where a hand-off destination keeps a message larger than
     /// memory's share until it is sent (an unnamed file); the system's temporary
     /// directory by default.
@@ -161,6 +168,7 @@ impl Default for Config {
             pipe: PipeConfig::default(),
             http: HttpConfig::default(),
             lmtp: LmtpConfig::default(),
+            s3: S3Config::default(),
             spool_dir: None,
             fsync: true,
             max_recipients: 100,
@@ -291,7 +299,10 @@ impl Config {
                     "pipe" => Storage::Pipe,
                     "http" => Storage::Http,
                     "lmtp" => Storage::Lmtp,
-                    _ => return Err(v.error("expected maildir, discard, pipe, http or lmtp")),
+                    "s3" => Storage::S3,
+                    _ => {
+                        return Err(v.error("expected maildir, discard, pipe, http, lmtp or s3"));
+                    }
                 }
             }
             "GSMTP_PIPE_COMMAND" => {
@@ -313,7 +324,9 @@ impl Config {
                 })?;
             }
             "GSMTP_HTTP_CA" => self.http.ca = v.opt(|v| v.string().map(PathBuf::from))?,
-            "GSMTP_HTTP_SECRET" => self.http.secret = v.opt(Value::string)?,
+            "GSMTP_HTTP_SECRET" => {
+                self.http.secret = v.opt(Value::string)?.map(Secret::new);
+            }
             "GSMTP_HTTP_TIMEOUT" => self.http.timeout = v.seconds()?,
             "GSMTP_HTTP_CONNECTIONS" => self.http.connections = v.number(1, 10_000)? as usize,
             "GSMTP_LMTP_ADDR" => {
@@ -325,6 +338,30 @@ impl Config {
             "GSMTP_LMTP_TIMEOUT" => self.lmtp.timeout = v.seconds()?,
             "GSMTP_LMTP_CONNECTIONS" => self.lmtp.connections = v.number(1, 10_000)? as usize,
             "GSMTP_SPOOL_DIR" => self.spool_dir = v.opt(|v| v.non_empty().map(PathBuf::from))?,
+            "GSMTP_S3_ENDPOINT" => {
+                self.s3.endpoint = v.opt(|v| {
+                    HttpUrl::parse(&v.string()?)
+                        .filter(|u| u.path == "/")
+                        .ok_or_else(|| v.error("expected an http:// or https:// URL with no path"))
+                })?;
+            }
+            "GSMTP_S3_BUCKET" => {
+                self.s3.bucket = v.opt(|v| {
+                    Some(v.string()?)
+                        .filter(|b| valid_bucket(b))
+                        .ok_or_else(|| v.error("expected a bucket name (a-z, 0-9, '.', '-')"))
+                })?;
+            }
+            "GSMTP_S3_REGION" => self.s3.region = v.non_empty()?,
+            "GSMTP_S3_PREFIX" => {
+                self.s3.prefix = v.opt(Value::string)?.unwrap_or_default();
+                if self.s3.prefix.starts_with('/') || self.s3.prefix.chars().any(char::is_control) {
+                    return Err(v.error("expected a key prefix such as mail/ (no leading /)"));
+                }
+            }
+            "GSMTP_S3_PATH_STYLE" => self.s3.path_style = v.yes_no()?,
+            "GSMTP_S3_ACCESS_KEY" => self.s3.access_key = v.opt(Value::string)?,
+            "GSMTP_S3_SECRET_KEY" => self.s3.secret_key = v.opt(Value::string)?.map(Secret::new),
             "GSMTP_FSYNC" => self.fsync = v.yes_no()?,
             "GSMTP_MAX_RCPT" => self.max_recipients = v.number(1, 100_000)? as usize,
             "GSMTP_MAX_COMMAND_LENGTH" => self.max_command_line = v.number(512, 65_536)? as usize,
@@ -395,6 +432,12 @@ impl Config {
             }
             Storage::Lmtp if self.lmtp.addr.is_none() => {
                 return Err(missing("GSMTP_LMTP_ADDR", "an address"));
+            }
+            Storage::S3 if self.s3.endpoint.is_none() => {
+                return Err(missing("GSMTP_S3_ENDPOINT", "an endpoint"));
+            }
+            Storage::S3 if self.s3.bucket.is_none() => {
+                return Err(missing("GSMTP_S3_BUCKET", "a bucket"));
             }
             _ => {}
         }

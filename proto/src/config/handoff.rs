@@ -115,11 +115,13 @@ pub struct HttpConfig {
     /// besides the system's.
     pub ca: Option<PathBuf>,
     /// `GSMTP_HTTP_SECRET`: when set, each request is signed (`X-Smtp-Signature`).
-    /// Never logged.
-    pub secret: Option<String>,
-    /// `GSMTP_HTTP_TIMEOUT`: how long one request may take (connect, send, answer).
+    /// Never shown.
+    pub secret: Option<Secret>,
+    /// `GSMTP_HTTP_TIMEOUT`: how long one request may take (connect, send, answer);
+    /// for the S3 destination too.
     pub timeout: Duration,
-    /// `GSMTP_HTTP_CONNECTIONS`: the most requests at once, and connections kept open.
+    /// `GSMTP_HTTP_CONNECTIONS`: the most requests at once, and connections kept open;
+    /// for the S3 destination too.
     pub connections: usize,
 }
 
@@ -242,4 +244,78 @@ mod tests {
             assert_eq!(LmtpAddr::parse(bad), None, "{bad}");
         }
     }
+}
+
+/// A setting that is never shown: its `Debug` and `Display` print `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, for the one place that needs it (a signature).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// `GSMTP_S3_*`: one object per message in an S3-compatible bucket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3Config {
+    /// `GSMTP_S3_ENDPOINT`: `http://` or `https://` (`GSMTP_HTTP_CA` is trusted too).
+    pub endpoint: Option<HttpUrl>,
+    /// `GSMTP_S3_BUCKET`.
+    pub bucket: Option<String>,
+    /// `GSMTP_S3_REGION`, `us-east-1` by default.
+    pub region: String,
+    /// `GSMTP_S3_PREFIX`, put before every key (`mail/`); empty by default.
+    pub prefix: String,
+    /// `GSMTP_S3_PATH_STYLE`: `https://endpoint/bucket/key` (the default, as MinIO,
+    /// Garage and Ceph want) rather than `https://bucket.endpoint/key`.
+    pub path_style: bool,
+    /// `GSMTP_S3_ACCESS_KEY`, else `AWS_ACCESS_KEY_ID` from the environment.
+    pub access_key: Option<String>,
+    /// `GSMTP_S3_SECRET_KEY`, else `AWS_SECRET_ACCESS_KEY`. Never shown.
+    pub secret_key: Option<Secret>,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            bucket: None,
+            region: "us-east-1".into(),
+            prefix: String::new(),
+            path_style: true,
+            access_key: None,
+            secret_key: None,
+        }
+    }
+}
+
+/// Whether `name` is a valid S3 bucket name: 3 to 63 of lower-case letters, digits, `.`
+/// and `-`, starting and ending with a letter or digit.
+pub fn valid_bucket(name: &str) -> bool {
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    (3..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && edge(name.chars().next())
+        && edge(name.chars().last())
 }

@@ -249,6 +249,10 @@ async fn pump<R: Runtime, D: Deliver, T: Transport>(
             }
             Action::Store(bytes) => {
                 if txn.failed.is_none() {
+                    if txn.pending.capacity() == 0 {
+                        // Most messages fit: one allocation instead of a growing one.
+                        txn.pending.reserve(8 * 1024);
+                    }
                     txn.pending.extend_from_slice(bytes);
                     if txn.pending.len() >= WRITE_BATCH {
                         Box::pin(txn.write(deliver)).await;

@@ -10,32 +10,21 @@
 //! "<t>." + body>` lets the receiver check where it came from, as Stripe's and Postmark's
 //! webhooks are signed. The HMAC is computed as the body arrives.
 //!
-//! HTTP/1.1 is hyper's (its client connection, over async-io through smol-hyper's
-//! adapter, TLS through futures-rustls): no hand-written HTTP. Connections are kept
-//! alive and reused; at most `GSMTP_HTTP_CONNECTIONS` requests run at once. A request
+//! HTTP/1.1 is hyper's, through the shared [`Client`]: no hand-written HTTP. Connections
+//! are kept alive and reused; at most `GSMTP_HTTP_CONNECTIONS` requests run at once. A request
 //! that takes longer than `GSMTP_HTTP_TIMEOUT` (connecting included) is dropped, with
 //! its connection: `451 4.3.0`. A receiver that committed the message but whose answer
 //! did not arrive in time may get it again when the client retries: a duplicate, never a
 //! loss.
 
 use std::io;
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use async_lock::Semaphore;
-use bytes::Bytes;
 use futures_lite::FutureExt as _;
-use futures_rustls::TlsConnector;
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::Frame;
-use hyper::client::conn::http1::SendRequest;
-use rustls_pki_types::ServerName;
-use smol_hyper::rt::FuturesIo;
 
 use super::Deliver;
+use super::client::Client;
 use super::spool::Spool;
 use crate::config::{Config, ConfigError, HttpConfig, HttpUrl};
 use crate::conn::{DeliveryError, Envelope};
@@ -43,11 +32,7 @@ use crate::handoff;
 use crate::io::runtime::Runtime;
 use crate::syntax::{MailParams, ReversePath};
 
-/// The request body: the spool, read in pieces.
-type Body = UnsyncBoxBody<Bytes, io::Error>;
-
-/// How much of the receiver's answer is read for its first line; a longer answer costs
-/// the connection (it is not reused).
+/// How much of the receiver's answer is read for its first line.
 const MAX_ANSWER: usize = 16 * 1024;
 
 /// The HTTP destination.
@@ -58,10 +43,7 @@ pub struct Http<R: Runtime> {
     host: String,
     spool_dir: PathBuf,
     secret: Option<ring::hmac::Key>,
-    tls: Option<(TlsConnector, ServerName<'static>)>,
-    /// Connections kept alive between requests.
-    idle: Mutex<Vec<SendRequest<Body>>>,
-    slots: Semaphore,
+    client: Client<R>,
 }
 
 impl<R: Runtime> std::fmt::Debug for Http<R> {
@@ -69,7 +51,6 @@ impl<R: Runtime> std::fmt::Debug for Http<R> {
         // The secret is never shown.
         f.debug_struct("Http")
             .field("url", &self.url)
-            .field("tls", &self.tls.is_some())
             .field("signed", &self.secret.is_some())
             .finish_non_exhaustive()
     }
@@ -105,22 +86,18 @@ impl<R: Runtime> Http<R> {
             key: "GSMTP_HTTP_URL".into(),
             message: "GSMTP_STORAGE=http needs a URL".into(),
         })?;
-        let tls = match url.tls {
-            true => {
-                let connector = crate::io::tls::connector(cfg.http.ca.as_deref(), "GSMTP_HTTP_CA")?;
-                let name = ServerName::try_from(url.host.clone()).map_err(|e| ConfigError {
-                    key: "GSMTP_HTTP_URL".into(),
-                    message: format!("{}: {e}", url.host),
-                })?;
-                Some((connector, name))
-            }
-            false => None,
-        };
+        let client = Client::new(
+            rt.clone(),
+            &url,
+            "GSMTP_HTTP_URL",
+            cfg.http.ca.as_deref(),
+            cfg.http.connections,
+        )?;
         let secret = cfg
             .http
             .secret
             .as_ref()
-            .map(|s| ring::hmac::Key::new(ring::hmac::HMAC_SHA256, s.as_bytes()));
+            .map(|s| ring::hmac::Key::new(ring::hmac::HMAC_SHA256, s.expose().as_bytes()));
         Ok(Self {
             rt,
             url,
@@ -128,62 +105,8 @@ impl<R: Runtime> Http<R> {
             host: cfg.host_name.clone(),
             spool_dir: super::spool_dir(cfg)?,
             secret,
-            tls,
-            idle: Mutex::new(Vec::new()),
-            slots: Semaphore::new(cfg.http.connections),
+            client,
         })
-    }
-
-    /// A connection to the receiver: one kept alive (`true`), or a new one.
-    async fn connection(&self) -> io::Result<(SendRequest<Body>, bool)> {
-        loop {
-            let kept = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-            match kept {
-                Some(sender) if !sender.is_closed() => return Ok((sender, true)),
-                Some(_) => continue,
-                None => break,
-            }
-        }
-        let host = self.url.host.clone();
-        let port = self.url.port;
-        let addrs: Vec<SocketAddr> = self
-            .rt
-            .unblock(move || std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port)))
-            .await?
-            .collect();
-        let mut last = io::Error::other("no address for the receiver");
-        for addr in addrs {
-            match async_io::Async::<std::net::TcpStream>::connect(addr).await {
-                Ok(tcp) => {
-                    let _ = tcp.get_ref().set_nodelay(true);
-                    let sender = match &self.tls {
-                        Some((connector, name)) => {
-                            let tls = connector.connect(name.clone(), tcp).await?;
-                            self.handshake(tls).await
-                        }
-                        None => self.handshake(tcp).await,
-                    };
-                    return sender.map(|s| (s, false));
-                }
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
-    }
-
-    /// hyper's HTTP/1.1 handshake over `stream`; the connection's task runs on the
-    /// runtime until the connection ends.
-    async fn handshake<S>(&self, stream: S) -> io::Result<SendRequest<Body>>
-    where
-        S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin + Send + 'static,
-    {
-        let (sender, conn) = hyper::client::conn::http1::handshake(FuturesIo::new(stream))
-            .await
-            .map_err(io::Error::other)?;
-        self.rt.spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(sender)
     }
 
     /// Sends the message and reads the answer: its status and its first line.
@@ -204,64 +127,16 @@ impl<R: Runtime> Http<R> {
                 handoff::signature_value(t, mac.as_ref()),
             );
         }
-        let rt = self.rt.clone();
-        let pieces = futures_lite::stream::unfold(Some(spool.reader()), move |reader| {
-            let rt = rt.clone();
-            async move {
-                let mut reader = reader?;
-                match reader.next(&rt).await {
-                    Ok(Some(piece)) => Some((Ok(Frame::data(Bytes::from(piece))), Some(reader))),
-                    Ok(None) => None,
-                    Err(e) => Some((Err(e), None)),
-                }
-            }
-        });
-        let body: Body = StreamBody::new(pieces).boxed_unsync();
-        let mut req = req.body(body).map_err(io::Error::other)?;
-        // A kept-alive connection the receiver has closed meanwhile gives the request back
-        // unsent: it goes again on a new connection. Once sent, it never goes twice.
-        let (sender, response) = loop {
-            let (mut sender, reused) = self.connection().await?;
-            if sender.ready().await.is_err() {
-                if reused {
-                    continue;
-                }
-                return Err(io::Error::other("the connection closed before the request"));
-            }
-            match sender.try_send_request(req).await {
-                Ok(response) => break (sender, response),
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) if reused => req = unsent,
-                    _ => return Err(io::Error::other(e.into_error())),
-                },
-            }
-        };
-        let status = response.status().as_u16();
-        let mut answer = Vec::new();
-        let mut body = response.into_body();
-        let mut whole = true;
-        while let Some(frame) = body.frame().await {
-            if let Ok(data) = frame.map_err(io::Error::other)?.into_data() {
-                answer.extend_from_slice(&data);
-            }
-            if answer.len() > MAX_ANSWER {
-                whole = false;
-                break;
-            }
-        }
-        if whole
-            && !sender.is_closed()
-            && let Ok(mut idle) = self.idle.lock()
-            && idle.len() < self.cfg.connections
-        {
-            idle.push(sender);
-        }
-        let first = String::from_utf8_lossy(&answer)
+        let req = req
+            .body(self.client.stream(spool.reader()))
+            .map_err(io::Error::other)?;
+        let answer = self.client.send(req, MAX_ANSWER).await?;
+        let first = String::from_utf8_lossy(&answer.body)
             .lines()
             .next()
             .unwrap_or("")
             .to_string();
-        Ok((status, first))
+        Ok((answer.status, first))
     }
 }
 
@@ -315,10 +190,7 @@ impl<R: Runtime> Deliver for Http<R> {
             async_io::Timer::at(started + self.cfg.timeout).await;
             Err(io::Error::from(io::ErrorKind::TimedOut))
         };
-        let sent = async {
-            let _slot = self.slots.acquire().await;
-            self.post(text).await
-        };
+        let sent = self.post(text);
         let (status, first) = match Box::pin(sent.or(timer)).await {
             Ok(answer) => answer,
             Err(e) => {

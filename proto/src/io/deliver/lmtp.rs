@@ -230,12 +230,9 @@ async fn read_reply(s: &mut Session, deadline: Instant) -> io::Result<ServerRepl
                 Ok(None) => {}
                 Err(()) => return Err(io::Error::other("not an LMTP reply")),
             }
-            let mut chunk = [0u8; 4096];
-            let n = s.stream.read(&mut chunk).await?;
-            if n == 0 {
+            if fill(s).await? == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
-            s.buf.extend_from_slice(&chunk[..n]);
         }
     };
     let timer = async {
@@ -243,6 +240,16 @@ async fn read_reply(s: &mut Session, deadline: Instant) -> io::Result<ServerRepl
         Err(io::ErrorKind::TimedOut.into())
     };
     read.or(timer).await
+}
+
+/// Reads what the server sent next onto the session's buffer (no buffer on the stack:
+/// it would make every future that reads large). Returns how much came; 0 at its end.
+async fn fill(s: &mut Session) -> io::Result<usize> {
+    let had = s.buf.len();
+    s.buf.resize(had + 4096, 0);
+    let n = s.stream.read(&mut s.buf[had..]).await;
+    s.buf.truncate(had + *n.as_ref().unwrap_or(&0));
+    n
 }
 
 /// Reads one multi-line reply's lines (for LHLO's capabilities).
@@ -261,17 +268,13 @@ async fn read_lines(s: &mut Session, deadline: Instant) -> io::Result<Vec<String
         if s.buf.len() > handoff::MAX_REPLY_LINE {
             return Err(io::Error::other("an overlong LHLO reply"));
         }
-        let mut chunk = [0u8; 4096];
-        let read = s.stream.read(&mut chunk);
         let timer = async {
             async_io::Timer::at(deadline).await;
             Err(io::ErrorKind::TimedOut.into())
         };
-        let n = read.or(timer).await?;
-        if n == 0 {
+        if fill(s).or(timer).await? == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        s.buf.extend_from_slice(&chunk[..n]);
     }
 }
 

@@ -27,6 +27,7 @@
 //! The destinations built in, one file each, are chosen by `GSMTP_STORAGE`
 //! ([`Destination`]); a Rust program can bring its own through `start_with`.
 
+mod client;
 mod discard;
 mod http;
 mod lmtp;
@@ -147,6 +148,12 @@ impl<R: Runtime> Destination<R> {
             Storage::Pipe => Self::Pipe(Pipe::open(rt.clone(), cfg)?),
             Storage::Http => Self::Http(Http::open(rt.clone(), cfg)?),
             Storage::Lmtp => Self::Lmtp(Lmtp::open(rt.clone(), cfg)?),
+            Storage::S3 => {
+                return Err(ConfigError {
+                    key: "GSMTP_STORAGE".into(),
+                    message: "s3 is not built yet".into(),
+                });
+            }
         })
     }
 }
@@ -181,15 +188,23 @@ pub enum DestinationMessage<R: Runtime> {
 }
 
 /// Calls the same method on whichever destination this is, with its own message; a
-/// message of another destination (which cannot happen) gets `$other`.
+/// message of another destination (which cannot happen) gets `$other`. The hand-offs'
+/// futures are large (buffers, requests, timers): they are boxed, so that every
+/// destination's calls do not carry, and copy, the largest one's size.
 macro_rules! dispatch {
     ($self:ident, $message:expr, |$d:ident, $m:ident| $call:expr, $other:expr) => {
         match ($self, $message) {
             (Destination::Maildir($d), DestinationMessage::Maildir($m)) => $call,
             (Destination::Discard($d), DestinationMessage::Discard($m)) => $call,
-            (Destination::Pipe($d), DestinationMessage::Pipe($m)) => $call,
-            (Destination::Http($d), DestinationMessage::Http($m)) => $call,
-            (Destination::Lmtp($d), DestinationMessage::Lmtp($m)) => $call,
+            (Destination::Pipe($d), DestinationMessage::Pipe($m)) => {
+                Box::pin(async move { $call }).await
+            }
+            (Destination::Http($d), DestinationMessage::Http($m)) => {
+                Box::pin(async move { $call }).await
+            }
+            (Destination::Lmtp($d), DestinationMessage::Lmtp($m)) => {
+                Box::pin(async move { $call }).await
+            }
             #[allow(unreachable_patterns)]
             _ => $other,
         }
@@ -209,7 +224,9 @@ impl<R: Runtime> Deliver for Destination<R> {
             Self::Discard(d) => d.start(from, params).await.map(DestinationMessage::Discard),
             Self::Pipe(d) => d.start(from, params).await.map(DestinationMessage::Pipe),
             Self::Http(d) => d.start(from, params).await.map(DestinationMessage::Http),
-            Self::Lmtp(d) => d.start(from, params).await.map(DestinationMessage::Lmtp),
+            Self::Lmtp(d) => Box::pin(d.start(from, params))
+                .await
+                .map(DestinationMessage::Lmtp),
         }
     }
 

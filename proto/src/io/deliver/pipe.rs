@@ -212,7 +212,7 @@ impl Drop for KillGroup {
 /// Reads a stream to its end, keeping its first [`MAX_OUTPUT`] octets.
 async fn read_bounded(mut r: impl futures_lite::AsyncRead + Unpin) -> Vec<u8> {
     let mut kept = Vec::new();
-    let mut buf = [0u8; 4096];
+    let mut buf = vec![0u8; 4096];
     while let Ok(n) = r.read(&mut buf).await {
         if n == 0 {
             break;

@@ -8,6 +8,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::conn::DeliveryError;
 use crate::io::runtime::Runtime;
@@ -87,42 +88,77 @@ impl Spool {
 
     /// A reader of the whole text, from its start, in pieces of up to [`CHUNK`].
     pub(crate) fn reader(self) -> SpoolReader {
+        let frozen = self.freeze();
+        let len = frozen.len();
+        frozen.reader(0..len)
+    }
+
+    /// The text, complete: to be read in parts, as often as needed.
+    pub(crate) fn freeze(self) -> Arc<Frozen> {
+        Arc::new(Frozen {
+            file: self.file.map(|(f, n)| (Arc::new(f), n)),
+            tail: self.buf,
+        })
+    }
+}
+
+/// A complete spool: its file (the first octets) and what follows in memory.
+#[derive(Debug)]
+pub(crate) struct Frozen {
+    file: Option<(Arc<File>, u64)>,
+    tail: Vec<u8>,
+}
+
+impl Frozen {
+    /// The text's length.
+    pub(crate) fn len(&self) -> u64 {
+        self.file.as_ref().map_or(0, |(_, n)| *n) + self.tail.len() as u64
+    }
+
+    /// A reader of the octets in `range`, in pieces of up to [`CHUNK`].
+    pub(crate) fn reader(self: &Arc<Self>, range: std::ops::Range<u64>) -> SpoolReader {
         SpoolReader {
-            file: self.file,
-            tail: Some(self.buf),
-            at: 0,
+            spool: Arc::clone(self),
+            at: range.start,
+            end: range.end.min(self.len()),
         }
     }
 }
 
-/// Reads a [`Spool`] back.
+/// Reads part of a [`Frozen`] spool.
 #[derive(Debug)]
 pub(crate) struct SpoolReader {
-    file: Option<(File, u64)>,
-    tail: Option<Vec<u8>>,
+    spool: Arc<Frozen>,
     at: u64,
+    end: u64,
 }
 
 impl SpoolReader {
     /// The next piece, or `None` at the end. File reads run on `rt`'s thread pool.
     pub(crate) async fn next<R: Runtime>(&mut self, rt: &R) -> io::Result<Option<Vec<u8>>> {
-        if let Some((file, len)) = self.file.take()
-            && self.at < len
-        {
-            let at = self.at;
-            let want = CHUNK.min((len - at) as usize);
-            let (file, piece) = rt
-                .unblock(move || -> io::Result<(File, Vec<u8>)> {
-                    let mut piece = vec![0; want];
-                    file.read_exact_at(&mut piece, at)?;
-                    Ok((file, piece))
-                })
-                .await?;
-            self.at += piece.len() as u64;
-            self.file = Some((file, len));
-            return Ok(Some(piece));
+        if self.at >= self.end {
+            return Ok(None);
         }
-        Ok(self.tail.take().filter(|t| !t.is_empty()))
+        let in_file = self.spool.file.as_ref().map_or(0, |(_, n)| *n);
+        let piece = if self.at < in_file {
+            let (file, at) = (
+                Arc::clone(&self.spool.file.as_ref().expect("in the file").0),
+                self.at,
+            );
+            let want = CHUNK.min((self.end.min(in_file) - at) as usize);
+            rt.unblock(move || -> io::Result<Vec<u8>> {
+                let mut piece = vec![0; want];
+                file.read_exact_at(&mut piece, at)?;
+                Ok(piece)
+            })
+            .await?
+        } else {
+            let from = (self.at - in_file) as usize;
+            let to = (self.end - in_file) as usize;
+            self.spool.tail[from..to.min(from + CHUNK)].to_vec()
+        };
+        self.at += piece.len() as u64;
+        Ok(Some(piece))
     }
 }
 
