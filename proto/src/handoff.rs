@@ -287,6 +287,42 @@ pub fn http_result(status: u16, first_line: &str) -> Result<(), DeliveryError> {
 }
 
 // ---------------------------------------------------------------------------------------
+// S3
+// ---------------------------------------------------------------------------------------
+
+/// A message's object key: `<prefix><YYYY>/<MM>/<DD>/<queue id>.eml`, the date in UTC,
+/// so that keys sort by time and a consumer lists new mail with `start-after`.
+pub fn s3_key(prefix: &str, date: SystemTime, id: crate::maildir::QueueId) -> String {
+    let (y, m, d) = trace::utc_date(date);
+    format!("{prefix}{y:04}/{m:02}/{d:02}/{id}.eml")
+}
+
+/// The object's signed headers: `content-type: message/rfc822` and the envelope as
+/// metadata (`x-amz-meta-mail-from`, `-rcpt-to` space-separated, `-client-addr`,
+/// `-helo`, `-tls`), visible ASCII only ([`header_value`]).
+pub fn s3_metadata(env: &Envelope) -> Vec<(String, String)> {
+    let rcpts: Vec<&str> = env.recipients.iter().map(|r| r.address.as_str()).collect();
+    let tls = env
+        .tls
+        .as_ref()
+        .map_or_else(|| "none".into(), |t| t.version.clone());
+    [
+        ("content-type", "message/rfc822".to_string()),
+        (
+            "x-amz-meta-mail-from",
+            header_value(&sender_address(&env.from)),
+        ),
+        ("x-amz-meta-rcpt-to", header_value(&rcpts.join(" "))),
+        ("x-amz-meta-client-addr", env.client_ip.to_string()),
+        ("x-amz-meta-helo", header_value(&env.helo)),
+        ("x-amz-meta-tls", tls),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+// ---------------------------------------------------------------------------------------
 // LMTP
 // ---------------------------------------------------------------------------------------
 
@@ -518,6 +554,20 @@ mod tests {
         }
         assert_eq!(header_value("josé@x y%"), "jos%C3%A9@x y%25");
         assert_eq!(signature_value(5, &[0, 255]), "t=5,v1=00ff");
+    }
+
+    #[test]
+    fn s3_keys_sort_by_date() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_083_200);
+        let id = crate::maildir::QueueId(0xabc);
+        assert_eq!(
+            s3_key("mail/", t, id),
+            "mail/2026/12/01/00000000000000000000000000000abc.eml"
+        );
+        assert_eq!(
+            s3_key("", t, id),
+            "2026/12/01/00000000000000000000000000000abc.eml"
+        );
     }
 
     #[test]

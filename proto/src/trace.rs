@@ -192,6 +192,12 @@ pub fn rfc5322_date(t: SystemTime) -> String {
     )
 }
 
+/// The UTC calendar date of `t`: (year, month 1-12, day 1-31).
+pub fn utc_date(t: SystemTime) -> (i64, u32, u32) {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    civil_from_days((secs / 86_400) as i64)
+}
+
 /// Days since 1970-01-01 to (year, month, day), from Howard Hinnant's `civil_from_days`.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;

@@ -623,3 +623,77 @@ pub fn garbage_destinations_are_4xx(bin: &str) {
         assert!(err.contains(&format!("config key {key}")), "{addr}: {err}");
     }
 }
+
+/// S3 settings that cannot work stop startup with one line naming the key, and never
+/// show the secret; a store that is down at start is fine (`451` until it is up).
+pub fn s3_settings_that_cannot_work(bin: &str) {
+    const SECRET_KEY: &str = "never-shown-secret";
+    let cases: [(&[(&str, &str)], &str); 5] = [
+        (&[("GSMTP_S3_BUCKET", "mail")], "GSMTP_S3_ENDPOINT"),
+        (
+            &[("GSMTP_S3_ENDPOINT", "http://127.0.0.1:1")],
+            "GSMTP_S3_BUCKET",
+        ),
+        (
+            &[
+                ("GSMTP_S3_ENDPOINT", "http://127.0.0.1:1/path"),
+                ("GSMTP_S3_BUCKET", "mail"),
+            ],
+            "GSMTP_S3_ENDPOINT",
+        ),
+        (
+            &[
+                ("GSMTP_S3_ENDPOINT", "http://127.0.0.1:1"),
+                ("GSMTP_S3_BUCKET", "Bad_Bucket"),
+            ],
+            "GSMTP_S3_BUCKET",
+        ),
+        (
+            &[
+                ("GSMTP_S3_ENDPOINT", "http://127.0.0.1:1"),
+                ("GSMTP_S3_BUCKET", "mail"),
+                ("GSMTP_S3_SECRET_KEY", SECRET_KEY),
+            ],
+            "GSMTP_S3_ACCESS_KEY",
+        ),
+    ];
+    for (settings, key) in cases {
+        let dir = TempDir::new("bads3");
+        let mut s = Settings::defaults(dir.path());
+        s.set("GSMTP_STORAGE", "s3");
+        for (k, v) in settings {
+            s.set(k, v);
+        }
+        let config = dir.path().join("g.conf");
+        s.write(&config);
+        let o = run(
+            std::process::Command::new(bin)
+                .arg("--config")
+                .arg(&config)
+                .env_remove("AWS_ACCESS_KEY_ID")
+                .env_remove("AWS_SECRET_ACCESS_KEY"),
+            b"",
+            Duration::from_secs(10),
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{settings:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains(&format!("config key {key}")),
+            "{settings:?}: {err}"
+        );
+        assert!(!err.contains(SECRET_KEY), "the secret was shown: {err}");
+    }
+    // A store that is not up yet: the server starts, and answers 451.
+    let d = Daemon::start(bin, |s| {
+        s.set("GSMTP_STORAGE", "s3")
+            .set("GSMTP_S3_ENDPOINT", "http://127.0.0.1:1")
+            .set("GSMTP_S3_BUCKET", "mail")
+            .set("GSMTP_S3_ACCESS_KEY", "GKtest")
+            .set("GSMTP_S3_SECRET_KEY", SECRET_KEY);
+    });
+    let mut c = session(&d);
+    let r = c.send_mail("a@example.net", &["u@example.com"], b"x\r\n");
+    assert_eq!(r.wire(), "451 4.3.0 Error: queue file write error\r\n");
+    assert!(!d.log().contains(SECRET_KEY), "the secret was logged");
+}

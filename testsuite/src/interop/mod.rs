@@ -20,21 +20,25 @@ mod binary;
 mod clients;
 mod daemon;
 mod dovecot;
+mod garage;
 mod handoff;
 mod hardening;
 mod lmtp;
 mod privilege;
 mod proxies;
+mod s3;
 
 pub use binary::*;
 pub use clients::*;
 pub use daemon::*;
 pub use dovecot::*;
+pub use garage::*;
 pub use handoff::*;
 pub use hardening::*;
 pub use lmtp::*;
 pub use privilege::*;
 pub use proxies::*;
+pub use s3::*;
 
 /// The message each client sends, CRLF line ends included: headers, lines that start
 /// with one or two dots, a lone dot, indented lines, an empty line, and a long line.
@@ -82,6 +86,8 @@ macro_rules! for_each_interop {
         // destinations
         $m!(lmtp_to_dovecot, $bin);
         $m!(dovecot_lda_pipe, $bin);
+        $m!(s3_garage_cluster, $bin);
+        $m!(s3_two_instances_behind_haproxy, $bin);
     };
 }
 
@@ -107,6 +113,7 @@ macro_rules! for_each_binary {
         $m!(pipe_timeout_concurrency_per_recipient, $bin);
         $m!(http_replies_and_content, $bin);
         $m!(garbage_destinations_are_4xx, $bin);
+        $m!(s3_settings_that_cannot_work, $bin);
     };
 }
 

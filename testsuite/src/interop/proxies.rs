@@ -328,16 +328,32 @@ pub fn nginx_auth_http_refusals(bin: &str) {
     check_stored(&stored[0], &trace, &msg);
 }
 
-/// The HAProxy configuration: TCP mode, one frontend on `listen`, one server at
-/// `backend` with `send_proxy` (`send-proxy` or `send-proxy-v2`), checked every 500 ms
-/// with an SMTP health check (EHLO, QUIT) that also starts with a PROXY header, and the
-/// stats socket at `<dir>/haproxy.sock`.
+/// The HAProxy configuration: TCP mode, one frontend on `listen`, round robin over the
+/// servers at `backends` with `send_proxy` (`send-proxy`, `send-proxy-v2`, or empty for
+/// none), each checked every 500 ms with an SMTP health check (EHLO, QUIT) that also
+/// starts with a PROXY header when they get one, and the stats socket at
+/// `<dir>/haproxy.sock`.
 pub fn haproxy_cfg(
     dir: &Path,
     listen: SocketAddr,
-    backend: SocketAddr,
+    backends: &[SocketAddr],
     send_proxy: &str,
 ) -> String {
+    let check = if send_proxy.is_empty() {
+        "check"
+    } else {
+        "check check-send-proxy"
+    };
+    let servers: String = backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            format!(
+                "\x20   server s{} {b} {send_proxy} {check} inter 500ms\n",
+                i + 1
+            )
+        })
+        .collect();
     format!(
         "global\n\
          \x20   maxconn 200\n\
@@ -351,8 +367,9 @@ pub fn haproxy_cfg(
          \x20   bind {listen}\n\
          \x20   default_backend guerrilla\n\
          backend guerrilla\n\
+         \x20   balance roundrobin\n\
          \x20   option smtpchk EHLO haproxy.test\n\
-         \x20   server s1 {backend} {send_proxy} check check-send-proxy inter 500ms\n",
+         {servers}",
         dir = dir.display()
     )
 }
@@ -367,12 +384,12 @@ pub struct Haproxy {
 }
 
 impl Haproxy {
-    /// Starts HAProxy in front of `backend`; waits until it listens.
-    pub fn start(backend: SocketAddr, send_proxy: &str) -> Self {
+    /// Starts HAProxy in front of `backends`; waits until it listens.
+    pub fn start(backends: &[SocketAddr], send_proxy: &str) -> Self {
         let dir = TempDir::new("haproxy");
         let listen = free_addr();
         let cfg = dir.path().join("haproxy.cfg");
-        fs::write(&cfg, haproxy_cfg(dir.path(), listen, backend, send_proxy))
+        fs::write(&cfg, haproxy_cfg(dir.path(), listen, backends, send_proxy))
             .expect("write haproxy.cfg");
         let mut proc = Proc::spawn(
             "haproxy",
@@ -453,7 +470,7 @@ fn haproxy_test(bin: &str, v2: bool) {
         s.set("GSMTP_PROXY_PROTOCOL", "Y")
             .set("GSMTP_XCLIENT_HOSTS", "127.0.0.1");
     });
-    let haproxy = Haproxy::start(d.smtp, if v2 { "send-proxy-v2" } else { "send-proxy" });
+    let haproxy = Haproxy::start(&[d.smtp], if v2 { "send-proxy-v2" } else { "send-proxy" });
     let front = haproxy.listen;
 
     // HAProxy's SMTP health checks, each with its own PROXY header, pass.

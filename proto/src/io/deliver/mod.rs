@@ -33,6 +33,7 @@ mod http;
 mod lmtp;
 pub mod maildir;
 mod pipe;
+mod s3;
 mod spool;
 
 use std::future::Future;
@@ -51,6 +52,7 @@ pub use http::{Http, HttpMessage};
 pub use lmtp::{Lmtp, LmtpMessage};
 pub use maildir::Maildir;
 pub use pipe::{Pipe, PipeMessage};
+pub use s3::{S3, S3Message};
 
 /// A destination for accepted mail. See the module docs for the order of calls and what
 /// each result becomes.
@@ -131,6 +133,8 @@ pub enum Destination<R: Runtime> {
     Http(Http<R>),
     /// `lmtp`: relay each transaction to an LMTP server.
     Lmtp(Lmtp<R>),
+    /// `s3`: one object per message in an S3-compatible bucket.
+    S3(S3<R>),
 }
 
 impl<R: Runtime> Destination<R> {
@@ -148,12 +152,7 @@ impl<R: Runtime> Destination<R> {
             Storage::Pipe => Self::Pipe(Pipe::open(rt.clone(), cfg)?),
             Storage::Http => Self::Http(Http::open(rt.clone(), cfg)?),
             Storage::Lmtp => Self::Lmtp(Lmtp::open(rt.clone(), cfg)?),
-            Storage::S3 => {
-                return Err(ConfigError {
-                    key: "GSMTP_STORAGE".into(),
-                    message: "s3 is not built yet".into(),
-                });
-            }
+            Storage::S3 => Self::S3(S3::open(rt.clone(), cfg)?),
         })
     }
 }
@@ -185,6 +184,8 @@ pub enum DestinationMessage<R: Runtime> {
     Http(HttpMessage),
     /// For [`Destination::Lmtp`].
     Lmtp(LmtpMessage),
+    /// For [`Destination::S3`].
+    S3(S3Message),
 }
 
 /// Calls the same method on whichever destination this is, with its own message; a
@@ -203,6 +204,9 @@ macro_rules! dispatch {
                 Box::pin(async move { $call }).await
             }
             (Destination::Lmtp($d), DestinationMessage::Lmtp($m)) => {
+                Box::pin(async move { $call }).await
+            }
+            (Destination::S3($d), DestinationMessage::S3($m)) => {
                 Box::pin(async move { $call }).await
             }
             #[allow(unreachable_patterns)]
@@ -227,6 +231,7 @@ impl<R: Runtime> Deliver for Destination<R> {
             Self::Lmtp(d) => Box::pin(d.start(from, params))
                 .await
                 .map(DestinationMessage::Lmtp),
+            Self::S3(d) => d.start(from, params).await.map(DestinationMessage::S3),
         }
     }
 

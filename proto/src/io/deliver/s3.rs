@@ -1,0 +1,419 @@
+//! `GSMTP_STORAGE=s3`: each message is one object in an S3-compatible bucket (AWS S3,
+//! Garage, MinIO, Ceph), so that any number of instances can write to one replicated
+//! store and keep no state of their own.
+//!
+//! The key is `<GSMTP_S3_PREFIX><YYYY>/<MM>/<DD>/<queue id>.eml` (UTC), which sorts by
+//! time, so a consumer lists new mail with ListObjectsV2 and `start-after`. The object is
+//! `Return-Path`, our `Received` header and the message, `Content-Type:
+//! message/rfc822`, with the envelope in its metadata (`x-amz-meta-mail-from`,
+//! `-rcpt-to`, `-client-addr`, `-helo`, `-tls`; octets outside visible ASCII
+//! percent-encoded) and a `Content-MD5` the store checks.
+//!
+//! The message is spooled while it arrives (in memory up to 64 KiB, then in an unnamed
+//! file), and its MD5 computed as it comes. Once it is complete: up to [`PART`] octets it
+//! goes up as one PUT; past that as a multipart upload of [`PART`]-octet parts, each
+//! read from the spool file in pieces, so a 25 MiB message needs well under 1 MiB of
+//! memory. `250` only once the PUT, or the upload's Complete, has succeeded; any error
+//! or a timeout (`GSMTP_HTTP_TIMEOUT`, per request) is `451 4.3.0`, and a multipart
+//! upload that did not complete is aborted, so no part is left behind. A PUT still in
+//! flight when it timed out may yet land: at worst a duplicate object when the client
+//! retries. A message refused or abandoned before its end never starts an upload.
+//!
+//! Requests are built and signed by rusty-s3 (SigV4, presigned, the headers above
+//! signed too) and sent with the shared hyper client: no hand-written SigV4 or XML.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use futures_lite::FutureExt as _;
+use md5::{Digest, Md5};
+use rusty_s3::actions::{
+    AbortMultipartUpload, CompleteMultipartUpload, CreateMultipartUpload, PutObject, UploadPart,
+};
+use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
+
+use super::Deliver;
+use super::client::{Body, Client};
+use super::spool::{Frozen, Spool};
+use crate::config::{Config, ConfigError, HttpUrl};
+use crate::conn::{DeliveryError, Envelope};
+use crate::handoff;
+use crate::io::runtime::Runtime;
+use crate::syntax::{MailParams, ReversePath};
+
+/// The size of a multipart upload's parts, and the most a single PUT carries.
+pub(crate) const PART: u64 = 8 * 1024 * 1024;
+/// How long a signed request stays valid.
+const SIGNED_FOR: Duration = Duration::from_secs(600);
+/// The most of an answer read (a multipart upload's XML).
+const MAX_ANSWER: usize = 64 * 1024;
+
+/// The S3 destination.
+pub struct S3<R: Runtime> {
+    rt: R,
+    endpoint: HttpUrl,
+    bucket: Bucket,
+    credentials: Credentials,
+    prefix: String,
+    host: String,
+    timeout: Duration,
+    spool_dir: PathBuf,
+    client: Client<R>,
+}
+
+impl<R: Runtime> std::fmt::Debug for S3<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The credentials are never shown.
+        f.debug_struct("S3")
+            .field("endpoint", &self.endpoint.authority())
+            .field("bucket", &self.bucket.name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A transaction for the S3 destination.
+#[derive(Debug, Default)]
+pub struct S3Message {
+    text: Option<Box<Text>>,
+}
+
+/// A message on its way: its envelope and key, its spool, and the MD5 of each
+/// [`PART`] of it so far.
+struct Text {
+    env: Envelope,
+    key: String,
+    spool: Spool,
+    /// The MD5s of the complete parts.
+    parts: Vec<[u8; 16]>,
+    /// The part being written, and how much of it there is.
+    current: Md5,
+    current_len: u64,
+}
+
+impl std::fmt::Debug for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Text")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Text {
+    /// Hashes `bytes` into the parts they fall in.
+    fn hash(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let take = ((PART - self.current_len) as usize).min(bytes.len());
+            self.current.update(&bytes[..take]);
+            self.current_len += take as u64;
+            bytes = &bytes[take..];
+            if self.current_len == PART {
+                let done = std::mem::take(&mut self.current);
+                self.parts.push(done.finalize().into());
+                self.current_len = 0;
+            }
+        }
+    }
+
+    /// The MD5s of every part, the last one included.
+    fn finish(mut self) -> (Envelope, String, Spool, Vec<[u8; 16]>) {
+        if self.current_len > 0 || self.parts.is_empty() {
+            self.parts.push(self.current.finalize().into());
+        }
+        (self.env, self.key, self.spool, self.parts)
+    }
+}
+
+impl<R: Runtime> S3<R> {
+    /// Checks the settings and finds the credentials (the keys, else `AWS_ACCESS_KEY_ID`
+    /// and `AWS_SECRET_ACCESS_KEY`); errors name the key at fault. The store need not be
+    /// up yet.
+    pub fn open(rt: R, cfg: &Config) -> Result<Self, ConfigError> {
+        let fail = |key: &str, message: String| ConfigError {
+            key: key.into(),
+            message,
+        };
+        let s3 = &cfg.s3;
+        let endpoint = s3.endpoint.clone().ok_or_else(|| {
+            fail(
+                "GSMTP_S3_ENDPOINT",
+                "GSMTP_STORAGE=s3 needs an endpoint".into(),
+            )
+        })?;
+        let bucket_name = s3
+            .bucket
+            .clone()
+            .ok_or_else(|| fail("GSMTP_S3_BUCKET", "GSMTP_STORAGE=s3 needs a bucket".into()))?;
+        let key = s3
+            .access_key
+            .clone()
+            .or_else(|| std::env::var("AWS_ACCESS_KEY_ID").ok())
+            .filter(|k| !k.is_empty());
+        let secret = s3
+            .secret_key
+            .as_ref()
+            .map(|s| s.expose().to_string())
+            .or_else(|| std::env::var("AWS_SECRET_ACCESS_KEY").ok())
+            .filter(|s| !s.is_empty());
+        let (Some(key), Some(secret)) = (key, secret) else {
+            return Err(fail(
+                "GSMTP_S3_ACCESS_KEY",
+                "GSMTP_STORAGE=s3 needs GSMTP_S3_ACCESS_KEY and GSMTP_S3_SECRET_KEY \
+                 (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment)"
+                    .into(),
+            ));
+        };
+        let scheme = if endpoint.tls { "https" } else { "http" };
+        let url: url::Url = format!("{scheme}://{}/", endpoint.authority())
+            .parse()
+            .map_err(|e| fail("GSMTP_S3_ENDPOINT", format!("{e}")))?;
+        let style = if s3.path_style {
+            UrlStyle::Path
+        } else {
+            UrlStyle::VirtualHost
+        };
+        let bucket = Bucket::new(url, style, bucket_name, s3.region.clone())
+            .map_err(|e| fail("GSMTP_S3_BUCKET", format!("{e}")))?;
+        // With virtual-host style the requests go to `<bucket>.<endpoint>`.
+        let origin = match style {
+            UrlStyle::Path => endpoint.clone(),
+            UrlStyle::VirtualHost => HttpUrl {
+                host: format!("{}.{}", bucket.name(), endpoint.host),
+                ..endpoint.clone()
+            },
+        };
+        let client = Client::new(
+            rt.clone(),
+            &origin,
+            "GSMTP_S3_ENDPOINT",
+            cfg.http.ca.as_deref(),
+            cfg.http.connections,
+        )?;
+        Ok(Self {
+            rt,
+            endpoint: origin,
+            bucket,
+            credentials: Credentials::new(key, secret),
+            prefix: s3.prefix.clone(),
+            host: cfg.host_name.clone(),
+            timeout: cfg.http.timeout,
+            spool_dir: super::spool_dir(cfg)?,
+            client,
+        })
+    }
+
+    /// Sends a signed request: `url` from rusty-s3, the signed `headers` with it, and
+    /// `body` of `len` octets. Answers other than `2xx` are errors, with their status.
+    /// Bounded by the timeout.
+    async fn send(
+        &self,
+        method: hyper::Method,
+        url: url::Url,
+        headers: &[(String, String)],
+        body: Body,
+        len: u64,
+    ) -> io::Result<super::client::Answer> {
+        let path = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_string(),
+        };
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, self.endpoint.authority())
+            .header(hyper::header::CONTENT_LENGTH, len);
+        for (name, value) in headers {
+            req = req.header(name.as_str(), value.as_str());
+        }
+        let req = req.body(body).map_err(io::Error::other)?;
+        let timer = async {
+            async_io::Timer::after(self.timeout).await;
+            Err(io::Error::from(io::ErrorKind::TimedOut))
+        };
+        let answer = self.client.send(req, MAX_ANSWER).or(timer).await?;
+        if (200..300).contains(&answer.status) && !error_document(&answer.body) {
+            Ok(answer)
+        } else {
+            let text = String::from_utf8_lossy(&answer.body);
+            let code = text
+                .split("<Code>")
+                .nth(1)
+                .and_then(|t| t.split('<').next())
+                .unwrap_or("");
+            Err(io::Error::other(format!("status {} {code}", answer.status)))
+        }
+    }
+
+    /// The whole object in one PUT.
+    async fn put(
+        &self,
+        key: &str,
+        meta: &[(String, String)],
+        spool: &Arc<Frozen>,
+        md5: &[u8; 16],
+    ) -> io::Result<()> {
+        let mut action = PutObject::new(&self.bucket, Some(&self.credentials), key);
+        let mut headers = meta.to_vec();
+        headers.push(("content-md5".into(), b64(md5)));
+        for (k, v) in &headers {
+            action.headers_mut().insert(k.clone(), v.clone());
+        }
+        let url = action.sign(SIGNED_FOR);
+        let len = spool.len();
+        let body = self.client.stream(spool.reader(0..len));
+        self.send(hyper::Method::PUT, url, &headers, body, len)
+            .await
+            .map(drop)
+    }
+
+    /// The object as a multipart upload: create, each part, complete; on any failure
+    /// the upload is aborted.
+    async fn multipart(
+        &self,
+        key: &str,
+        meta: &[(String, String)],
+        spool: &Arc<Frozen>,
+        md5s: &[[u8; 16]],
+    ) -> io::Result<()> {
+        let mut create = CreateMultipartUpload::new(&self.bucket, Some(&self.credentials), key);
+        for (k, v) in meta {
+            create.headers_mut().insert(k.clone(), v.clone());
+        }
+        let url = create.sign(SIGNED_FOR);
+        let answer = self
+            .send(hyper::Method::POST, url, meta, Client::<R>::full(""), 0)
+            .await?;
+        let created = CreateMultipartUpload::parse_response(&answer.body)
+            .map_err(|e| io::Error::other(format!("CreateMultipartUpload answer: {e}")))?;
+        let upload_id = created.upload_id().to_string();
+        let result = self.parts_and_complete(key, &upload_id, spool, md5s).await;
+        if result.is_err() {
+            let abort =
+                AbortMultipartUpload::new(&self.bucket, Some(&self.credentials), key, &upload_id);
+            let url = abort.sign(SIGNED_FOR);
+            if let Err(e) = self
+                .send(hyper::Method::DELETE, url, &[], Client::<R>::full(""), 0)
+                .await
+            {
+                tracing::warn!(key, error = %e, "cannot abort a multipart upload");
+            }
+        }
+        result
+    }
+
+    async fn parts_and_complete(
+        &self,
+        key: &str,
+        upload_id: &str,
+        spool: &Arc<Frozen>,
+        md5s: &[[u8; 16]],
+    ) -> io::Result<()> {
+        let len = spool.len();
+        let mut etags = Vec::with_capacity(md5s.len());
+        for (i, md5) in md5s.iter().enumerate() {
+            let number = u16::try_from(i + 1).map_err(io::Error::other)?;
+            let mut part = UploadPart::new(
+                &self.bucket,
+                Some(&self.credentials),
+                key,
+                number,
+                upload_id,
+            );
+            let headers = vec![("content-md5".to_string(), b64(md5))];
+            part.headers_mut().insert("content-md5", b64(md5));
+            let url = part.sign(SIGNED_FOR);
+            let start = i as u64 * PART;
+            let end = (start + PART).min(len);
+            let body = self.client.stream(spool.reader(start..end));
+            let answer = self
+                .send(hyper::Method::PUT, url, &headers, body, end - start)
+                .await?;
+            let etag = answer
+                .headers
+                .get(hyper::header::ETAG)
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| io::Error::other("UploadPart answered without an ETag"))?;
+            etags.push(etag.to_string());
+        }
+        let complete = CompleteMultipartUpload::new(
+            &self.bucket,
+            Some(&self.credentials),
+            key,
+            upload_id,
+            etags.iter().map(String::as_str),
+        );
+        let url = complete.sign(SIGNED_FOR);
+        let xml = complete.body();
+        let len = xml.len() as u64;
+        self.send(hyper::Method::POST, url, &[], Client::<R>::full(xml), len)
+            .await
+            .map(drop)
+    }
+}
+
+/// Whether an answer is an S3 error document (CompleteMultipartUpload may fail with
+/// `200 OK` and an `<Error>` body).
+fn error_document(body: &[u8]) -> bool {
+    memchr::memmem::find(body, b"<Error>").is_some()
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+impl<R: Runtime> Deliver for S3<R> {
+    type Message = S3Message;
+
+    async fn start(
+        &self,
+        _: &ReversePath<'static>,
+        _: &MailParams,
+    ) -> Result<S3Message, DeliveryError> {
+        Ok(S3Message::default())
+    }
+
+    async fn body(&self, m: &mut S3Message, env: &Envelope) -> Result<(), DeliveryError> {
+        let now = SystemTime::now();
+        let prefix = handoff::prefix(env, &self.host, now, true);
+        let key = handoff::s3_key(&self.prefix, now, env.id);
+        let mut current = Md5::new();
+        current.update(&prefix);
+        m.text = Some(Box::new(Text {
+            env: env.clone(),
+            key,
+            current_len: prefix.len() as u64,
+            current,
+            spool: Spool::new(prefix),
+            parts: Vec::new(),
+        }));
+        Ok(())
+    }
+
+    async fn write(&self, m: &mut S3Message, bytes: &[u8]) -> Result<(), DeliveryError> {
+        let Some(text) = m.text.as_deref_mut() else {
+            return Err(DeliveryError::Transient);
+        };
+        text.hash(bytes);
+        text.spool.write(&self.rt, &self.spool_dir, bytes).await
+    }
+
+    async fn commit(&self, m: S3Message) -> Result<(), DeliveryError> {
+        let Some(text) = m.text.map(|t| *t) else {
+            return Err(DeliveryError::Transient);
+        };
+        let (env, key, spool, md5s) = text.finish();
+        let meta = handoff::s3_metadata(&env);
+        let spool = spool.freeze();
+        let result = if md5s.len() == 1 {
+            self.put(&key, &meta, &spool, &md5s[0]).await
+        } else {
+            self.multipart(&key, &meta, &spool, &md5s).await
+        };
+        result.map_err(|e| {
+            tracing::warn!(queue_id = %env.id, %key, error = %e, "the S3 store failed");
+            DeliveryError::Transient
+        })
+    }
+}

@@ -1,0 +1,238 @@
+//! `GSMTP_STORAGE=s3` against a real three-node Garage cluster with replication factor 3:
+//! objects and metadata read back, nodes killed and stopped under load, our instances
+//! killed, two instances behind HAProxy, and no upload ever left unfinished.
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+use super::daemon::{Daemon, queued_id, run_ok};
+use super::garage::{BUCKET, Garage};
+use super::handoff::{acknowledged_until_killed, big_body, peak_rss_kib};
+use super::message;
+use super::proxies::Haproxy;
+use crate::{Client, TempDir};
+
+/// The key prefix the tests use.
+const PREFIX: &str = "mail/";
+
+/// Our server writing into `g`'s bucket through node `via`.
+fn s3_daemon(bin: &str, g: &Garage, via: usize) -> Daemon {
+    let endpoint = format!("http://{}", g.s3(via));
+    let (key, secret) = (g.key_id.clone(), g.secret.clone());
+    Daemon::start(bin, |s| {
+        s.set("GSMTP_STORAGE", "s3")
+            .set("GSMTP_S3_ENDPOINT", &endpoint)
+            .set("GSMTP_S3_BUCKET", BUCKET)
+            .set("GSMTP_S3_PREFIX", PREFIX)
+            .set("GSMTP_S3_ACCESS_KEY", &key)
+            .set("GSMTP_S3_SECRET_KEY", &secret)
+            .set("GSMTP_HTTP_TIMEOUT", "5")
+            .set("GSMTP_MAX_SIZE", "30000000");
+    })
+}
+
+/// The key of message `id`, stored today.
+fn key_of(id: &str) -> String {
+    let today = proto::handoff::s3_key(PREFIX, SystemTime::now(), proto::maildir::QueueId(0));
+    let day = today.rsplit_once('/').map_or("", |(d, _)| d);
+    format!("{day}/{id}.eml")
+}
+
+fn session(d: &Daemon) -> Client {
+    let mut c = Client::connect(d.smtp);
+    assert_eq!(c.reply().code, 220);
+    c.ehlo("client.example");
+    c
+}
+
+/// Every queue id stored under the prefix (all days).
+fn stored_ids(g: &Garage, via: usize) -> HashSet<String> {
+    g.list(via, PREFIX)
+        .iter()
+        .filter_map(|k| k.rsplit('/').next())
+        .filter_map(|f| f.strip_suffix(".eml"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Mail sent by swaks and by smtp-source lands as one object each, under
+/// `mail/YYYY/MM/DD/<queue id>.eml`, read back byte for byte (`Return-Path` and our
+/// `Received` first), with `message/rfc822`, the envelope in its metadata; a 25 MiB
+/// message goes up in parts with the server's memory growing by less than 1 MiB; no
+/// multipart upload is ever left unfinished, not even by an abandoned message; one node
+/// killed with SIGKILL under load does not stop the mail (the quorum of two stays), and
+/// every acknowledged message is there; every node stopped is `451` while the server
+/// stays up, and mail is accepted again once they are back; our instance killed with
+/// SIGKILL under load, three times: every acknowledged message is in the bucket.
+pub fn s3_garage_cluster(bin: &str) {
+    let dir = TempDir::new("garage");
+    let mut g = Garage::start(&dir, 3);
+    let mut d = s3_daemon(bin, &g, 0);
+
+    // swaks.
+    let msg = message("s3");
+    let file = d.dir().join("swaks.eml");
+    std::fs::write(&file, msg.strip_suffix(b"\r\n").expect("CRLF")).expect("write");
+    let out = run_ok(
+        Command::new("swaks")
+            .args(["--server", &d.smtp.to_string(), "--ehlo", "client.example"])
+            .args([
+                "--from",
+                "a@example.net",
+                "--to",
+                "u@example.com,v@example.com",
+            ])
+            .args(["--data", &format!("@{}", file.display()), "--timeout", "20"]),
+    );
+    let id = queued_id(&out);
+    let (head, body) = g
+        .get(1, &key_of(&id))
+        .expect("the object, read through another node");
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.starts_with("Return-Path: <a@example.net>\r\nReceived: from client.example (unknown [127.0.0.1])\r\n"),
+        "{text}"
+    );
+    assert!(body.ends_with(&msg), "byte for byte");
+    for header in [
+        "content-type: message/rfc822",
+        "x-amz-meta-mail-from: a@example.net",
+        "x-amz-meta-rcpt-to: u@example.com v@example.com",
+        "x-amz-meta-client-addr: 127.0.0.1",
+        "x-amz-meta-helo: client.example",
+        "x-amz-meta-tls: none",
+    ] {
+        assert!(head.contains(header), "no {header} in\n{head}");
+    }
+
+    // smtp-source: 200 messages over 10 sessions, each one object.
+    let before = stored_ids(&g, 0).len();
+    run_ok(
+        Command::new("smtp-source")
+            .args([
+                "-s",
+                "10",
+                "-m",
+                "200",
+                "-l",
+                "2000",
+                "-M",
+                "client.example",
+            ])
+            .args([
+                "-f",
+                "a@example.net",
+                "-t",
+                "u@example.com",
+                &d.smtp.to_string(),
+            ]),
+    );
+    assert_eq!(stored_ids(&g, 2).len(), before + 200);
+
+    // 25 MiB: a multipart upload from the spool, in bounded memory.
+    let mut c = session(&d);
+    let big = big_body(25);
+    let rss = peak_rss_kib(d.pid());
+    let r = c.send_mail("a@example.net", &["u@example.com"], &big);
+    assert_eq!(r.code, 250, "{r:?}");
+    let grown = peak_rss_kib(d.pid()).saturating_sub(rss);
+    assert!(
+        grown <= 1024,
+        "the server grew by {grown} KiB for a 25 MiB message"
+    );
+    let (_, body) = g
+        .get(2, &key_of(&queued_id(&r.wire())))
+        .expect("the big object");
+    assert!(body.ends_with(&big) && body.len() < big.len() + 1000);
+    // An abandoned message starts nothing.
+    assert_eq!(c.cmd("MAIL FROM:<a@example.net>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<u@example.com>").code, 250);
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send(&big[..10 << 20]);
+    drop(c);
+    d.wait_log(&["connection closed", "reason=eof"]);
+    assert_eq!(g.unfinished_uploads(0), 0, "no upload left unfinished");
+
+    // One node killed under load: mail keeps flowing on the quorum.
+    let threads: Vec<_> = (0..3)
+        .map(|_| {
+            let addr = d.smtp;
+            std::thread::spawn(move || {
+                let mut ids = Vec::new();
+                let mut c = Client::connect(addr);
+                c.reply();
+                c.ehlo("client.example");
+                for _ in 0..40 {
+                    let r = c.send_mail("a@example.net", &["u@example.com"], b"quorum\r\n");
+                    assert_eq!(r.code, 250, "{r:?}");
+                    ids.push(queued_id(&r.wire()));
+                }
+                ids
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    g.kill(2);
+    let acked: Vec<String> = threads
+        .into_iter()
+        .flat_map(|t| t.join().expect("a client"))
+        .collect();
+    let stored = stored_ids(&g, 1);
+    for id in &acked {
+        assert!(stored.contains(id), "acknowledged {id} is missing");
+    }
+
+    // Every node stopped: 451, the server stays up; back: accepted again.
+    g.stop_all();
+    let mut c = session(&d);
+    let r = c.send_mail("a@example.net", &["u@example.com"], b"nowhere to go\r\n");
+    assert_eq!(r.code, 451, "{r:?}");
+    assert!(r.text().starts_with("4.3.0 "), "{r:?}");
+    assert_eq!(c.cmd("NOOP").code, 250, "the session goes on");
+    g.start_all();
+    let r = c.send_mail("a@example.net", &["u@example.com"], b"back\r\n");
+    assert_eq!(r.code, 250, "{r:?}");
+    drop(c);
+
+    // Our instance killed under load, three times.
+    for round in 0..3 {
+        let acked = acknowledged_until_killed(&mut d, 20);
+        let stored = stored_ids(&g, round % 3);
+        for id in &acked {
+            assert!(
+                stored.contains(id),
+                "round {round}: acknowledged {id} is missing"
+            );
+        }
+        d = s3_daemon(bin, &g, 0);
+    }
+    assert_eq!(g.unfinished_uploads(1), 0, "no upload left unfinished");
+}
+
+/// Two instances behind HAProxy write into the same bucket: every message sent through
+/// HAProxy is an object, and both instances took some.
+pub fn s3_two_instances_behind_haproxy(bin: &str) {
+    let dir = TempDir::new("garage-ha");
+    let g = Garage::start(&dir, 3);
+    let (a, b) = (s3_daemon(bin, &g, 0), s3_daemon(bin, &g, 1));
+    let haproxy = Haproxy::start(&[a.smtp, b.smtp], "");
+    let mut ids = HashSet::new();
+    for _ in 0..20 {
+        let mut c = Client::connect(haproxy.listen);
+        assert_eq!(c.reply().code, 220);
+        c.ehlo("client.example");
+        let r = c.send_mail("a@example.net", &["u@example.com"], b"balanced\r\n");
+        assert_eq!(r.code, 250, "{r:?}");
+        ids.insert(queued_id(&r.wire()));
+        assert_eq!(c.cmd("QUIT").code, 221);
+    }
+    let stored = stored_ids(&g, 2);
+    assert!(ids.is_subset(&stored), "every message is an object");
+    for d in [&a, &b] {
+        assert!(
+            d.log().contains("message queued"),
+            "both instances took mail"
+        );
+    }
+}
