@@ -34,6 +34,8 @@ struct Node {
 #[derive(Debug)]
 pub struct Garage {
     nodes: Vec<Node>,
+    /// Each node's `id@address`.
+    ids: Vec<String>,
     /// The access key id.
     pub key_id: String,
     /// The secret key.
@@ -84,28 +86,23 @@ impl Garage {
         }
         let mut g = Self {
             nodes,
+            ids: Vec::new(),
             key_id: String::new(),
             secret: String::new(),
         };
         for i in 0..n {
             g.restart(i);
         }
-        let ids: Vec<String> = (0..n)
+        g.ids = (0..n)
             .map(|i| g.cli(i, &["node", "id", "-q"]).trim().to_string())
             .collect();
-        for id in &ids[1..] {
-            g.cli(0, &["node", "connect", id]);
-        }
-        for id in &ids {
+        g.connect_all();
+        for id in &g.ids {
             let short = id.split('@').next().expect("an id");
             g.cli(0, &["layout", "assign", short, "-z", "dc1", "-c", "1G"]);
         }
         g.cli(0, &["layout", "apply", "--version", "1"]);
-        let healthy = wait_until(Duration::from_secs(60), || {
-            g.try_json(0, "GetClusterHealth", "{}")
-                .is_some_and(|h| h["status"] == "healthy")
-        });
-        assert!(healthy, "the cluster did not become healthy");
+        assert!(g.wait_healthy(), "the cluster did not become healthy");
         let key = g.json(0, "CreateKey", r#"{"name": "guerrilla"}"#);
         g.key_id = key["accessKeyId"].as_str().expect("a key id").to_string();
         g.secret = key["secretAccessKey"]
@@ -168,11 +165,34 @@ impl Garage {
                 self.restart(i);
             }
         }
-        let ok = wait_until(Duration::from_secs(60), || {
-            self.try_json(0, "GetClusterHealth", "{}")
-                .is_some_and(|h| h["status"] == "healthy")
-        });
-        assert!(ok, "the cluster did not become healthy again");
+        self.connect_all();
+        assert!(
+            self.wait_healthy(),
+            "the cluster did not become healthy again"
+        );
+    }
+
+    /// Joins every pair of nodes: gossip and the nodes' saved peer lists would too, but
+    /// only after a while.
+    fn connect_all(&self) {
+        for i in 0..self.ids.len() {
+            for id in &self.ids[i + 1..] {
+                self.cli(i, &["node", "connect", id]);
+            }
+        }
+    }
+
+    /// Waits (up to a minute) until every node sees every other one and calls the cluster
+    /// healthy: a node that has not yet met a peer answers 503 for want of a quorum.
+    fn wait_healthy(&self) -> bool {
+        let n = self.nodes.len();
+        wait_until(Duration::from_secs(60), || {
+            (0..n).all(|i| {
+                self.try_json(i, "GetClusterHealth", "").is_some_and(|h| {
+                    h["status"] == "healthy" && h["connectedNodes"].as_u64() == Some(n as u64)
+                })
+            })
+        })
     }
 
     /// Runs the `garage` CLI against node `i`; panics unless it succeeds. Returns its
@@ -196,15 +216,17 @@ impl Garage {
         text
     }
 
+    /// [`Garage::json`], `None` on failure; an empty `body` is left out (calls such as
+    /// `GetClusterHealth` take none).
     fn try_json(&self, i: usize, call: &str, body: &str) -> Option<serde_json::Value> {
-        let out = run(
-            Command::new("garage")
-                .arg("-c")
-                .arg(&self.nodes[i].config)
-                .args(["json-api", call, body]),
-            b"",
-            Duration::from_secs(30),
-        );
+        let mut cmd = Command::new("garage");
+        cmd.arg("-c")
+            .arg(&self.nodes[i].config)
+            .args(["json-api", call]);
+        if !body.is_empty() {
+            cmd.arg(body);
+        }
+        let out = run(&mut cmd, b"", Duration::from_secs(30));
         out.status
             .success()
             .then(|| serde_json::from_slice(&out.stdout).ok())
@@ -253,7 +275,12 @@ impl Garage {
             let url = list.sign(Duration::from_secs(600));
             let (_, body) = curl(url.as_str());
             let parsed = ListObjectsV2::parse_response(&body).expect("a ListObjectsV2 answer");
-            let page: Vec<String> = parsed.contents.into_iter().map(|o| o.key).collect();
+            // rusty-s3 asks for `encoding-type=url`: keys come back percent-encoded.
+            let page: Vec<String> = parsed
+                .contents
+                .into_iter()
+                .map(|o| percent_decoded(&o.key))
+                .collect();
             let done = page.is_empty() || parsed.next_continuation_token.is_none();
             after = page.last().cloned();
             keys.extend(page);
@@ -279,6 +306,29 @@ impl Drop for Garage {
     fn drop(&mut self) {
         self.stop_all();
     }
+}
+
+/// `%XX` escapes decoded (the keys here are ASCII).
+fn percent_decoded(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            Some(byte) if b[i] == b'%' => {
+                out.push(byte);
+                i += 3;
+            }
+            _ => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// GETs `url` with curl: the response head and body.

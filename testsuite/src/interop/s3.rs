@@ -180,7 +180,17 @@ pub fn s3_garage_cluster(bin: &str) {
         .collect();
     let stored = stored_ids(&g, 1);
     for id in &acked {
-        assert!(stored.contains(id), "acknowledged {id} is missing");
+        if !stored.contains(id) {
+            let k = key_of(id);
+            panic!(
+                "acknowledged {id} is missing ({} acked, {} stored); get via 0: {:?}, via 1: {:?}; list via 0 has it: {}",
+                acked.len(),
+                stored.len(),
+                g.get(0, &k).map(|x| x.0),
+                g.get(1, &k).map(|x| x.0),
+                stored_ids(&g, 0).contains(id)
+            );
+        }
     }
 
     // Every node stopped: 451, the server stays up; back: accepted again.
