@@ -19,7 +19,7 @@
 //!
 //! let now = Instant::now();
 //! let accept = Accept { peer: "192.0.2.1:4000".parse().unwrap(), id: 1, active: 1,
-//!                       wall: SystemTime::UNIX_EPOCH, tls: None };
+//!                       wall: SystemTime::UNIX_EPOCH, instance: 0, tls: None };
 //! let mut conn = Connection::new(Arc::new(Config::default()), now, accept);
 //! let mut out = Vec::new();
 //! conn.handle_input(now, b"EHLO client.example\r\nMAIL FROM:<a@b.example>\r\n\

@@ -144,21 +144,27 @@ pub fn escape(part: &str) -> String {
     out
 }
 
-/// A message's queue id: 32 hex digits, as long as the original's MD5 ids, unique per
-/// process and distinct across restarts (it starts with the connection's start time).
+/// A message's queue id: 32 hex digits, as long as the original's MD5 ids: the time its
+/// `MAIL` command arrived (so ids, and the S3 keys made of them, sort by when messages
+/// began), the instance, the connection and the message's number in it. Unique per
+/// process, across restarts, and across instances sharing one store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct QueueId(pub u128);
 
 impl QueueId {
-    /// The id of message `seq` of connection `conn`, which began at `start`.
-    pub fn new(start: SystemTime, conn: u64, seq: u32) -> Self {
+    /// The id of message `seq` of connection `conn` of `instance` (a number drawn once
+    /// per process: 24 bits are kept), which began at `start`. Two ids can only be equal
+    /// if all four are (the connection and message numbers are kept to 24 and 16 bits,
+    /// which the time, moving on, makes enough).
+    pub fn new(start: SystemTime, instance: u32, conn: u64, seq: u32) -> Self {
         let nanos = start
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         Self(
             (u128::from(nanos) << 64)
-                | (u128::from(conn & 0xFF_FFFF_FFFF) << 24)
-                | u128::from(seq & 0xFF_FFFF),
+                | (u128::from(instance & 0xFF_FFFF) << 40)
+                | (u128::from(conn & 0xFF_FFFF) << 16)
+                | u128::from(seq & 0xFFFF),
         )
     }
 }
@@ -278,9 +284,12 @@ mod tests {
             unique_name(t, 42, 7, "mx/a:b"),
             "1700000000.M123456P42Q7.mx\\057a\\072b"
         );
-        let id = QueueId::new(t, 1, 2);
-        assert_eq!(id.to_string().len(), 32);
-        assert_ne!(id, QueueId::new(t, 1, 3));
-        assert_ne!(id, QueueId::new(t, 2, 2));
+        let id = QueueId::new(t, 9, 1, 2);
+        assert_eq!(id.to_string(), "17979cfe3d85ca000000090000010002");
+        assert_ne!(id, QueueId::new(t, 9, 1, 3));
+        assert_ne!(id, QueueId::new(t, 9, 2, 2));
+        assert_ne!(id, QueueId::new(t, 8, 1, 2));
+        let later = QueueId::new(t + std::time::Duration::from_nanos(1), 0, 0, 0);
+        assert!(id.to_string() < later.to_string(), "ids sort by time first");
     }
 }

@@ -66,6 +66,7 @@ impl Sim {
             id: 1,
             active: 1,
             wall: SystemTime::UNIX_EPOCH,
+            instance: 0,
             tls: None,
         }
     }

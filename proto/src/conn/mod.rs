@@ -71,6 +71,9 @@ pub struct Accept {
     pub active: usize,
     /// The wall-clock time of the accept, for the greeting's date and the queue ids.
     pub wall: SystemTime,
+    /// A number drawn once per process, part of every queue id, so that instances
+    /// writing into one store never make the same id.
+    pub instance: u32,
     /// Set when the connection is already TLS (an implicit-TLS listener).
     pub tls: Option<TlsInfo>,
 }
@@ -327,8 +330,12 @@ enum Mode {
 pub struct Connection {
     cfg: Arc<Config>,
     /// What the greeting shows and queue ids are made of: connection number, sessions
-    /// active at accept, and the accept's wall-clock time.
-    origin: (u64, usize, SystemTime),
+    /// active at accept, the accept's wall-clock time and its monotonic time.
+    origin: (u64, usize, SystemTime, Instant),
+    instance: u32,
+    /// When input last arrived: with `origin`, the wall-clock time of a command, so that
+    /// a queue id tells when its message began (S3 keys sort by it).
+    last_input: Instant,
     /// The client as the Received header shows it (XCLIENT and PROXY may change it).
     client_ip: IpAddr,
     client_name: Option<String>,
@@ -390,7 +397,9 @@ impl Connection {
             trusted: cfg.is_trusted_proxy(client_ip),
             tls: accept.tls.map(Box::new),
             cfg,
-            origin: (accept.id, accept.active, accept.wall),
+            origin: (accept.id, accept.active, accept.wall, now),
+            last_input: now,
+            instance: accept.instance,
             client_ip,
             client_name: None,
             helo: None,
@@ -499,6 +508,7 @@ impl Connection {
 
     fn received(&mut self, now: Instant, n: usize) {
         self.stats.bytes_in += n as u64;
+        self.last_input = now;
         if !self.is_closed() {
             self.timers.set(Timer::Idle, now + self.cfg.timeout);
         }
@@ -717,7 +727,7 @@ impl Connection {
     }
 
     fn write_greeting(&mut self) {
-        let (id, active, wall) = self.origin;
+        let (id, active, wall, _) = self.origin;
         let date = crate::trace::rfc5322_date(wall);
         let text = format!(
             "{} SMTP Guerrilla-SMTPd #{} ({}) {date}",

@@ -176,8 +176,11 @@ impl Connection {
         if matches!(&from, ReversePath::Mailbox(m) if m.is_utf8()) && !params.smtputf8 {
             return self.reject(reply::NEED_SMTPUTF8);
         }
-        let (conn_id, _, wall) = self.origin;
-        let id = QueueId::new(wall, conn_id, self.messages_started);
+        // The time of this command, not of the accept: on a reused connection ids (and
+        // the S3 keys made of them) still follow the order in which messages began.
+        let (conn_id, _, accepted, start) = self.origin;
+        let wall = accepted + self.last_input.saturating_duration_since(start);
+        let id = QueueId::new(wall, self.instance, conn_id, self.messages_started);
         self.messages_started += 1;
         self.ask(Pending::Mail(Box::new(Transaction {
             id,

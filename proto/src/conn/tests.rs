@@ -484,6 +484,7 @@ fn xclient_needs_trust() {
         id: 7,
         active: 2,
         wall: std::time::SystemTime::UNIX_EPOCH,
+        instance: 0,
         tls: None,
     };
     let trusting = || Config {
@@ -560,4 +561,29 @@ fn xclient_needs_trust() {
         sim.take_output(),
         "501 5.5.4 Error: bad XCLIENT attribute value\r\n501 5.5.4 Syntax: XCLIENT attribute=value ...\r\n"
     );
+}
+
+/// A queue id starts with the time its `MAIL` arrived, not the connection's: on a
+/// reused connection ids (and S3 keys) follow the order in which messages began.
+#[test]
+fn queue_ids_follow_mail_time() {
+    let mut sim = Sim::new(Config::default());
+    let mut ids = Vec::new();
+    sim.send(b"EHLO client.example\r\n");
+    for _ in 0..2 {
+        sim.advance(Duration::from_secs(5));
+        sim.send(b"MAIL FROM:<a@example.net>\r\nRCPT TO:<u@example.com>\r\nDATA\r\n");
+        sim.send(b"Subject: x\r\n\r\nbody\r\n.\r\n");
+        let out = sim.take_output();
+        let id = out
+            .split("queued as ")
+            .nth(1)
+            .and_then(|rest| rest.get(..32))
+            .unwrap_or_else(|| panic!("no queue id in {out}"))
+            .to_string();
+        ids.push(u128::from_str_radix(&id, 16).expect("hex"));
+    }
+    let secs = |id: u128| Duration::from_nanos((id >> 64) as u64);
+    assert_eq!(secs(ids[0]), Duration::from_secs(5));
+    assert_eq!(secs(ids[1]), Duration::from_secs(10));
 }

@@ -112,6 +112,17 @@ impl<R: Runtime, D: Deliver> Drop for ClientSlot<R, D> {
 
 /// The counts, even if a thread panicked while holding the lock (they stay consistent:
 /// each change is one call).
+/// This process's part of every queue id ([`Accept::instance`]): drawn once, from the
+/// standard library's per-process random hash keys, the pid and the clock.
+pub(crate) fn instance() -> u32 {
+    use std::hash::BuildHasher;
+    static INSTANCE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *INSTANCE.get_or_init(|| {
+        let keys = std::collections::hash_map::RandomState::new();
+        keys.hash_one((std::process::id(), SystemTime::now())) as u32
+    })
+}
+
 fn lock(m: &Mutex<ClientCounts>) -> std::sync::MutexGuard<'_, ClientCounts> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -394,6 +405,7 @@ pub(crate) async fn refuse<R: Runtime, D: Deliver>(
         id: 0,
         active: shared.active(),
         wall: SystemTime::now(),
+        instance: instance(),
         tls: None,
     };
     let mut conn = Connection::refuse(Arc::clone(&shared.cfg), Instant::now(), accept, why);

@@ -11,7 +11,7 @@ use futures_rustls::server::TlsStream;
 use super::deliver::Deliver;
 use super::drive::{Interrupt, Outcome, bounded, drive};
 use super::runtime::{Plain, Runtime, Transport};
-use super::server::{ActiveGuard, ClientSlot, Shared, refuse};
+use super::server::{ActiveGuard, ClientSlot, Shared, instance, refuse};
 use crate::conn::{Accept, CloseReason, Connection};
 use crate::trace::TlsInfo;
 
@@ -45,6 +45,7 @@ pub(crate) async fn serve<R: Runtime, D: Deliver>(
         id,
         active: shared.active(),
         wall: SystemTime::now(),
+        instance: instance(),
         tls: None,
     };
     let (result, conn) = if implicit_tls {
