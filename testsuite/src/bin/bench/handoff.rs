@@ -7,10 +7,14 @@
 //!   `200` to every POST, against ApacheBench (`ab -k`) posting a message of the same size
 //!   to that nginx;
 //! - `pipe`: smtp-source into our server in pipe mode running `dd of=/dev/null`, against
-//!   the bench running that command with a message on its standard input, as many at once.
+//!   the bench running that command with a message on its standard input, as many at once;
+//! - `s3` (issue 12): smtp-source into our server in S3 mode, in front of a private
+//!   three-node Garage cluster with replication factor 3, against curl putting objects of
+//!   the same size, with the same signed headers, as many at once, into that cluster;
+//!   then the memory a 25 MiB message costs a fresh instance.
 //!
-//! Every run is checked: smtp-source and ab complete every message, our server counts
-//! them, Dovecot's mailbox and nginx's access log grow by as many.
+//! Every run is checked: smtp-source, ab and curl complete every message, our server
+//! counts them, Dovecot's mailbox, nginx's access log and the bucket grow by as many.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -23,8 +27,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Instant;
 
-use testsuite::TempDir;
-use testsuite::interop::{Dovecot, Proc, free_addr};
+use rusty_s3::actions::PutObject;
+use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
+use testsuite::interop::{BUCKET, Dovecot, Garage, Proc, REGION, free_addr, peak_rss_kib};
+use testsuite::{Client, TempDir};
 
 use crate::loads::{run_load, run_source};
 use crate::opts::{Impl, Load, Mode, Opts, Target};
@@ -59,11 +65,13 @@ pub(crate) fn run(o: &Opts, env: &Env, date: &str) -> Result<bool, String> {
     };
     let mut figures = Vec::new();
     let mut failures = Vec::new();
+    let mut notes = Vec::new();
     for dest in &o.handoff {
         let result = match dest.as_str() {
             "lmtp" => lmtp(o, env, &load, &mut figures),
             "http" => http(o, env, &load, &mut figures),
             "pipe" => pipe(o, env, &load, &mut figures),
+            "s3" => s3(o, env, &load, &mut figures, &mut notes),
             other => Err(format!("unknown destination {other}")),
         };
         if let Err(e) = result {
@@ -71,7 +79,7 @@ pub(crate) fn run(o: &Opts, env: &Env, date: &str) -> Result<bool, String> {
             failures.push(format!("{dest}: {e}"));
         }
     }
-    let report = report(&figures, &load, &failures);
+    let report = report(&figures, &load, &failures, &notes);
     println!("{report}");
     let csv = o.out.join(format!("{date}-handoff.csv"));
     let mut text = String::from("date,destination,client,rep,messages_per_s\n");
@@ -85,7 +93,7 @@ pub(crate) fn run(o: &Opts, env: &Env, date: &str) -> Result<bool, String> {
 }
 
 /// The markdown report: medians and the ratio of ours to bare.
-fn report(figures: &[Figure], load: &Load, failures: &[String]) -> String {
+fn report(figures: &[Figure], load: &Load, failures: &[String], notes: &[String]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -107,6 +115,10 @@ fn report(figures: &[Figure], load: &Load, failures: &[String]) -> String {
             "ab -k into a receiver that syncs each message (Python)",
         ),
         ("pipe", "the command, 50 at once"),
+        (
+            "s3",
+            "curl, 50 PUTs at once into 3-node Garage, replication 3",
+        ),
     ] {
         let rates = |ours: bool| -> Vec<f64> {
             figures
@@ -125,6 +137,9 @@ fn report(figures: &[Figure], load: &Load, failures: &[String]) -> String {
             group(ours),
             ours / bare
         );
+    }
+    for n in notes {
+        let _ = writeln!(s, "\n- {n}");
     }
     for f in failures {
         let _ = writeln!(s, "\n- FAILED {f}");
@@ -333,7 +348,12 @@ fn run_ab(ab: &Path, body: &Path, url: &str, n: usize) -> Result<f64, String> {
 /// A message the size of what our server hands on for smtp-source's `-l 4096`: trace
 /// headers, smtp-source's headers and its payload.
 fn sample_message() -> Vec<u8> {
-    let mut m = b"Return-Path: <bench@client.example>\r\nReceived: from client.example (unknown [127.0.0.1])\r\n\tby bench.example (Guerrilla-SMTPd) with SMTP id 00000000000000000000000000000000\r\n\tfor <user@example.com>;\r\n\tTue, 01 Dec 2026 00:00:00 +0000\r\nFrom: <bench@client.example>\r\nTo: <user@example.com>\r\nDate: Tue, 01 Dec 2026 00:00:00 +0000\r\nMessage-Id: <0@client.example>\r\n\r\n".to_vec();
+    sample_message_numbered(0)
+}
+
+/// [`sample_message`] with message number `i` in its `Message-Id` (same length for all).
+fn sample_message_numbered(i: usize) -> Vec<u8> {
+    let mut m = format!("Return-Path: <bench@client.example>\r\nReceived: from client.example (unknown [127.0.0.1])\r\n\tby bench.example (Guerrilla-SMTPd) with SMTP id 00000000000000000000000000000000\r\n\tfor <user@example.com>;\r\n\tTue, 01 Dec 2026 00:00:00 +0000\r\nFrom: <bench@client.example>\r\nTo: <user@example.com>\r\nDate: Tue, 01 Dec 2026 00:00:00 +0000\r\nMessage-Id: <{i:08}@client.example>\r\n\r\n").into_bytes();
     while m.len() < 4096 + 400 {
         m.extend_from_slice(&[b'X'; 78]);
         m.extend_from_slice(b"\r\n");
@@ -410,6 +430,151 @@ fn run_commands(message: &Arc<Vec<u8>>, n: usize) -> Result<f64, String> {
         0 => Ok(secs),
         f => Err(format!("{f} of {n} runs of {PIPE_COMMAND} failed")),
     }
+}
+
+fn s3(
+    o: &Opts,
+    env: &Env,
+    load: &Load,
+    figures: &mut Vec<Figure>,
+    notes: &mut Vec<String>,
+) -> Result<(), String> {
+    if !testsuite::interop::garage_installed() {
+        return Err("garage not installed (.ci/run builds it)".into());
+    }
+    let dir = TempDir::new("bench-garage");
+    let g = Garage::start(&dir, 3);
+    let settings = |prefix: &str| {
+        vec![
+            ("GSMTP_STORAGE", "s3".to_string()),
+            ("GSMTP_S3_ENDPOINT", format!("http://{}", g.s3(0))),
+            ("GSMTP_S3_BUCKET", BUCKET.into()),
+            ("GSMTP_S3_PREFIX", prefix.into()),
+            ("GSMTP_S3_ACCESS_KEY", g.key_id.clone()),
+            ("GSMTP_S3_SECRET_KEY", g.secret.clone()),
+            ("GSMTP_HTTP_CONNECTIONS", SESSIONS.to_string()),
+            ("GSMTP_MAX_SIZE", "30000000".into()),
+        ]
+    };
+    for rep in 1..=o.reps {
+        for via_ours in order(rep) {
+            // Each run writes under its own prefix, through a fresh instance.
+            let prefix = format!("{}/{rep}/", if via_ours { "ours" } else { "bare" });
+            let secs = if via_ours {
+                let srv = ours(env, "handoff-s3", &settings(&prefix))?;
+                let secs = run_load(env, &srv, load, o.run_timeout)?.0;
+                srv.stop();
+                secs
+            } else {
+                run_puts(&g, dir.path(), &prefix, load.messages)?
+            };
+            let stored = g.list(1, &prefix).len();
+            if stored != load.messages {
+                return Err(format!("the bucket holds {stored} of {}", load.messages));
+            }
+            record(figures, "s3", via_ours, rep, o.reps, load, secs);
+        }
+    }
+    // A fresh instance, one small message to settle, then 25 MiB: what does it cost?
+    let srv = ours(env, "handoff-s3-big", &settings("big/"))?;
+    let mut c = Client::connect(srv.addr());
+    c.reply();
+    c.ehlo("client.example");
+    let to = ["user@example.com"];
+    let r = c.send_mail("bench@client.example", &to, b"settle\r\n");
+    if r.code != 250 {
+        return Err(format!("a small message: {r:?}"));
+    }
+    let before = peak_rss_kib(srv.pid());
+    let big = testsuite::interop::big_body(25);
+    let r = c.send_mail("bench@client.example", &to, &big);
+    if r.code != 250 {
+        return Err(format!("the 25 MiB message: {r:?}"));
+    }
+    let after = peak_rss_kib(srv.pid());
+    let note = format!(
+        "s3: a 25 MiB message (multipart upload) raised a fresh instance's peak RSS from {before} KiB to {after} KiB: {} KiB",
+        after.saturating_sub(before)
+    );
+    eprintln!("bench: {note}");
+    notes.push(note);
+    srv.stop();
+    Ok(())
+}
+
+/// PUTs `n` distinct messages the size of `body` (each with its own `Message-Id`, as
+/// Garage stores identical content once), under `prefix`, 50 at once over kept
+/// connections (curl's parallel mode), each request signed by rusty-s3 with the headers
+/// our server signs (type, Content-MD5 and the envelope's metadata); checked to be `200`
+/// every time. Returns the seconds it took, signing included.
+fn run_puts(g: &Garage, dir: &Path, prefix: &str, n: usize) -> Result<f64, String> {
+    use base64::Engine as _;
+    use md5::Digest as _;
+    let files = dir.join(prefix.replace('/', "-"));
+    fs::create_dir_all(&files).map_err(|e| e.to_string())?;
+    let mut bodies = Vec::with_capacity(n);
+    for i in 0..n {
+        let path = files.join(format!("{i}.eml"));
+        let body = sample_message_numbered(i);
+        fs::write(&path, &body).map_err(|e| e.to_string())?;
+        bodies.push((path, body));
+    }
+    let url = format!("http://{}/", g.s3(0))
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let bucket = Bucket::new(url, UrlStyle::Path, BUCKET, REGION).map_err(|e| e.to_string())?;
+    let creds = Credentials::new(g.key_id.clone(), g.secret.clone());
+    let start = Instant::now();
+    let mut config = String::new();
+    for (i, (path, body)) in bodies.iter().enumerate() {
+        if i > 0 {
+            config.push_str("next\n");
+        }
+        let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body));
+        let headers = [
+            ("content-type", "message/rfc822"),
+            ("content-md5", &md5),
+            ("x-amz-meta-mail-from", "bench@client.example"),
+            ("x-amz-meta-rcpt-to", "user@example.com"),
+            ("x-amz-meta-client-addr", "127.0.0.1"),
+            ("x-amz-meta-helo", "client.example"),
+            ("x-amz-meta-tls", "none"),
+        ];
+        let key = format!("{prefix}{i:08}.eml");
+        let mut put = PutObject::new(&bucket, Some(&creds), &key);
+        for (name, value) in headers {
+            put.headers_mut().insert(name, value.to_string());
+        }
+        let signed = put.sign(std::time::Duration::from_secs(3600));
+        for (name, value) in headers {
+            let _ = writeln!(config, "header = \"{name}: {value}\"");
+        }
+        let _ = writeln!(
+            config,
+            "upload-file = \"{}\"\nurl = \"{signed}\"\noutput = \"/dev/null\"\n\
+             silent\nshow-error\nwrite-out = \"%{{http_code}}\\n\"",
+            path.display()
+        );
+    }
+    let file = dir.join(format!("{}.curl", prefix.replace('/', "-")));
+    fs::write(&file, config).map_err(|e| e.to_string())?;
+    let out = Command::new("curl")
+        .args(["--parallel", "--parallel-max", &SESSIONS.to_string(), "-K"])
+        .arg(&file)
+        .output()
+        .map_err(|e| format!("cannot run curl: {e}"))?;
+    let secs = start.elapsed().as_secs_f64();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ok = text.lines().filter(|l| *l == "200").count();
+    let _ = fs::remove_dir_all(&files);
+    if !out.status.success() || ok != n {
+        return Err(format!(
+            "curl: {}, {ok} of {n} PUTs answered 200\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(secs)
 }
 
 /// The command's words (it holds no quotes).

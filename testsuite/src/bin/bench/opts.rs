@@ -51,7 +51,8 @@ options:
   --handoff LIST        instead of the loads above, compare the hand-off destinations
                         with bare clients of the same destination (issue 11): lmtp
                         (Dovecot; smtp-source -L), http (nginx; ab -k), pipe (the command
-                        itself), or all; 50 sessions, connections reused
+                        itself), s3 (3-node Garage; curl PUTs, issue 12), or all;
+                        50 sessions, connections reused
   --handoff-messages N  messages per hand-off run (default 5,000; --quick: 500)
   --trash-limit-gib N   stored test messages are moved aside after each run and deleted
                         when a server stops, or once one server's exceed N GiB (default 8;
@@ -298,13 +299,13 @@ pub(crate) fn parse_opts() -> Result<Opts, String> {
             "--no-wait" => o.wait = false,
             "--handoff" => {
                 o.handoff = match value()?.as_str() {
-                    "all" => vec!["lmtp".into(), "http".into(), "pipe".into()],
+                    "all" => ["lmtp", "http", "pipe", "s3"].map(String::from).to_vec(),
                     list => list.split(',').map(str::to_string).collect(),
                 };
                 if let Some(bad) = o
                     .handoff
                     .iter()
-                    .find(|d| !["lmtp", "http", "pipe"].contains(&d.as_str()))
+                    .find(|d| !["lmtp", "http", "pipe", "s3"].contains(&d.as_str()))
                 {
                     return Err(format!("--handoff: unknown destination {bad}"));
                 }
