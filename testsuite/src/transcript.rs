@@ -119,6 +119,8 @@ pub mod vectors {
                 #[doc = concat!("`vectors/", stringify!($name), ".smtp`")]
                 pub const $name: &str = include_str!(concat!("../vectors/", stringify!($name), ".smtp"));
             )*
+            /// Every transcript, with its name.
+            pub const ALL: &[(&str, &str)] = &[$((stringify!($name), $name)),*];
         };
     }
     vectors!(

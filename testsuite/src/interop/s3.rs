@@ -6,18 +6,25 @@ use std::collections::HashSet;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use super::daemon::{Daemon, queued_id, run_ok};
+use super::daemon::{Daemon, Settings, queued_id, run_ok};
 use super::garage::{BUCKET, Garage};
 use super::handoff::{acknowledged_until_killed, big_body, peak_rss_kib};
 use super::message;
 use super::proxies::Haproxy;
-use crate::{Client, TempDir};
+use crate::{Client, TempDir, transcript};
 
 /// The key prefix the tests use.
 const PREFIX: &str = "mail/";
 
 /// Our server writing into `g`'s bucket through node `via`.
 fn s3_daemon(bin: &str, g: &Garage, via: usize) -> Daemon {
+    s3_daemon_with(bin, g, via, |s| {
+        s.set("GSMTP_MAX_SIZE", "30000000");
+    })
+}
+
+/// [`s3_daemon`] with the test defaults, then `tweak`.
+fn s3_daemon_with(bin: &str, g: &Garage, via: usize, tweak: impl FnOnce(&mut Settings)) -> Daemon {
     let endpoint = format!("http://{}", g.s3(via));
     let (key, secret) = (g.key_id.clone(), g.secret.clone());
     Daemon::start(bin, |s| {
@@ -27,8 +34,8 @@ fn s3_daemon(bin: &str, g: &Garage, via: usize) -> Daemon {
             .set("GSMTP_S3_PREFIX", PREFIX)
             .set("GSMTP_S3_ACCESS_KEY", &key)
             .set("GSMTP_S3_SECRET_KEY", &secret)
-            .set("GSMTP_HTTP_TIMEOUT", "5")
-            .set("GSMTP_MAX_SIZE", "30000000");
+            .set("GSMTP_HTTP_TIMEOUT", "5");
+        tweak(s);
     })
 }
 
@@ -56,7 +63,8 @@ fn stored_ids(g: &Garage, via: usize) -> HashSet<String> {
         .collect()
 }
 
-/// Mail sent by swaks and by smtp-source lands as one object each, under
+/// The conformance transcripts pass in S3 mode; mail sent by swaks and by smtp-source
+/// lands as one object each, under
 /// `mail/YYYY/MM/DD/<queue id>.eml`, read back byte for byte (`Return-Path` and our
 /// `Received` first), with `message/rfc822`, the envelope in its metadata; a 25 MiB
 /// message goes up in parts with the server's memory growing by less than 1 MiB; no
@@ -104,6 +112,21 @@ pub fn s3_garage_cluster(bin: &str) {
         "x-amz-meta-tls: none",
     ] {
         assert!(head.contains(header), "no {header} in\n{head}");
+    }
+
+    // The conformance transcripts, each on a new connection to one S3-mode instance
+    // with the settings the conformance suite uses.
+    {
+        let t = s3_daemon_with(bin, &g, 0, |_| {});
+        for (name, script) in transcript::vectors::ALL {
+            eprintln!("transcript {name} in S3 mode");
+            let mut c = Client::connect(t.smtp);
+            transcript::run(&mut c, script);
+        }
+        assert!(
+            t.log().contains("message queued"),
+            "the transcripts stored mail"
+        );
     }
 
     // smtp-source: 200 messages over 10 sessions, each one object.
