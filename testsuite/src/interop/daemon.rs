@@ -341,13 +341,25 @@ impl Daemon {
 
     /// [`Daemon::start`] in a directory the caller prepared.
     pub fn start_in(bin: &str, dir: TempDir, tweak: impl FnOnce(&mut Settings)) -> Self {
+        Self::start_env(bin, dir, &[], tweak)
+    }
+
+    /// [`Daemon::start_in`] with `env` added to the process's environment.
+    pub fn start_env(
+        bin: &str,
+        dir: TempDir,
+        env: &[(&str, &str)],
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Self {
         let mut settings = Settings::defaults(dir.path());
         tweak(&mut settings);
         let config = dir.path().join("guerrilla.conf");
         settings.write(&config);
         let listen = settings.listen();
         let args = vec![OsString::from("--config"), config.into_os_string()];
-        Self::launch(bin, dir, settings, &args, listen)
+        let mut cmd = Command::new(bin);
+        cmd.envs(env.iter().copied());
+        Self::launch_cmd(cmd, dir, settings, &args, listen)
     }
 
     /// Runs `bin args...` in `dir` (its working directory), taking `settings` as the
@@ -360,12 +372,19 @@ impl Daemon {
         args: &[OsString],
         listen: SocketAddr,
     ) -> Self {
+        Self::launch_cmd(Command::new(bin), dir, settings, args, listen)
+    }
+
+    fn launch_cmd(
+        mut cmd: Command,
+        dir: TempDir,
+        settings: Settings,
+        args: &[OsString],
+        listen: SocketAddr,
+    ) -> Self {
         let log = dir.path().join("daemon.log");
-        let mut proc = Proc::spawn(
-            &format!("{bin} {args:?}"),
-            Command::new(bin).args(args).current_dir(dir.path()),
-            &log,
-        );
+        let name = format!("{} {args:?}", cmd.get_program().to_string_lossy());
+        let mut proc = Proc::spawn(&name, cmd.args(args).current_dir(dir.path()), &log);
         proc.wait_listening(listen);
         let auth = settings.auth();
         if let Some(a) = auth {

@@ -244,11 +244,23 @@ pub fn s3_garage_cluster(bin: &str) {
 }
 
 /// Two instances behind HAProxy write into the same bucket: every message sent through
-/// HAProxy is an object, and both instances took some.
+/// HAProxy is an object, and both instances took some. The second takes its credentials
+/// from `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
 pub fn s3_two_instances_behind_haproxy(bin: &str) {
     let dir = TempDir::new("garage-ha");
     let g = Garage::start(&dir, 3);
-    let (a, b) = (s3_daemon(bin, &g, 0), s3_daemon(bin, &g, 1));
+    let a = s3_daemon(bin, &g, 0);
+    let env = [
+        ("AWS_ACCESS_KEY_ID", g.key_id.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", g.secret.as_str()),
+    ];
+    let endpoint = format!("http://{}", g.s3(1));
+    let b = Daemon::start_env(bin, TempDir::new("interop"), &env, |s| {
+        s.set("GSMTP_STORAGE", "s3")
+            .set("GSMTP_S3_ENDPOINT", &endpoint)
+            .set("GSMTP_S3_BUCKET", BUCKET)
+            .set("GSMTP_S3_PREFIX", PREFIX);
+    });
     let haproxy = Haproxy::start(&[a.smtp, b.smtp], "");
     let mut ids = HashSet::new();
     for _ in 0..20 {
