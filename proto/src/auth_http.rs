@@ -284,7 +284,7 @@ mod tests {
     #[test]
     fn decisions() {
         let cfg = Config {
-            allowed_hosts: AllowedHosts::parse("ok.example"),
+            allowed_hosts: AllowedHosts::parse("ok.example").unwrap(),
             ..Config::default()
         };
         let req = parse_request(NGINX.as_bytes()).unwrap().unwrap();

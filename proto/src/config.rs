@@ -15,9 +15,11 @@ use std::time::Duration;
 use crate::policy::{AllowedHosts, IpNet};
 
 mod handoff;
+mod show;
 pub use handoff::{
     HttpConfig, HttpUrl, LmtpAddr, LmtpConfig, PipeConfig, S3Config, Secret, valid_bucket,
 };
+pub use show::{KEYS, MASK, nearest_key};
 
 /// What to do with a bare LF or bare CR (see Postfix's `smtpd_forbid_bare_newline`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -260,7 +262,10 @@ impl Config {
             }
             let v = Value { key, value };
             if !cfg.set(key, v)? {
-                warnings.push(format!("config key {key} is unknown and ignored"));
+                let hint = nearest_key(key)
+                    .map(|k| format!(" (did you mean {k}?)"))
+                    .unwrap_or_default();
+                warnings.push(format!("config key {key} is unknown and ignored{hint}"));
             }
         }
         cfg.validate()?;
@@ -284,7 +289,13 @@ impl Config {
             "GSMTP_LOG_FILE" => self.log_file = v.string()?,
             "GSMTP_PUB_KEY" => self.tls_cert = v.opt(|v| v.string().map(PathBuf::from))?,
             "GSMTP_PRV_KEY" => self.tls_key = v.opt(|v| v.string().map(PathBuf::from))?,
-            "GM_ALLOWED_HOSTS" => self.allowed_hosts = AllowedHosts::parse(&v.string()?),
+            "GM_ALLOWED_HOSTS" => {
+                self.allowed_hosts =
+                    AllowedHosts::parse(&v.string()?).map_err(|e| ConfigError {
+                        key: key.into(),
+                        message: e,
+                    })?;
+            }
             "GM_PRIMARY_MAIL_HOST" => {
                 self.primary_mail_host =
                     v.opt(|v| v.host_name().map(|h| h.to_ascii_lowercase()))?;

@@ -26,25 +26,38 @@ pub enum AllowedHosts {
 }
 
 impl AllowedHosts {
-    /// Parses the comma-separated `GM_ALLOWED_HOSTS` value.
-    pub fn parse(list: &str) -> Self {
+    /// Parses the comma-separated `GM_ALLOWED_HOSTS` value. An entry that is not `*`, a
+    /// domain name, `*.` and a domain name, or an address literal such as `[192.0.2.1]`
+    /// is an error naming it (a typo must not silently accept or refuse mail).
+    pub fn parse(list: &str) -> Result<Self, String> {
         let mut exact = HashSet::new();
         let mut suffixes = Vec::new();
+        let mut any = false;
         for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             if item == "*" {
-                return Self::Any;
+                any = true;
+                continue;
             }
-            match item.strip_prefix("*.") {
-                Some(suffix) => suffixes.push(format!(".{}", fold_domain(suffix))),
-                None => {
-                    exact.insert(fold_domain(item));
-                }
+            let (wild, name) = match item.strip_prefix("*.") {
+                Some(suffix) => (true, suffix),
+                None => (false, item),
+            };
+            let folded = fold_domain(name);
+            if !valid_host(&folded) || (wild && folded.starts_with('[')) {
+                return Err(format!(
+                    "{item:?} is not a domain, *.domain or [address literal]"
+                ));
+            }
+            if wild {
+                suffixes.push(format!(".{folded}"));
+            } else {
+                exact.insert(folded);
             }
         }
-        if exact.is_empty() && suffixes.is_empty() {
-            return Self::Any;
+        if any || (exact.is_empty() && suffixes.is_empty()) {
+            return Ok(Self::Any);
         }
-        Self::List { exact, suffixes }
+        Ok(Self::List { exact, suffixes })
     }
 
     /// Whether mail for `domain` is accepted.
@@ -59,11 +72,31 @@ impl AllowedHosts {
     }
 }
 
+/// Whether a folded `GM_ALLOWED_HOSTS` name is a domain (RFC 5321 syntax, in its ASCII
+/// form) or an address literal.
+fn valid_host(folded: &str) -> bool {
+    if let Some(inner) = folded.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+        return match inner.get(..5) {
+            Some(tag) if tag.eq_ignore_ascii_case("ipv6:") => {
+                inner[5..].parse::<std::net::Ipv6Addr>().is_ok()
+            }
+            _ => inner.parse::<std::net::Ipv4Addr>().is_ok(),
+        };
+    }
+    folded.is_ascii() && matches!(crate::syntax::domain(folded), Ok(("", _)))
+}
+
 /// An IP network such as `10.0.0.0/8` or `::1/128`; a bare address is a single host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IpNet {
     addr: IpAddr,
     prefix: u8,
+}
+
+impl std::fmt::Display for IpNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
 }
 
 impl IpNet {
@@ -193,7 +226,8 @@ mod tests {
 
     #[test]
     fn allowed_hosts() {
-        let list = AllowedHosts::parse(" example.com, *.sub.example ,[192.0.2.1],Upper.ORG. ");
+        let list =
+            AllowedHosts::parse(" example.com, *.sub.example ,[192.0.2.1],Upper.ORG. ").unwrap();
         let table = [
             ("example.com", true),
             ("EXAMPLE.com.", true),
@@ -207,7 +241,7 @@ mod tests {
         for (domain, ok) in table {
             assert_eq!(list.allows(domain), ok, "{domain}");
         }
-        let list = AllowedHosts::parse("exämple.de,*.XN--FSQU00A.xn--4rr70v");
+        let list = AllowedHosts::parse("exämple.de,*.XN--FSQU00A.xn--4rr70v").unwrap();
         let table = [
             ("EXÄMPLE.de", true),
             ("xn--exmple-cua.de", true),
@@ -218,8 +252,28 @@ mod tests {
         for (domain, ok) in table {
             assert_eq!(list.allows(domain), ok, "{domain}");
         }
-        assert_eq!(AllowedHosts::parse("*"), AllowedHosts::Any);
-        assert_eq!(AllowedHosts::parse(" , "), AllowedHosts::Any);
+        assert_eq!(AllowedHosts::parse("*"), Ok(AllowedHosts::Any));
+        assert_eq!(AllowedHosts::parse(" , "), Ok(AllowedHosts::Any));
+        assert_eq!(
+            AllowedHosts::parse("example.com,[IPv6:2001:db8::1]")
+                .map(|l| l.allows("[ipv6:2001:db8::1]")),
+            Ok(true)
+        );
+        for bad in [
+            "exa mple.com",
+            "example..com",
+            "@example.com",
+            "example.com:25",
+            "http://example.com",
+            "user@example.com",
+            "*.[192.0.2.1]",
+            "[192.0.2.300]",
+            "-example.com",
+            "*example.com",
+        ] {
+            let e = AllowedHosts::parse(&format!("ok.example, {bad}")).unwrap_err();
+            assert!(e.contains(&format!("{bad:?}")), "{bad}: {e}");
+        }
     }
 
     #[test]

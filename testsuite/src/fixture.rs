@@ -52,7 +52,7 @@ pub fn test_config(maildir: &Path) -> Config {
     cfg.host_name = "mx.test".into();
     cfg.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     cfg.maildir = maildir.to_path_buf();
-    cfg.allowed_hosts = AllowedHosts::parse("example.com,*.example.org");
+    cfg.allowed_hosts = AllowedHosts::parse("example.com,*.example.org").expect("valid");
     cfg.tls_cert = Some(cert_dir().join("cert.pem"));
     cfg.tls_key = Some(cert_dir().join("key.pem"));
     cfg.timeout = Duration::from_secs(10);

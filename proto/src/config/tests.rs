@@ -93,8 +93,17 @@ fn bad_values_name_their_key() {
 
 #[test]
 fn unknown_keys_warn() {
-    let (_, w) = Config::from_json(r#"{"GSMTP_MAX_SIZ": "1"}"#).unwrap();
-    assert_eq!(w, ["config key GSMTP_MAX_SIZ is unknown and ignored"]);
+    let (_, w) = Config::from_json(r#"{"GSMTP_MAX_SIZ": "1", "SOMETHING_ELSE": 2}"#).unwrap();
+    assert_eq!(
+        w,
+        [
+            "config key GSMTP_MAX_SIZ is unknown and ignored (did you mean GSMTP_MAX_SIZE?)",
+            "config key SOMETHING_ELSE is unknown and ignored",
+        ]
+    );
+    let e = Config::from_json(r#"{"GM_ALLOWED_HOSTS": "example.com, exa mple.org"}"#).unwrap_err();
+    assert_eq!(e.key, "GM_ALLOWED_HOSTS");
+    assert!(e.message.contains("\"exa mple.org\""), "{e}");
 }
 
 #[test]

@@ -198,7 +198,7 @@ fn recipient_limit_and_allowed_hosts() {
         max_recipients: 2,
         ..Config::default()
     };
-    cfg.allowed_hosts = crate::policy::AllowedHosts::parse("ok.example");
+    cfg.allowed_hosts = crate::policy::AllowedHosts::parse("ok.example").unwrap();
     run(
         cfg,
         &format!(

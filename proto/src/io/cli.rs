@@ -17,7 +17,9 @@ pub const DEFAULT_CONFIG: &str = "goguerrilla.conf";
 #[derive(Parser, Debug)]
 #[command(
     version,
-    about = "Guerrilla SMTPd: a receive-only SMTP server that stores mail in Maildir folders."
+    about = "Guerrilla SMTPd: a receive-only SMTP server. It takes mail for its own domains \
+             and stores it (Maildir folders, or a pipe, HTTP, LMTP or S3 destination). \
+             It never sends or relays mail."
 )]
 pub struct Args {
     /// The configuration file, in the original's JSON format [default: goguerrilla.conf if present]
@@ -29,6 +31,10 @@ pub struct Args {
     /// Log each session's transcript: -v, -v=y or -v=n
     #[arg(short = 'v', long = "verbose", value_name = "y|n", num_args = 0..=1, default_missing_value = "y", require_equals = true)]
     pub verbose: Option<String>,
+    /// Check the configuration (keys, values, TLS files, user and group, the destination's
+    /// settings), print it with secrets masked, and exit: 0 if it can be used, 2 if not
+    #[arg(long = "check-config")]
+    pub check_config: bool,
 }
 
 /// Rewrites the original's Go-style flags (`-config=x`, `-if x`) to clap's (`--config=x`).
@@ -39,7 +45,7 @@ pub fn rewrite_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
             let Some(s) = arg.to_str().filter(|_| i > 0) else {
                 return arg;
             };
-            for long in ["config", "if", "verbose", "help", "version"] {
+            for long in ["config", "if", "verbose", "help", "version", "check-config"] {
                 let single = format!("-{long}");
                 if s == single || s.starts_with(&format!("{single}=")) {
                     return OsString::from(format!("-{s}"));
@@ -89,6 +95,35 @@ pub fn load(args: &Args) -> Result<(Config, Vec<String>), ConfigError> {
     Ok((cfg, warnings))
 }
 
+/// What `--check-config` checks beyond the keys' values, without starting anything: the
+/// TLS certificate and key load, the user and group exist, the destination's settings
+/// hold (a hand-off's command, URL, CA file or credentials; for Maildir, that the root
+/// or the folder it would be made in is writable). Run as the invoking user, which may
+/// not be the one the server drops to.
+pub fn check<R: Runtime>(rt: &R, cfg: &Config) -> Result<(), ConfigError> {
+    if let (Some(cert), Some(key)) = (&cfg.tls_cert, &cfg.tls_key) {
+        super::tls::acceptor(cert, key)?;
+    }
+    super::privilege::Target::resolve(cfg)?;
+    if cfg.storage == crate::config::Storage::Maildir {
+        let mut dir = cfg.maildir.as_path();
+        while !dir.exists() {
+            dir = dir
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or_else(|| Path::new("."));
+        }
+        let flags = nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK;
+        nix::unistd::access(dir, flags).map_err(|e| ConfigError {
+            key: "GSMTP_MAILDIR".into(),
+            message: format!("cannot write in {}: {e}", dir.display()),
+        })?;
+    } else {
+        super::deliver::Destination::open(rt, cfg)?;
+    }
+    Ok(())
+}
+
 /// This machine's name, if it is a valid domain.
 fn system_host_name() -> Option<String> {
     let name = nix::unistd::gethostname().ok()?.into_string().ok()?;
@@ -115,6 +150,19 @@ pub fn main<R: Runtime>(rt: R, name: &'static str) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
+    if args.check_config {
+        for w in &warnings {
+            eprintln!("{name}: warning: {w}");
+        }
+        return match check(&rt, &cfg) {
+            Ok(()) => {
+                print!("{}", cfg.effective_json());
+                eprintln!("{name}: the configuration can be used");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        };
+    }
     let log = match super::log::init(&cfg) {
         Ok(log) => log,
         Err(e) => return fail(e),
@@ -205,6 +253,7 @@ mod tests {
             config: None,
             interface: Some("nowhere".into()),
             verbose: None,
+            check_config: false,
         };
         let e = load(&args).unwrap_err();
         assert_eq!(e.key, "--if");
@@ -213,6 +262,7 @@ mod tests {
             config: Some("/nonexistent/g.conf".into()),
             interface: None,
             verbose: None,
+            check_config: false,
         };
         assert!(
             load(&args)

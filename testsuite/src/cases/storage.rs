@@ -366,7 +366,8 @@ pub fn stale_tmp_files_are_cleaned_at_start(start: Start) {
 /// a Unicode domain shares its folder with its `xn--` form.
 pub fn look_alike_addresses_keep_their_own_folders(start: Start) {
     let fx = Fixture::start(start, |c| {
-        c.allowed_hosts = proto::policy::AllowedHosts::parse("example.com,exämple.org")
+        c.allowed_hosts =
+            proto::policy::AllowedHosts::parse("example.com,exämple.org").expect("valid")
     });
     let mut c = fx.session();
     let rcpts = [

@@ -82,6 +82,8 @@ pub fn version_and_help(bin: &str) {
             "-v",
             "--version",
             "--help",
+            "--check-config",
+            "It never sends or relays mail",
         ] {
             assert!(help.contains(part), "{flag}: no {part} in {help}");
         }

@@ -24,6 +24,7 @@ mod garage;
 mod handoff;
 mod hardening;
 mod lmtp;
+mod operate;
 mod privilege;
 mod proxies;
 mod s3;
@@ -36,6 +37,7 @@ pub use garage::*;
 pub use handoff::*;
 pub use hardening::*;
 pub use lmtp::*;
+pub use operate::*;
 pub use privilege::*;
 pub use proxies::*;
 pub use s3::*;
@@ -114,6 +116,7 @@ macro_rules! for_each_binary {
         $m!(http_replies_and_content, $bin);
         $m!(garbage_destinations_are_4xx, $bin);
         $m!(s3_settings_that_cannot_work, $bin);
+        $m!(check_config_reports_and_exits, $bin);
     };
 }
 
