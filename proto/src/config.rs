@@ -32,6 +32,16 @@ pub enum BareNewline {
     Reject,
 }
 
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `key=value` text lines.
+    #[default]
+    Text,
+    /// One JSON object per line, with the same fields.
+    Json,
+}
+
 /// Where accepted messages go.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Storage {
@@ -83,6 +93,8 @@ pub struct Config {
     pub verbose: bool,
     /// `GSMTP_LOG_FILE`: where log lines go (appended).
     pub log_file: String,
+    /// `GSMTP_LOG_FORMAT`: `text` or `json`.
+    pub log_format: LogFormat,
     /// `GSMTP_PUB_KEY`: PEM certificate chain; with the key, enables STARTTLS.
     pub tls_cert: Option<PathBuf>,
     /// `GSMTP_PRV_KEY`: PEM private key.
@@ -159,6 +171,7 @@ impl Default for Config {
             session_timeout: Duration::from_secs(1800),
             verbose: false,
             log_file: "/dev/stdout".into(),
+            log_format: LogFormat::Text,
             tls_cert: None,
             tls_key: None,
             allowed_hosts: AllowedHosts::Any,
@@ -287,6 +300,13 @@ impl Config {
             "GSMTP_SESSION_TIMEOUT" => self.session_timeout = v.seconds()?,
             "GSMTP_VERBOSE" => self.verbose = v.yes_no()?,
             "GSMTP_LOG_FILE" => self.log_file = v.string()?,
+            "GSMTP_LOG_FORMAT" => {
+                self.log_format = match v.string()?.to_ascii_lowercase().as_str() {
+                    "text" | "" => LogFormat::Text,
+                    "json" => LogFormat::Json,
+                    _ => return Err(v.error("expected text or json")),
+                }
+            }
             "GSMTP_PUB_KEY" => self.tls_cert = v.opt(|v| v.string().map(PathBuf::from))?,
             "GSMTP_PRV_KEY" => self.tls_key = v.opt(|v| v.string().map(PathBuf::from))?,
             "GM_ALLOWED_HOSTS" => {

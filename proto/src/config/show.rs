@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{BareNewline, Config, HttpUrl, IGNORED};
+use super::{BareNewline, Config, HttpUrl, IGNORED, LogFormat};
 use crate::policy::AllowedHosts;
 
 /// What a set secret is shown as.
@@ -20,6 +20,7 @@ pub const KEYS: &[&str] = &[
     "GSMTP_SESSION_TIMEOUT",
     "GSMTP_VERBOSE",
     "GSMTP_LOG_FILE",
+    "GSMTP_LOG_FORMAT",
     "GSMTP_PUB_KEY",
     "GSMTP_PRV_KEY",
     "GM_ALLOWED_HOSTS",
@@ -93,6 +94,10 @@ impl Config {
             secs(self.session_timeout),
             yn(self.verbose),
             self.log_file.clone(),
+            match self.log_format {
+                LogFormat::Text => "text".into(),
+                LogFormat::Json => "json".into(),
+            },
             path(&self.tls_cert),
             path(&self.tls_key),
             allowed_hosts(&self.allowed_hosts),

@@ -77,12 +77,13 @@ impl Pool {
 /// Serves `auth_http` requests until `stopping` fires. `own` is this instance's SMTP
 /// address, the backend when no pool is configured.
 pub(crate) async fn serve<R: Runtime>(
-    cfg: Arc<Config>,
+    current: Box<dyn Fn() -> Arc<Config> + Send + Sync>,
     rt: R,
     listener: async_io::Async<std::net::TcpListener>,
     own: SocketAddr,
     stopping: Signal,
 ) {
+    let cfg = current();
     let backends = if cfg.nginx_auth_backends.is_empty() {
         vec![own]
     } else {
@@ -100,7 +101,7 @@ pub(crate) async fn serve<R: Runtime>(
         match next.await {
             None => break,
             Some(Ok((tcp, peer))) => {
-                let (cfg, pool, rt2) = (Arc::clone(&cfg), Arc::clone(&pool), rt.clone());
+                let (cfg, pool, rt2) = (current(), Arc::clone(&pool), rt.clone());
                 rt.spawn(async move { exchange(&rt2, &cfg, &pool, tcp, peer).await });
             }
             Some(Err(e)) => {

@@ -124,6 +124,48 @@ pub fn check<R: Runtime>(rt: &R, cfg: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// SIGHUP: reopens the log file (logrotate's postrotate), then reads the configuration
+/// file again and gives it to the sessions that start from now on. A file that does not
+/// load, or settings that cannot be used, are refused with one log line: the running
+/// configuration stays.
+fn reload<R: Runtime>(args: &Args, server: &super::server::Server<R>, log: &super::log::Log) {
+    match log.reopen() {
+        Ok(true) => tracing::info!("log file reopened"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(
+            error = %e,
+            "cannot reopen the log file; still writing to the old one"
+        ),
+    }
+    let applied = load(args).and_then(|(cfg, warnings)| {
+        let restart = server.reload(cfg)?;
+        Ok((warnings, restart))
+    });
+    let (warnings, mut restart) = match applied {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "configuration not reloaded; the running one stays");
+            return;
+        }
+    };
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    match log.follow(&server.config()) {
+        Ok(more) => restart.extend(more),
+        Err(e) => tracing::warn!(error = %e, "log file not changed"),
+    }
+    if restart.is_empty() {
+        tracing::info!(active = server.active(), "configuration reloaded");
+    } else {
+        tracing::info!(
+            active = server.active(),
+            restart_needed = %restart.join(","),
+            "configuration reloaded; changes to restart_needed keys take effect after a restart"
+        );
+    }
+}
+
 /// This machine's name, if it is a valid domain.
 fn system_host_name() -> Option<String> {
     let name = nix::unistd::gethostname().ok()?.into_string().ok()?;
@@ -202,15 +244,7 @@ pub fn main<R: Runtime>(rt: R, name: &'static str) -> ExitCode {
     };
     for sig in signals.forever() {
         if sig == SIGHUP {
-            // logrotate's postrotate: write to a fresh file under the configured name.
-            match log.as_ref().map(|l| l.reopen()) {
-                Some(Ok(())) => tracing::info!("log file reopened"),
-                Some(Err(e)) => tracing::warn!(
-                    error = %e,
-                    "cannot reopen the log file; still writing to the old one"
-                ),
-                None => {}
-            }
+            reload(&args, &server, &log);
             continue;
         }
         tracing::info!(signal = sig, active = server.active(), "shutting down");

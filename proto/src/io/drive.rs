@@ -206,7 +206,7 @@ async fn pump<R: Runtime, D: Deliver, T: Transport>(
     txn: &mut Txn<D::Message>,
     slot: &mut ClientSlot<R, D>,
 ) -> io::Result<Outcome> {
-    let deliver = &shared.deliver;
+    let deliver = &*shared.deliver;
     let mut deadline = Deadline::new();
     loop {
         match conn.poll_action() {

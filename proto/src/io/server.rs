@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_lite::future;
@@ -16,21 +16,23 @@ use crate::config::{Config, ConfigError};
 use crate::conn::{Accept, CloseReason, Connection};
 use crate::policy::{ClientCounts, ClientKey};
 
-/// What every session of a server shares.
+/// What the sessions of one configuration share. A session keeps the generation it was
+/// accepted under to its end; a reload (SIGHUP) makes a new generation for the sessions
+/// that follow, with the same counters and signals.
 pub(crate) struct Shared<R: Runtime, D: Deliver> {
     pub(crate) rt: R,
     pub(crate) cfg: Arc<Config>,
-    /// Where accepted mail goes.
-    pub(crate) deliver: D,
+    /// Where accepted mail goes (kept across a reload that does not change it).
+    pub(crate) deliver: Arc<D>,
     pub(crate) tls: Option<TlsAcceptor>,
     /// Fired at the end of the shutdown grace period: remaining sessions get `421`.
     pub(crate) force: Signal,
     /// Fired when shutdown begins: listeners close.
     stopping: Signal,
-    active: AtomicUsize,
-    next_id: AtomicU64,
+    active: Arc<AtomicUsize>,
+    next_id: Arc<AtomicU64>,
     /// Sessions per client, for `GM_MAX_CLIENTS_PER_IP`.
-    clients: Mutex<ClientCounts>,
+    clients: Arc<Mutex<ClientCounts>>,
 }
 
 impl<R: Runtime, D: Deliver> Shared<R, D> {
@@ -42,6 +44,43 @@ impl<R: Runtime, D: Deliver> Shared<R, D> {
     /// A new connection number, from 1.
     pub(crate) fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The generation after this one: `cfg`, `deliver` and `tls` for the sessions accepted
+    /// from now on; the same counters and signals.
+    fn next(&self, cfg: Config, deliver: Arc<D>, tls: Option<TlsAcceptor>) -> Self {
+        Self {
+            rt: self.rt.clone(),
+            cfg: Arc::new(cfg),
+            deliver,
+            tls,
+            force: self.force.clone(),
+            stopping: self.stopping.clone(),
+            active: Arc::clone(&self.active),
+            next_id: Arc::clone(&self.next_id),
+            clients: Arc::clone(&self.clients),
+        }
+    }
+}
+
+/// The generation new sessions are accepted under.
+pub(crate) struct Current<R: Runtime, D: Deliver>(RwLock<Arc<Shared<R, D>>>);
+
+impl<R: Runtime, D: Deliver> Current<R, D> {
+    pub(crate) fn get(&self) -> Arc<Shared<R, D>> {
+        Arc::clone(
+            &self
+                .0
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    fn set(&self, next: Shared<R, D>) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(next);
     }
 }
 
@@ -110,8 +149,6 @@ impl<R: Runtime, D: Deliver> Drop for ClientSlot<R, D> {
     }
 }
 
-/// The counts, even if a thread panicked while holding the lock (they stay consistent:
-/// each change is one call).
 /// This process's part of every queue id ([`Accept::instance`]): drawn once, from the
 /// standard library's per-process random hash keys, the pid and the clock.
 pub(crate) fn instance() -> u32 {
@@ -123,20 +160,47 @@ pub(crate) fn instance() -> u32 {
     })
 }
 
+/// The counts, even if a thread panicked while holding the lock (they stay consistent:
+/// each change is one call).
 fn lock(m: &Mutex<ClientCounts>) -> std::sync::MutexGuard<'_, ClientCounts> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Makes the destination again for a reloaded configuration.
+type Reopen<D> = Box<dyn Fn(&Config) -> Result<D, ConfigError> + Send + Sync>;
+
 /// A running server. Dropping it does not stop it; call [`Server::shutdown`].
-#[derive(Debug)]
 pub struct Server<R: Runtime, D: Deliver = Destination<R>> {
-    shared: Arc<Shared<R, D>>,
+    current: Arc<Current<R, D>>,
+    /// `None` for a destination of the caller's, which a reload keeps.
+    reopen: Option<Reopen<D>>,
     addr: SocketAddr,
     tls_addr: Option<SocketAddr>,
     auth_addr: Option<SocketAddr>,
     /// The pipe to the helper that removes the PID file once the server is gone.
     _pid_keeper: Option<std::process::ChildStdin>,
 }
+
+impl<R: Runtime, D: Deliver> std::fmt::Debug for Server<R, D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.addr)
+            .field("active", &self.active())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The settings only a restart changes: listeners, the user and group, the PID file.
+const RESTART_ONLY: [&str; 8] = [
+    "GSTMP_LISTEN_INTERFACE",
+    "GSMTP_TLS_LISTEN_INTERFACE",
+    "NGINX_AUTH_ENABLED",
+    "NGINX_AUTH",
+    "NGINX_AUTH_BACKENDS",
+    "GUID",
+    "SGID",
+    "PID_FILE",
+];
 
 impl<R: Runtime, D: Deliver> Server<R, D> {
     /// Where the SMTP listener is (useful when the config asked for port 0).
@@ -156,24 +220,80 @@ impl<R: Runtime, D: Deliver> Server<R, D> {
 
     /// Sessions open now.
     pub fn active(&self) -> usize {
-        self.shared.active()
+        self.current.get().active()
     }
 
-    /// The configuration the server runs with.
-    pub fn config(&self) -> &Config {
-        &self.shared.cfg
+    /// The configuration new sessions get.
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.current.get().cfg)
+    }
+
+    /// Takes `cfg` for the sessions accepted from now on; open sessions keep theirs to
+    /// their end. The TLS certificate and key are loaded, and the destination is made
+    /// again if its settings changed (one of the caller's is kept), before anything
+    /// changes: on an error, naming the key, the running configuration stays. Settings
+    /// only a restart can change keep their running values; their keys are returned.
+    pub fn reload(&self, mut cfg: Config) -> Result<Vec<&'static str>, ConfigError> {
+        let old = self.current.get();
+        let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+            (Some(cert), Some(key)) => Some(super::tls::acceptor(cert, key)?),
+            _ => None,
+        };
+        if cfg.tls_listen.is_some() && tls.is_none() {
+            return Err(ConfigError {
+                key: "GSMTP_PUB_KEY".into(),
+                message: "the implicit-TLS listener needs a certificate and key".into(),
+            });
+        }
+        let deliver = match &self.reopen {
+            Some(reopen) if !same_destination(&old.cfg, &cfg) => Arc::new(reopen(&cfg)?),
+            _ => Arc::clone(&old.deliver),
+        };
+        let was: std::collections::HashMap<_, _> = old.cfg.effective().into_iter().collect();
+        let restart: Vec<&'static str> = cfg
+            .effective()
+            .into_iter()
+            .filter(|(k, v)| RESTART_ONLY.contains(k) && was.get(k) != Some(v))
+            .map(|(k, _)| k)
+            .collect();
+        cfg.listen = old.cfg.listen;
+        cfg.tls_listen = old.cfg.tls_listen;
+        cfg.nginx_auth_enabled = old.cfg.nginx_auth_enabled;
+        cfg.nginx_auth = old.cfg.nginx_auth;
+        cfg.nginx_auth_backends
+            .clone_from(&old.cfg.nginx_auth_backends);
+        cfg.user.clone_from(&old.cfg.user);
+        cfg.group.clone_from(&old.cfg.group);
+        cfg.pid_file.clone_from(&old.cfg.pid_file);
+        self.current.set(old.next(cfg, deliver, tls));
+        Ok(restart)
     }
 
     /// Stops accepting, lets open sessions finish for up to `grace`, then sends `421 4.3.2`
     /// to the rest and waits (a few seconds at most) for them to close. A message being
     /// stored is finished first; one being received is thrown away. Blocks the caller.
     pub fn shutdown(&self, grace: Duration) {
-        self.shared.stopping.fire();
-        if !wait_for(|| self.active() == 0, grace) {
-            self.shared.force.fire();
-            wait_for(|| self.active() == 0, Duration::from_secs(10));
+        let shared = self.current.get();
+        shared.stopping.fire();
+        if !wait_for(|| shared.active() == 0, grace) {
+            shared.force.fire();
+            wait_for(|| shared.active() == 0, Duration::from_secs(10));
         }
     }
+}
+
+/// Whether two configurations ask for the same destination (so a reload keeps it, with
+/// its connections and its committer).
+fn same_destination(a: &Config, b: &Config) -> bool {
+    a.storage == b.storage
+        && a.maildir == b.maildir
+        && a.fsync == b.fsync
+        && a.host_name == b.host_name
+        && a.spool_dir == b.spool_dir
+        && a.pipe == b.pipe
+        && a.http == b.http
+        && a.lmtp == b.lmtp
+        && a.s3 == b.s3
 }
 
 /// Polls `done` until it holds or `limit` passes; returns whether it held.
@@ -218,8 +338,11 @@ fn bind(addr: SocketAddr, key: &str) -> Result<TcpListener, ConfigError> {
 /// drops privileges, opens the Maildir as that user, and starts accepting. Every error
 /// names the configuration key at fault.
 pub fn start<R: Runtime>(rt: R, cfg: Config) -> Result<Server<R>, ConfigError> {
-    let opener = rt.clone();
-    start_with_opener(rt, cfg, move |cfg: &Config| Destination::open(&opener, cfg))
+    let (first, again) = (rt.clone(), rt.clone());
+    let mut server =
+        start_with_opener(rt, cfg, move |cfg: &Config| Destination::open(&first, cfg))?;
+    server.reopen = Some(Box::new(move |cfg: &Config| Destination::open(&again, cfg)));
+    Ok(server)
 }
 
 /// [`start`] with a destination of the caller's: every accepted message goes to
@@ -281,14 +404,15 @@ fn start_with_opener<R: Runtime, D: Deliver>(
     let shared = Arc::new(Shared {
         rt: rt.clone(),
         cfg: Arc::new(cfg),
-        deliver,
+        deliver: Arc::new(deliver),
         tls,
         force: Signal::new(),
         stopping: Signal::new(),
-        active: AtomicUsize::new(0),
-        next_id: AtomicU64::new(0),
-        clients: Mutex::new(ClientCounts::default()),
+        active: Arc::new(AtomicUsize::new(0)),
+        next_id: Arc::new(AtomicU64::new(0)),
+        clients: Arc::new(Mutex::new(ClientCounts::default())),
     });
+    let current = Arc::new(Current(RwLock::new(Arc::clone(&shared))));
     let wrap = |l: TcpListener, key: &str| {
         async_io::Async::new(l).map_err(|e| ConfigError {
             key: key.into(),
@@ -302,13 +426,14 @@ fn start_with_opener<R: Runtime, D: Deliver>(
     for (listener, implicit_tls, key) in listeners {
         if let Some(l) = listener {
             let l = wrap(l, key)?;
-            rt.spawn(accept_loop(Arc::clone(&shared), l, implicit_tls));
+            rt.spawn(accept_loop(Arc::clone(&current), l, implicit_tls));
         }
     }
     if let Some(l) = auth {
         let l = wrap(l, "NGINX_AUTH")?;
+        let generations = Arc::clone(&current);
         rt.spawn(super::auth::serve(
-            Arc::clone(&shared.cfg),
+            Box::new(move || Arc::clone(&generations.get().cfg)),
             rt.clone(),
             l,
             addr,
@@ -316,7 +441,8 @@ fn start_with_opener<R: Runtime, D: Deliver>(
         ));
     }
     Ok(Server {
-        shared,
+        current,
+        reopen: None,
         addr,
         tls_addr,
         auth_addr,
@@ -351,13 +477,14 @@ fn keep_pid_file(path: &std::path::Path) -> Result<std::process::ChildStdin, Con
 /// Accepts until shutdown begins. Over `GM_MAX_CLIENTS`, a connection is answered
 /// `421 4.3.2` and closed at once, so waiting clients never pile up unanswered.
 async fn accept_loop<R: Runtime, D: Deliver>(
-    shared: Arc<Shared<R, D>>,
+    current: Arc<Current<R, D>>,
     listener: async_io::Async<TcpListener>,
     implicit_tls: bool,
 ) {
+    let stopping = current.get().stopping.clone();
     loop {
         let next = future::or(async { Some(accept(&listener).await) }, async {
-            shared.stopping.wait().await;
+            stopping.wait().await;
             None
         });
         let Some(accepted) = next.await else { break };
@@ -370,6 +497,7 @@ async fn accept_loop<R: Runtime, D: Deliver>(
                 continue;
             }
         };
+        let shared = current.get();
         let n = shared.active.fetch_add(1, Ordering::Relaxed) + 1;
         let guard = ActiveGuard(Arc::clone(&shared));
         if n > shared.cfg.max_clients {

@@ -117,6 +117,9 @@ macro_rules! for_each_binary {
         $m!(garbage_destinations_are_4xx, $bin);
         $m!(s3_settings_that_cannot_work, $bin);
         $m!(check_config_reports_and_exits, $bin);
+        $m!(sighup_reloads_the_configuration, $bin);
+        $m!(reload_under_load_drops_nothing, $bin);
+        $m!(json_log_lines, $bin);
     };
 }
 

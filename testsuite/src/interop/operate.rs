@@ -5,8 +5,10 @@
 use std::process::Command;
 use std::time::Duration;
 
-use super::daemon::{Settings, run};
-use crate::TempDir;
+use nix::sys::signal::Signal;
+
+use super::daemon::{Daemon, Settings, run, wait_until};
+use crate::{Client, TempDir};
 
 /// How long `--check-config` may take.
 const CHECK_LIMIT: Duration = Duration::from_secs(10);
@@ -106,4 +108,248 @@ pub fn check_config_reports_and_exits(bin: &str) {
         );
         assert!(line.contains(named), "{key}: {err}");
     }
+}
+
+/// The subject line of the certificate `addr` presents after STARTTLS (`openssl s_client`).
+fn starttls_subject(addr: std::net::SocketAddr) -> String {
+    let out = run(
+        Command::new("openssl").args([
+            "s_client",
+            "-starttls",
+            "smtp",
+            "-connect",
+            &addr.to_string(),
+            "-servername",
+            "mx.test",
+        ]),
+        b"QUIT\r\n",
+        CHECK_LIMIT,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.starts_with("subject="))
+        .unwrap_or_else(|| panic!("no certificate in {text}"))
+        .to_string()
+}
+
+/// Waits until the log holds `n` lines with `part`.
+fn wait_lines(d: &Daemon, part: &str, n: usize) {
+    let ok = wait_until(Duration::from_secs(10), || {
+        d.log().matches(part).count() >= n
+    });
+    assert!(ok, "fewer than {n} lines with {part:?} in\n{}", d.log());
+}
+
+/// SIGHUP reloads the configuration file: a session open during the reload completes
+/// under the configuration it started with (its domains), while a new one gets the new
+/// domains and the new certificate. A file that does not load is refused with one log
+/// line and the running configuration stays; a change that needs a restart (the listen
+/// address) is named in the log and not applied.
+pub fn sighup_reloads_the_configuration(bin: &str) {
+    let mut d = Daemon::start(bin, |s| {
+        s.set("GM_ALLOWED_HOSTS", "example.com");
+    });
+    let config = d.dir().join("guerrilla.conf");
+    assert!(
+        starttls_subject(d.smtp).contains("CN"),
+        "the test certificate"
+    );
+    let before = starttls_subject(d.smtp);
+
+    // A second certificate, for the reload.
+    let (cert, key) = (d.dir().join("new-cert.pem"), d.dir().join("new-key.pem"));
+    let made = run(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args([
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=reloaded.test",
+                "-keyout",
+            ])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert),
+        b"",
+        CHECK_LIMIT,
+    );
+    assert!(
+        made.status.success(),
+        "openssl req: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+
+    // A session in the middle of a transaction.
+    let mut old = Client::connect(d.smtp);
+    assert_eq!(old.reply().code, 220);
+    old.ehlo("client.example");
+    assert_eq!(old.cmd("MAIL FROM:<a@example.net>").code, 250);
+    assert_eq!(old.cmd("RCPT TO:<u@example.com>").code, 250);
+
+    let mut s = d.settings.clone();
+    s.set("GM_ALLOWED_HOSTS", "new.example")
+        .set("GSMTP_PUB_KEY", &cert.to_string_lossy())
+        .set("GSMTP_PRV_KEY", &key.to_string_lossy());
+    s.write(&config);
+    d.process().signal(Signal::SIGHUP);
+    wait_lines(&d, "configuration reloaded", 1);
+
+    // The open session keeps its configuration to its end.
+    assert_eq!(old.cmd("RCPT TO:<v@example.com>").code, 250);
+    assert_eq!(old.cmd("RCPT TO:<w@new.example>").code, 550);
+    assert_eq!(old.cmd("DATA").code, 354);
+    old.send(b"Subject: before the reload\r\n\r\nbody\r\n.\r\n");
+    assert_eq!(old.reply().code, 250, "the open session completes");
+    assert_eq!(old.cmd("QUIT").code, 221);
+
+    // A new session gets the new domains and certificate.
+    let mut new = Client::connect(d.smtp);
+    assert_eq!(new.reply().code, 220);
+    new.ehlo("client.example");
+    assert_eq!(new.cmd("MAIL FROM:<a@example.net>").code, 250);
+    assert_eq!(new.cmd("RCPT TO:<u@example.com>").code, 550);
+    assert_eq!(new.cmd("RCPT TO:<x@new.example>").code, 250);
+    assert_eq!(new.cmd("QUIT").code, 221);
+    let after = starttls_subject(d.smtp);
+    assert!(after.contains("reloaded.test"), "{after}");
+    assert_ne!(before, after);
+
+    // A file that does not load: refused, with one line; the running one stays.
+    std::fs::write(&config, b"{ not json").expect("write");
+    d.process().signal(Signal::SIGHUP);
+    wait_lines(&d, "configuration not reloaded", 1);
+    // A value that cannot be used: the same.
+    let mut bad = s.clone();
+    bad.set("GM_ALLOWED_HOSTS", "new.example, bad host");
+    bad.write(&config);
+    d.process().signal(Signal::SIGHUP);
+    wait_lines(&d, "configuration not reloaded", 2);
+    assert!(
+        d.log().contains("config key GM_ALLOWED_HOSTS"),
+        "{}",
+        d.log()
+    );
+    let mut c = Client::connect(d.smtp);
+    assert_eq!(c.reply().code, 220);
+    c.ehlo("client.example");
+    assert_eq!(c.cmd("MAIL FROM:<a@example.net>").code, 250);
+    assert_eq!(
+        c.cmd("RCPT TO:<x@new.example>").code,
+        250,
+        "still the reloaded domains"
+    );
+    assert_eq!(c.cmd("QUIT").code, 221);
+
+    // A new listen address needs a restart: said, and not applied.
+    let mut moved = s.clone();
+    moved.set(
+        "GSTMP_LISTEN_INTERFACE",
+        &super::daemon::free_addr().to_string(),
+    );
+    moved.write(&config);
+    d.process().signal(Signal::SIGHUP);
+    wait_lines(&d, "configuration reloaded", 2);
+    let line = d.wait_log(&["restart_needed=GSTMP_LISTEN_INTERFACE"]);
+    assert!(line.contains("configuration reloaded"), "{line}");
+    let mut c = Client::connect(d.smtp);
+    assert_eq!(c.reply().code, 220, "still on the old address");
+    assert_eq!(d.stop().code(), Some(0));
+}
+
+/// Reloads under load drop nothing: three clients send 40 messages each while the
+/// configuration is reloaded six times, the destination's settings (`GSMTP_FSYNC`)
+/// changing every other time, so that the Maildir is opened again under open sessions.
+/// Every message is answered `250` and stored once; nothing is left in `tmp/`.
+pub fn reload_under_load_drops_nothing(bin: &str) {
+    let mut d = Daemon::start(bin, |_| {});
+    let config = d.dir().join("guerrilla.conf");
+    let addr = d.smtp;
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                assert_eq!(c.reply().code, 220);
+                c.ehlo("client.example");
+                for i in 0..40 {
+                    let body = format!("Subject: {i}\r\n\r\nunder reload\r\n");
+                    let r = c.send_mail("a@example.net", &["u@example.com"], body.as_bytes());
+                    assert_eq!(r.code, 250, "{r:?}");
+                }
+                assert_eq!(c.cmd("QUIT").code, 221);
+            })
+        })
+        .collect();
+    for round in 0..6 {
+        let mut s = d.settings.clone();
+        s.set("GSMTP_FSYNC", if round % 2 == 0 { "N" } else { "Y" })
+            .set("GM_MAX_CLIENTS", &(100 + round).to_string());
+        s.write(&config);
+        d.process().signal(Signal::SIGHUP);
+        wait_lines(&d, "configuration reloaded", round + 1);
+    }
+    for c in clients {
+        c.join().expect("a client");
+    }
+    let new = crate::folder_files(&d.maildir(), "example.com/u", "new");
+    assert_eq!(new.len(), 120, "every message stored once");
+    assert!(crate::folder_files(&d.maildir(), "example.com/u", "tmp").is_empty());
+    assert_eq!(d.stop().code(), Some(0));
+}
+
+/// `GSMTP_LOG_FORMAT=json`: every line of the log file is one JSON object, with the same
+/// fields as the text lines (the message's queue id, envelope and size; the connection's
+/// end and reason).
+pub fn json_log_lines(bin: &str) {
+    let mut d = Daemon::start(bin, |s| {
+        s.set("GSMTP_LOG_FORMAT", "json");
+    });
+    let mut c = Client::connect(d.smtp);
+    assert_eq!(c.reply().code, 220);
+    c.ehlo("client.example");
+    let r = c.send_mail(
+        "a@example.net",
+        &["u@example.com"],
+        b"Subject: j\r\n\r\nx\r\n",
+    );
+    assert_eq!(r.code, 250);
+    assert_eq!(c.cmd("QUIT").code, 221);
+    d.wait_log(&["connection closed"]);
+    assert_eq!(d.stop().code(), Some(0));
+    let log = d.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let find = |message: &str| {
+        lines
+            .iter()
+            .find(|l| l["message"] == message)
+            .unwrap_or_else(|| panic!("no {message:?} line in {log}"))
+    };
+    let queued = find("message queued");
+    assert_eq!(queued["level"], "INFO");
+    assert_eq!(queued["from"], "<a@example.net>");
+    assert_eq!(queued["to"], "<u@example.com>");
+    assert_eq!(queued["helo"], "client.example");
+    assert_eq!(queued["queue_id"].as_str().map(str::len), Some(32));
+    assert!(queued["size"].as_u64().is_some_and(|n| n > 0), "{queued}");
+    assert!(queued["timestamp"].is_string());
+    // The readiness probe's connection closed first (`eof`); then the client's.
+    let closed = lines
+        .iter()
+        .rfind(|l| l["message"] == "connection closed")
+        .expect("a connection closed line");
+    assert_eq!(closed["reason"], "quit", "{closed}");
+    assert_eq!(closed["messages"], 1);
+    find("stopped");
 }

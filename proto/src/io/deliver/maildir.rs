@@ -35,7 +35,7 @@ use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, SystemTime};
 
 use nix::errno::Errno;
@@ -73,7 +73,6 @@ struct Dir {
     host: String,
     fsync: bool,
     pid: u32,
-    seq: AtomicU64,
 }
 
 /// One recipient folder's copy: where it goes and the headers it starts with.
@@ -127,7 +126,6 @@ impl<R: Runtime> Maildir<R> {
             host: cfg.host_name.clone(),
             fsync: cfg.fsync,
             pid: std::process::id(),
-            seq: AtomicU64::new(0),
         });
         let committer = Arc::clone(&dir);
         std::thread::Builder::new()
@@ -342,7 +340,10 @@ impl Dir {
     /// `tmp`, `new` and `cur`) when it is not there: on first delivery, or after a clean-up
     /// job removed it.
     fn create_tmp(&self, path: &MailboxPath) -> io::Result<(File, PathBuf)> {
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        // One count for the whole process: a reload opens the Maildir again while the
+        // old one still finishes its messages, and their names must not meet.
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
         let name = maildir::unique_name(SystemTime::now(), self.pid, seq, &self.host);
         let folder = self.folder(path);
         let tmp = folder.join("tmp").join(name);
@@ -554,6 +555,18 @@ fn classify(e: &io::Error) -> DeliveryError {
 /// Removes `tmp/` files left by processes that are gone (ours are named `...P<pid>Q...`),
 /// and any `tmp/` file older than 36 hours, as the Maildir spec advises.
 fn clean_stale_tmp(root: &Path) {
+    // Once per root and process: a reload opens the root again while this process still
+    // writes into its `tmp/` folders (files that carry its own pid).
+    static CLEANED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    {
+        let mut cleaned = CLEANED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cleaned.iter().any(|r| r == root) {
+            return;
+        }
+        cleaned.push(root.to_path_buf());
+    }
     let me = std::process::id();
     let old = SystemTime::now() - Duration::from_secs(36 * 3600);
     let dirs = fs::read_dir(root).into_iter().flatten().flatten();
