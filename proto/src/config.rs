@@ -158,6 +158,9 @@ pub struct Config {
     pub user: Option<String>,
     /// `PID_FILE`: where to write the process id.
     pub pid_file: Option<PathBuf>,
+    /// `GSMTP_METRICS_LISTEN`: where `/metrics` (Prometheus) and `/healthz` are served;
+    /// off by default.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -200,6 +203,7 @@ impl Default for Config {
             group: None,
             user: None,
             pid_file: None,
+            metrics_listen: None,
         }
     }
 }
@@ -421,6 +425,7 @@ impl Config {
             "SGID" => self.group = v.opt(Value::account)?,
             "GUID" | "SUID" => self.user = v.opt(Value::account)?,
             "PID_FILE" => self.pid_file = v.opt(|v| v.string().map(PathBuf::from))?,
+            "GSMTP_METRICS_LISTEN" => self.metrics_listen = v.opt(|v| v.addr())?,
             _ => return Ok(false),
         }
         Ok(true)

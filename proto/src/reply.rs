@@ -257,6 +257,26 @@ catalogue! {
     UNSUPPORTED_PARAMETER = 555 "5.5.4" "Error: unsupported parameter";
 }
 
+/// Why a `4xx` or `5xx` reply refused, in a word, for the metrics: `relay`, `size`,
+/// `syntax`, `sequence`, `recipients`, `content`, `policy`, `destination`, or `other`.
+/// (Refusals the server answers on its own, such as `busy` or `timeout`, are counted
+/// where they happen.)
+pub fn reason(code: u16, status: &str) -> &'static str {
+    let class = |prefix: &str| status.get(1..).is_some_and(|s| s.starts_with(prefix));
+    match (code, status) {
+        (_, "5.7.1") => "relay",
+        (552, _) | (_, "5.3.4") => "size",
+        (_, "4.5.3") => "recipients",
+        (503, _) => "sequence",
+        _ if class(".6.") => "content",
+        (500..=502 | 504 | 555, _) => "syntax",
+        _ if class(".5.") => "syntax",
+        _ if class(".7.") => "policy",
+        _ if class(".3.") || class(".4.") || class(".2.") || class(".1.1") => "destination",
+        _ => "other",
+    }
+}
+
 /// The reply for a command line that did not parse. The one place that maps
 /// [`ParseError`] to replies.
 pub fn for_parse_error(e: ParseError) -> Reply {
@@ -371,6 +391,33 @@ pub fn write_too_many_errors(out: &mut Vec<u8>, host: &str) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn refusal_reasons() {
+        let table = [
+            (RELAY_DENIED, "relay"),
+            (TOO_BIG, "size"),
+            (TOO_MANY_RCPTS, "recipients"),
+            (NEED_MAIL, "sequence"),
+            (UNRECOGNIZED, "syntax"),
+            (BAD_RECIPIENT, "syntax"),
+            (BARE_LF, "syntax"),
+            (UNSUPPORTED_PARAMETER, "syntax"),
+            (TEXT_LINE_TOO_LONG, "content"),
+            (NEED_SMTPUTF8, "content"),
+            (XCLIENT_DENIED, "policy"),
+            (STORE_FAILED, "destination"),
+            (NO_SPACE, "destination"),
+            (DESTINATION_TIMEOUT, "destination"),
+            (MAILBOX_UNAVAILABLE, "destination"),
+            (RCPT_REFUSED, "destination"),
+            (STORE_REFUSED, "destination"),
+        ];
+        for (reply, want) in table {
+            assert_eq!(reason(reply.code, reply.status), want, "{reply:?}");
+        }
+        assert_eq!(reason(554, "5.0.0"), "other");
+    }
+
     use super::*;
 
     #[test]

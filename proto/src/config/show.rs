@@ -64,6 +64,7 @@ pub const KEYS: &[&str] = &[
     "SGID",
     "GUID",
     "PID_FILE",
+    "GSMTP_METRICS_LISTEN",
 ];
 
 /// Other spellings `set` takes for the same settings.
@@ -154,6 +155,7 @@ impl Config {
             opt(self.group.clone()),
             opt(self.user.clone()),
             path(&self.pid_file),
+            opt(self.metrics_listen.map(|a| a.to_string())),
         ];
         KEYS.iter().copied().zip(values).collect()
     }

@@ -214,6 +214,16 @@ pub fn main<R: Runtime>(rt: R, name: &'static str) -> ExitCode {
     }
     let grace = cfg.shutdown_grace;
     let pid_file = cfg.pid_file.clone();
+    // Caught from before the listeners open: a SIGHUP (a reload) or SIGTERM that comes as
+    // soon as the port answers must not find the default action, which ends the process.
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{name}: cannot wait for signals: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let server = match super::server::start(rt, cfg) {
         Ok(s) => s,
         // The listen address came from the command line: name the flag, not the key.
@@ -228,20 +238,13 @@ pub fn main<R: Runtime>(rt: R, name: &'static str) -> ExitCode {
         smtp = %server.local_addr(),
         implicit_tls = server.tls_local_addr().map(tracing::field::display),
         auth_http = server.auth_local_addr().map(tracing::field::display),
+        metrics = server.metrics_local_addr().map(tracing::field::display),
         host = %c.host_name,
         storage = %c.storage,
         maildir = %c.maildir.display(),
         starttls = c.tls_enabled(),
         "{name} {} started", env!("CARGO_PKG_VERSION")
     );
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{name}: cannot wait for signals: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     for sig in signals.forever() {
         if sig == SIGHUP {
             reload(&args, &server, &log);

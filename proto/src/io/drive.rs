@@ -56,6 +56,11 @@ impl Signal {
         }
     }
 
+    /// Whether the signal has fired.
+    pub(crate) fn fired(&self) -> bool {
+        self.tx.lock().map_or(true, |tx| tx.is_none())
+    }
+
     /// Resolves once the signal has fired.
     pub(crate) async fn wait(&self) {
         let _ = self.rx.recv().await;
@@ -223,7 +228,10 @@ async fn pump<R: Runtime, D: Deliver, T: Transport>(
                 let now = Instant::now();
                 match woke {
                     Ok(0) => conn.handle_eof(now),
-                    Ok(n) => conn.handle_received(now, n),
+                    Ok(n) => {
+                        super::metrics::metrics().received.inc_by(n as u64);
+                        conn.handle_received(now, n);
+                    }
                     Err(Interrupt::Deadline) => conn.handle_timeout(now),
                     Err(Interrupt::Stop) => conn.handle_shutdown(now),
                 }
@@ -263,6 +271,14 @@ async fn pump<R: Runtime, D: Deliver, T: Transport>(
                 let started = Instant::now();
                 let result = Box::pin(commit(deliver, txn)).await;
                 let now = Instant::now();
+                let m = super::metrics::metrics();
+                match &result {
+                    Ok(()) => m
+                        .delivery
+                        .with_label_values(&[deliver.name()])
+                        .observe((now - started).as_secs_f64()),
+                    Err(e) => m.destination_error(deliver.name(), e),
+                }
                 conn.handle_delivery(now, result);
                 while let Some(event) = conn.poll_event() {
                     log_event(conn, &event, now - started);
@@ -424,6 +440,10 @@ fn log_event(conn: &Connection, event: &Event, delivery: Duration) {
             from,
             recipients,
         } => {
+            super::metrics::metrics()
+                .messages
+                .with_label_values(&["250"])
+                .inc();
             let to = recipients
                 .iter()
                 .map(|r| format!("<{r}>"))
@@ -451,6 +471,15 @@ fn log_event(conn: &Connection, event: &Event, delivery: Duration) {
             from,
             to,
         } => {
+            // The answer to a message's end, not to a DATA out of sequence.
+            let message_end = matches!(
+                verb,
+                Some(crate::command::Verb::Data | crate::command::Verb::Bdat)
+            ) && !matches!(
+                crate::reply::reason(reply.code, &reply.status),
+                "sequence" | "syntax"
+            );
+            super::metrics::metrics().refused(reply, message_end);
             tracing::info!(
                 conn = conn.id(),
                 queue_id = id.as_ref().map(shown),

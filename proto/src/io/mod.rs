@@ -16,6 +16,7 @@ pub mod cli;
 pub mod deliver;
 mod drive;
 pub mod log;
+pub mod metrics;
 mod privilege;
 mod proxy;
 mod runtime;

@@ -96,9 +96,17 @@ impl<R: Runtime, D: Deliver> std::fmt::Debug for Shared<R, D> {
 /// Counts a session while it lives.
 pub(crate) struct ActiveGuard<R: Runtime, D: Deliver>(Arc<Shared<R, D>>);
 
+impl<R: Runtime, D: Deliver> ActiveGuard<R, D> {
+    fn new(shared: Arc<Shared<R, D>>) -> Self {
+        super::metrics::metrics().open.inc();
+        Self(shared)
+    }
+}
+
 impl<R: Runtime, D: Deliver> Drop for ActiveGuard<R, D> {
     fn drop(&mut self) {
         self.0.active.fetch_sub(1, Ordering::Relaxed);
+        super::metrics::metrics().open.dec();
     }
 }
 
@@ -174,6 +182,7 @@ pub struct Server<R: Runtime, D: Deliver = Destination<R>> {
     current: Arc<Current<R, D>>,
     /// `None` for a destination of the caller's, which a reload keeps.
     reopen: Option<Reopen<D>>,
+    metrics_addr: Option<SocketAddr>,
     addr: SocketAddr,
     tls_addr: Option<SocketAddr>,
     auth_addr: Option<SocketAddr>,
@@ -191,7 +200,7 @@ impl<R: Runtime, D: Deliver> std::fmt::Debug for Server<R, D> {
 }
 
 /// The settings only a restart changes: listeners, the user and group, the PID file.
-const RESTART_ONLY: [&str; 8] = [
+const RESTART_ONLY: [&str; 9] = [
     "GSTMP_LISTEN_INTERFACE",
     "GSMTP_TLS_LISTEN_INTERFACE",
     "NGINX_AUTH_ENABLED",
@@ -200,6 +209,7 @@ const RESTART_ONLY: [&str; 8] = [
     "GUID",
     "SGID",
     "PID_FILE",
+    "GSMTP_METRICS_LISTEN",
 ];
 
 impl<R: Runtime, D: Deliver> Server<R, D> {
@@ -221,6 +231,11 @@ impl<R: Runtime, D: Deliver> Server<R, D> {
     /// Sessions open now.
     pub fn active(&self) -> usize {
         self.current.get().active()
+    }
+
+    /// Where `/metrics` and `/healthz` are served, if enabled.
+    pub fn metrics_local_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The configuration new sessions get.
@@ -265,6 +280,7 @@ impl<R: Runtime, D: Deliver> Server<R, D> {
         cfg.user.clone_from(&old.cfg.user);
         cfg.group.clone_from(&old.cfg.group);
         cfg.pid_file.clone_from(&old.cfg.pid_file);
+        cfg.metrics_listen = old.cfg.metrics_listen;
         self.current.set(old.next(cfg, deliver, tls));
         Ok(restart)
     }
@@ -376,6 +392,10 @@ fn start_with_opener<R: Runtime, D: Deliver>(
         .nginx_auth_enabled
         .then(|| bind(cfg.nginx_auth, "NGINX_AUTH"))
         .transpose()?;
+    let metrics = cfg
+        .metrics_listen
+        .map(|a| bind(a, "GSMTP_METRICS_LISTEN"))
+        .transpose()?;
     if let Some(path) = &cfg.pid_file {
         std::fs::write(path, format!("{}\n", std::process::id())).map_err(|e| ConfigError {
             key: "PID_FILE".into(),
@@ -401,6 +421,10 @@ fn start_with_opener<R: Runtime, D: Deliver>(
         .map(|l| local(l, "GSMTP_TLS_LISTEN_INTERFACE"))
         .transpose()?;
     let auth_addr = auth.as_ref().map(|l| local(l, "NGINX_AUTH")).transpose()?;
+    let metrics_addr = metrics
+        .as_ref()
+        .map(|l| local(l, "GSMTP_METRICS_LISTEN"))
+        .transpose()?;
     let shared = Arc::new(Shared {
         rt: rt.clone(),
         cfg: Arc::new(cfg),
@@ -440,9 +464,18 @@ fn start_with_opener<R: Runtime, D: Deliver>(
             shared.stopping.clone(),
         ));
     }
+    if let Some(l) = metrics {
+        let l = wrap(l, "GSMTP_METRICS_LISTEN")?;
+        rt.spawn(super::metrics::serve(
+            rt.clone(),
+            l,
+            shared.stopping.clone(),
+        ));
+    }
     Ok(Server {
         current,
         reopen: None,
+        metrics_addr,
         addr,
         tls_addr,
         auth_addr,
@@ -499,8 +532,11 @@ async fn accept_loop<R: Runtime, D: Deliver>(
         };
         let shared = current.get();
         let n = shared.active.fetch_add(1, Ordering::Relaxed) + 1;
-        let guard = ActiveGuard(Arc::clone(&shared));
+        let guard = ActiveGuard::new(Arc::clone(&shared));
         if n > shared.cfg.max_clients {
+            let m = super::metrics::metrics();
+            m.connections.with_label_values(&["busy"]).inc();
+            m.refusals.with_label_values(&["busy", "421"]).inc();
             shared.rt.spawn(async move {
                 let _guard = guard;
                 let plain = Plain::new(tcp);

@@ -26,9 +26,14 @@ pub(crate) async fn serve<R: Runtime, D: Deliver>(
     let started = Instant::now();
     let id = shared.next_id();
     let mut plain = Plain::new(tcp);
+    let metrics = super::metrics::metrics();
     let peer = match super::proxy::read_header(&shared, &mut plain, peer).await {
         Ok(p) => p,
         Err(e) => {
+            metrics
+                .connections
+                .with_label_values(&["bad_proxy_header"])
+                .inc();
             tracing::info!(conn = id, client = %peer.ip(), error = %e, "connection refused: bad PROXY header");
             return;
         }
@@ -38,8 +43,17 @@ pub(crate) async fn serve<R: Runtime, D: Deliver>(
     let mut slot = ClientSlot::new(Arc::clone(&shared));
     if !shared.cfg.is_trusted_proxy(peer.ip()) && !slot.move_to(peer.ip()) {
         drop(slot);
+        metrics
+            .connections
+            .with_label_values(&["client_limit"])
+            .inc();
+        metrics
+            .refusals
+            .with_label_values(&["client_limit", "421"])
+            .inc();
         return refuse(&shared, plain, peer, CloseReason::ClientLimit).await;
     }
+    metrics.connections.with_label_values(&["served"]).inc();
     let accept = Accept {
         peer,
         id,
@@ -73,6 +87,16 @@ pub(crate) async fn serve<R: Runtime, D: Deliver>(
         Ok(Outcome::StartTls) => (None, None),
         Err(e) => (None, Some(e)),
     };
+    metrics
+        .closed
+        .with_label_values(&[reason.unwrap_or("error")])
+        .inc();
+    if let Ok(Outcome::Closed(r @ (CloseReason::Timeout | CloseReason::TooManyErrors))) = &result {
+        metrics
+            .refusals
+            .with_label_values(&[r.as_str(), "421"])
+            .inc();
+    }
     tracing::info!(
         conn = id,
         client = %conn.client_ip(),
@@ -102,7 +126,9 @@ async fn start_tls<R: Runtime, D: Deliver>(
     let Some(acceptor) = shared.tls.clone() else {
         return Err(io::Error::other("STARTTLS accepted without a certificate"));
     };
-    match bounded(conn.poll_timeout(), &shared.force, acceptor.accept(plain)).await? {
+    let handshake = bounded(conn.poll_timeout(), &shared.force, acceptor.accept(plain)).await;
+    count_handshake(&handshake);
+    match handshake? {
         Ok(mut tls) => {
             conn.handle_tls_established(Instant::now(), tls_info(&tls));
             drive(shared, conn, &mut tls, slot).await
@@ -126,7 +152,9 @@ async fn serve_implicit_tls<R: Runtime, D: Deliver>(
         );
     };
     let deadline = Instant::now() + shared.cfg.timeout;
-    let mut tls = match bounded(Some(deadline), &shared.force, acceptor.accept(plain)).await {
+    let handshake = bounded(Some(deadline), &shared.force, acceptor.accept(plain)).await;
+    count_handshake(&handshake);
+    let mut tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err(_)) => return (Err(io::ErrorKind::TimedOut.into()), None),
         Err(e) => return (Err(e), None),
@@ -135,6 +163,18 @@ async fn serve_implicit_tls<R: Runtime, D: Deliver>(
     let mut conn = Connection::new(Arc::clone(&shared.cfg), Instant::now(), accept);
     let result = drive(shared, &mut conn, &mut tls, slot).await;
     (result, Some(conn))
+}
+
+/// Counts a TLS handshake by the version it agreed on, or as `failed`.
+fn count_handshake<S: Transport, I>(handshake: &io::Result<Result<TlsStream<S>, I>>) {
+    let version = match handshake {
+        Ok(Ok(tls)) => tls_info(tls).version,
+        _ => "failed".into(),
+    };
+    super::metrics::metrics()
+        .tls
+        .with_label_values(&[&version])
+        .inc();
 }
 
 /// The negotiated version and cipher suite, named as OpenSSL and Postfix name them.

@@ -90,6 +90,7 @@ macro_rules! for_each_interop {
         $m!(dovecot_lda_pipe, $bin);
         $m!(s3_garage_cluster, $bin);
         $m!(s3_two_instances_behind_haproxy, $bin);
+        $m!(metrics_pass_promtool, $bin);
     };
 }
 
@@ -120,6 +121,7 @@ macro_rules! for_each_binary {
         $m!(sighup_reloads_the_configuration, $bin);
         $m!(reload_under_load_drops_nothing, $bin);
         $m!(json_log_lines, $bin);
+        $m!(metrics_count_traffic, $bin);
     };
 }
 

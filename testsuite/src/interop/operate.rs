@@ -353,3 +353,188 @@ pub fn json_log_lines(bin: &str) {
     assert_eq!(closed["messages"], 1);
     find("stopped");
 }
+
+/// `GET path` on `addr` over HTTP/1.1: the status code and the body.
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(addr).expect("connect to the metrics port");
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a timeout");
+    write!(
+        tcp,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).expect("an answer");
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {answer:?}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of the series `name` (with its labels, as the text format writes them).
+pub fn series(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Our server with the metrics endpoint on, and that endpoint's address.
+fn with_metrics(bin: &str) -> (Daemon, std::net::SocketAddr) {
+    let addr = super::daemon::free_addr();
+    let d = Daemon::start(bin, |s| {
+        s.set("GSMTP_METRICS_LISTEN", &addr.to_string())
+            .set("GSMTP_MAX_SIZE", "2000");
+    });
+    (d, addr)
+}
+
+/// Traffic of known kinds moves the metrics by as much: two messages stored (one over
+/// STARTTLS), a relay refusal, a message over the size limit, a syntax error; the
+/// delivery histogram counts the two stored messages for `maildir`, the bytes received
+/// cover what was sent, and the TLS handshake is counted by version. `/healthz` answers
+/// `200`, then `503` once shutdown began (while a session keeps the server in its grace
+/// period); other paths `404`.
+pub fn metrics_count_traffic(bin: &str) {
+    let (mut d, addr) = with_metrics(bin);
+    let (status, before) = http_get(addr, "/metrics");
+    assert_eq!(status, 200);
+    // The readiness probe's connection is the only one so far.
+    assert_eq!(series(&before, "smtp_messages_total{code=\"250\"}"), 0.0);
+
+    let mut c = Client::connect(d.smtp);
+    assert_eq!(c.reply().code, 220);
+    c.ehlo("client.example");
+    let body = b"Subject: m\r\n\r\nsmall\r\n";
+    assert_eq!(
+        c.send_mail("a@example.net", &["u@example.com"], body).code,
+        250
+    );
+    assert_eq!(c.cmd("MAIL FROM:<a@example.net>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<u@elsewhere.example>").code, 550);
+    assert_eq!(c.cmd("RSET").code, 250);
+    let mut text = b"Subject: big\r\n\r\n".to_vec();
+    for _ in 0..50 {
+        text.extend_from_slice(&[b'x'; 60]);
+        text.extend_from_slice(b"\r\n");
+    }
+    assert_eq!(
+        c.send_mail("a@example.net", &["u@example.com"], &text).code,
+        552
+    );
+    assert_eq!(c.cmd("BOGUS").code, 500);
+    assert_eq!(c.cmd("STARTTLS").code, 220);
+    c.upgrade().expect("the handshake");
+    c.ehlo("client.example");
+    assert_eq!(
+        c.send_mail("a@example.net", &["u@example.com"], body).code,
+        250
+    );
+    assert_eq!(c.cmd("QUIT").code, 221);
+    d.wait_log(&["connection closed", "reason=quit"]);
+
+    let (_, m) = http_get(addr, "/metrics");
+    assert_eq!(series(&m, "smtp_messages_total{code=\"250\"}"), 2.0, "{m}");
+    assert_eq!(series(&m, "smtp_messages_total{code=\"552\"}"), 1.0, "{m}");
+    assert_eq!(
+        series(&m, "smtp_refusals_total{code=\"550\",reason=\"relay\"}"),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        series(&m, "smtp_refusals_total{code=\"552\",reason=\"size\"}"),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        series(&m, "smtp_refusals_total{code=\"500\",reason=\"syntax\"}"),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        series(&m, "smtp_delivery_seconds_count{destination=\"maildir\"}"),
+        2.0,
+        "{m}"
+    );
+    assert_eq!(
+        series(&m, "smtp_tls_handshakes_total{version=\"TLSv1.3\"}"),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        series(&m, "smtp_sessions_closed_total{reason=\"quit\"}"),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        series(&m, "smtp_connections_total{outcome=\"served\"}"),
+        2.0,
+        "{m}"
+    );
+    assert_eq!(series(&m, "smtp_sessions_open"), 0.0, "{m}");
+    assert!(
+        series(&m, "smtp_received_bytes_total") > (2 * body.len() + 3000) as f64,
+        "{m}"
+    );
+    assert!(
+        series(&m, "smtp_maildir_commit_batch_messages_count") >= 1.0,
+        "{m}"
+    );
+
+    assert_eq!(http_get(addr, "/healthz").0, 200);
+    assert_eq!(http_get(addr, "/nothing").0, 404);
+    // An open session holds the server in its grace period after SIGTERM.
+    let mut open = Client::connect(d.smtp);
+    assert_eq!(open.reply().code, 220);
+    open.ehlo("client.example");
+    d.process().signal(Signal::SIGTERM);
+    let unhealthy = wait_until(Duration::from_secs(5), || {
+        http_get(addr, "/healthz").0 == 503
+    });
+    assert!(unhealthy, "/healthz while shutting down");
+    assert_eq!(
+        series(&http_get(addr, "/metrics").1, "smtp_sessions_open"),
+        1.0
+    );
+    drop(open);
+    assert_eq!(d.stop().code(), Some(0));
+}
+
+/// `promtool check metrics` (Debian `prometheus`) accepts what `/metrics` serves after
+/// traffic of every kind.
+pub fn metrics_pass_promtool(bin: &str) {
+    let (d, addr) = with_metrics(bin);
+    let mut c = Client::connect(d.smtp);
+    assert_eq!(c.reply().code, 220);
+    c.ehlo("client.example");
+    assert_eq!(
+        c.send_mail("a@example.net", &["u@example.com"], b"x\r\n")
+            .code,
+        250
+    );
+    assert_eq!(c.cmd("RCPT TO:<u@example.com>").code, 503);
+    assert_eq!(c.cmd("QUIT").code, 221);
+    d.wait_log(&["connection closed", "reason=quit"]);
+    let (_, m) = http_get(addr, "/metrics");
+    let out = run(
+        Command::new("promtool").args(["check", "metrics"]),
+        m.as_bytes(),
+        CHECK_LIMIT,
+    );
+    assert!(
+        out.status.success(),
+        "promtool: {}\n{}{}\n{m}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -413,6 +413,9 @@ impl Dir {
         while let Ok(first) = jobs.recv() {
             let mut batch = vec![first];
             batch.extend(jobs.try_iter().take(4095));
+            crate::io::metrics::metrics()
+                .batch
+                .observe(batch.len() as f64);
             let files: Vec<&File> = batch
                 .iter()
                 .flat_map(|j| j.tmp.iter().map(|(f, _)| f))

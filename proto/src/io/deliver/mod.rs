@@ -65,6 +65,11 @@ pub trait Deliver: Send + Sync + 'static {
     /// [`Deliver::abort`].
     type Message: Send + 'static;
 
+    /// The destination's name in the metrics (`smtp_delivery_seconds{destination=...}`).
+    fn name(&self) -> &'static str {
+        "custom"
+    }
+
     /// MAIL: a transaction begins. Refuse here what can be refused before any recipient
     /// (a declared `SIZE=` that cannot fit, say).
     fn start(
@@ -217,6 +222,17 @@ macro_rules! dispatch {
 
 impl<R: Runtime> Deliver for Destination<R> {
     type Message = DestinationMessage<R>;
+
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Maildir(_) => "maildir",
+            Self::Discard(_) => "discard",
+            Self::Pipe(_) => "pipe",
+            Self::Http(_) => "http",
+            Self::Lmtp(_) => "lmtp",
+            Self::S3(_) => "s3",
+        }
+    }
 
     async fn start(
         &self,
