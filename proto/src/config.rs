@@ -103,6 +103,14 @@ pub struct Config {
     pub allowed_hosts: AllowedHosts,
     /// `GM_PRIMARY_MAIL_HOST`: when set, every recipient is stored as `user@<this>`.
     pub primary_mail_host: Option<String>,
+    /// `GSMTP_RECIPIENT_DELIMITER`: characters that end the mailbox part of a local
+    /// part (`+`: `user+tag@` is stored in `user`'s mailbox), as Postfix's
+    /// `recipient_delimiter`; none by default.
+    pub recipient_delimiter: Option<String>,
+    /// `GSMTP_MAILDIR_MODE`: the mode of the Maildir's files, `0600` (the default),
+    /// `0640` or `0660`; folders get the matching search bits (`0700`, `0750`, `0770`),
+    /// so that a mail reader in the server's group (`SGID`) can read them.
+    pub maildir_mode: u32,
     /// `GM_MAX_CLIENTS`: concurrent sessions; one more gets `421 4.3.2`.
     pub max_clients: usize,
     /// `GM_MAX_CLIENTS_PER_IP`: concurrent sessions from one client (an IPv4 address or
@@ -179,6 +187,8 @@ impl Default for Config {
             tls_key: None,
             allowed_hosts: AllowedHosts::Any,
             primary_mail_host: None,
+            recipient_delimiter: None,
+            maildir_mode: 0o600,
             max_clients: 500,
             max_clients_per_ip: 50,
             maildir: PathBuf::from("./maildir"),
@@ -274,7 +284,11 @@ impl Config {
         let mut warnings = Vec::new();
         for (key, value) in &map {
             if let Some((_, why)) = IGNORED.iter().find(|(k, _)| k == key) {
-                warnings.push(format!("config key {key} is ignored: {why}"));
+                // The original's sample lists them empty: nothing to say then.
+                let empty = value.is_null() || value.as_str().is_some_and(|s| s.trim().is_empty());
+                if !empty {
+                    warnings.push(format!("config key {key} is ignored: {why}"));
+                }
                 continue;
             }
             let v = Value { key, value };
@@ -296,7 +310,12 @@ impl Config {
 
     fn set(&mut self, key: &str, v: Value<'_>) -> Result<bool, ConfigError> {
         match key {
-            "GSMTP_HOST_NAME" => self.host_name = v.host_name()?,
+            // Empty: the machine's name (the command line fills it in).
+            "GSMTP_HOST_NAME" => {
+                if let Some(name) = v.opt(Value::host_name)? {
+                    self.host_name = name;
+                }
+            }
             "GSTMP_LISTEN_INTERFACE" | "GSMTP_LISTEN_INTERFACE" => self.listen = v.addr()?,
             "GSMTP_TLS_LISTEN_INTERFACE" => self.tls_listen = v.opt(|v| v.addr())?,
             "GSMTP_MAX_SIZE" => self.max_size = v.number(1, u64::MAX)?,
@@ -323,6 +342,24 @@ impl Config {
             "GM_PRIMARY_MAIL_HOST" => {
                 self.primary_mail_host =
                     v.opt(|v| v.host_name().map(|h| h.to_ascii_lowercase()))?;
+            }
+            "GSMTP_RECIPIENT_DELIMITER" => {
+                self.recipient_delimiter = v.opt(|v| {
+                    let d = v.string()?;
+                    if d.chars().all(|c| c.is_ascii_graphic() && !"@\"\\<>".contains(c)) {
+                        Ok(d)
+                    } else {
+                        Err(v.error("expected characters such as + or +- (printable ASCII, not @ or quotes)"))
+                    }
+                })?;
+            }
+            "GSMTP_MAILDIR_MODE" => {
+                self.maildir_mode = match v.string()?.trim_start_matches('0') {
+                    "600" => 0o600,
+                    "640" => 0o640,
+                    "660" => 0o660,
+                    _ => return Err(v.error("expected 0600, 0640 or 0660")),
+                }
             }
             "GM_MAX_CLIENTS" => self.max_clients = v.number(1, 1 << 20)? as usize,
             "GM_MAX_CLIENTS_PER_IP" => self.max_clients_per_ip = v.number(0, 1 << 20)? as u32,
@@ -484,6 +521,12 @@ impl Config {
             });
         }
         Ok(())
+    }
+
+    /// The mode of the Maildir's folders: [`Config::maildir_mode`] with search allowed
+    /// where reading is (`0600` gives `0700`, `0640` gives `0750`, `0660` gives `0770`).
+    pub fn maildir_folder_mode(&self) -> u32 {
+        self.maildir_mode | ((self.maildir_mode & 0o444) >> 2)
     }
 
     /// Whether STARTTLS can be offered.

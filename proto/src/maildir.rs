@@ -18,7 +18,10 @@
 //!    its ASCII form: `EXÄMPLE.de` and `exämple.de` are both `xn--exmple-cua.de`, as DNS
 //!    would have them; an address literal, or a domain IDNA rejects, has its ASCII letters
 //!    lower-cased. With `GM_PRIMARY_MAIL_HOST` set, the domain is replaced by it, as the
-//!    original did. `<Postmaster>` without a domain is `postmaster@<GSMTP_HOST_NAME>`.
+//!    original did. With `GSMTP_RECIPIENT_DELIMITER` set (such as `+`), the local part
+//!    ends before the first of its characters (`user+tag` is `user`, as Postfix's
+//!    `recipient_delimiter` does; a local part that starts with one is kept whole).
+//!    `<Postmaster>` without a domain is `postmaster@<GSMTP_HOST_NAME>`.
 //! 2. **Escaping**, octet by octet over the UTF-8 text: `a`-`z`, `0`-`9`, `-`, `_`, `+`,
 //!    `=` and `.` stay as they are, except a `.` in first position; every other octet is
 //!    written `%XX` in upper-case hex. An empty part is written `%`.
@@ -30,7 +33,8 @@
 //! refused at RCPT.
 //!
 //! The headers keep the address as the client gave it: `Delivered-To` (with the domain
-//! replaced when `GM_PRIMARY_MAIL_HOST` is set) and the Received header's `for` clause.
+//! replaced when `GM_PRIMARY_MAIL_HOST` is set, and then `X-Original-To` with the address
+//! as received, as Postfix writes it) and the Received header's `for` clause.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -66,6 +70,8 @@ pub struct Recipient {
     /// The address for `Delivered-To`: [`Recipient::address`], with its domain replaced
     /// by `GM_PRIMARY_MAIL_HOST` when that is set.
     pub delivered_to: String,
+    /// The address for `X-Original-To`, when `GM_PRIMARY_MAIL_HOST` changed it.
+    pub original_to: Option<String>,
     /// The folder its mail goes to.
     pub path: MailboxPath,
 }
@@ -90,6 +96,14 @@ pub fn recipient(to: &ForwardPath<'_>, cfg: &Config) -> Result<Recipient, MapErr
         (Some(host), ForwardPath::Mailbox(m)) => format!("{}@{host}", m.local_part),
         _ => address.clone(),
     };
+    let original_to = (delivered_to != address).then(|| address.clone());
+    let local = match (&cfg.recipient_delimiter, to) {
+        (Some(delims), ForwardPath::Mailbox(_)) => match local.find(|c| delims.contains(c)) {
+            Some(at) if at > 0 => Cow::Owned(local[..at].to_string()),
+            _ => local,
+        },
+        _ => local,
+    };
     let folded = cfg
         .primary_mail_host
         .clone()
@@ -104,6 +118,7 @@ pub fn recipient(to: &ForwardPath<'_>, cfg: &Config) -> Result<Recipient, MapErr
     Ok(Recipient {
         address,
         delivered_to,
+        original_to,
         path,
     })
 }
@@ -260,7 +275,41 @@ mod tests {
         let r = map("<U@other.example>", &cfg).unwrap();
         assert_eq!(r.address, "U@other.example");
         assert_eq!(r.delivered_to, "U@mail.example.com");
+        assert_eq!(r.original_to.as_deref(), Some("U@other.example"));
         assert_eq!(r.path.to_string(), "mail.example.com/u");
+        let same = map("<u@mail.example.com>", &cfg).unwrap();
+        assert_eq!(same.original_to, None);
+    }
+
+    #[test]
+    fn recipient_delimiter_strips_the_extension() {
+        let cfg = Config {
+            recipient_delimiter: Some("+-".into()),
+            ..Config::default()
+        };
+        for (addr, folder) in [
+            ("<User+Tag@example.com>", "example.com/user"),
+            ("<u-list-x@example.com>", "example.com/u"),
+            ("<u@example.com>", "example.com/u"),
+            ("<+tag@example.com>", "example.com/+tag"),
+            ("<\"u+x y\"@example.com>", "example.com/u"),
+            ("<Postmaster>", "localhost/postmaster"),
+        ] {
+            let r = map(addr, &cfg).unwrap();
+            assert_eq!(r.path.to_string(), folder, "{addr}");
+            assert_eq!(
+                r.delivered_to, r.address,
+                "{addr}: the full address is kept"
+            );
+            assert_eq!(r.original_to, None);
+        }
+        assert_eq!(
+            map("<u+t@example.com>", &Config::default())
+                .unwrap()
+                .path
+                .mailbox,
+            "u+t"
+        );
     }
 
     #[test]

@@ -102,10 +102,20 @@ pub struct Trace<'a> {
     pub date: SystemTime,
 }
 
-/// Appends `Return-Path: <sender>`, `Delivered-To: <address>` and the Received header,
-/// each ending in CRLF: the headers of a final delivery (a Maildir file).
-pub fn write_prefix(out: &mut Vec<u8>, delivered_to: &str, trace: &Trace<'_>) {
+/// Appends `Return-Path: <sender>`, `X-Original-To: <address>` when the address was
+/// rewritten, `Delivered-To: <address>` and the Received header, each ending in CRLF: the
+/// headers of a final delivery (a Maildir file), in the order Postfix's local(8) writes
+/// them.
+pub fn write_prefix(
+    out: &mut Vec<u8>,
+    original_to: Option<&str>,
+    delivered_to: &str,
+    trace: &Trace<'_>,
+) {
     write_return_path(out, trace.sender);
+    if let Some(original) = original_to {
+        out.extend_from_slice(format!("X-Original-To: {}\r\n", clean_address(original)).as_bytes());
+    }
     out.extend_from_slice(format!("Delivered-To: {}\r\n", clean_address(delivered_to)).as_bytes());
     write_received(out, trace);
 }
@@ -276,7 +286,7 @@ mod tests {
             date: UNIX_EPOCH,
         };
         let mut out = Vec::new();
-        write_prefix(&mut out, "u@example.com", &trace);
+        write_prefix(&mut out, None, "u@example.com", &trace);
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
@@ -311,7 +321,7 @@ mod tests {
             date: UNIX_EPOCH,
         };
         let mut out = Vec::new();
-        write_prefix(&mut out, rcpt, &trace);
+        write_prefix(&mut out, None, rcpt, &trace);
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with(
             "Return-Path: <\"s (x)\"@example.net>\r\nDelivered-To: \"a\\\"b <c>;\"@example.com\r\n"

@@ -211,10 +211,16 @@ pub fn split_trace(message: &[u8]) -> (String, Vec<u8>) {
     let text = String::from_utf8_lossy(message);
     let mut end = 0;
     let mut lines = 0;
-    // Return-Path, Delivered-To, then Received with its continuation lines.
+    // Return-Path, X-Original-To when the address was rewritten, Delivered-To, then
+    // Received with its continuation lines.
+    let headers = if text.contains("\r\nX-Original-To: ") {
+        4
+    } else {
+        3
+    };
     for line in text.split_inclusive("\r\n") {
         let continuation = line.starts_with('\t') || line.starts_with(' ');
-        if lines >= 3 && !continuation {
+        if lines >= headers && !continuation {
             break;
         }
         if !continuation {

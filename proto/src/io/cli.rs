@@ -71,7 +71,17 @@ pub fn load(args: &Args) -> Result<(Config, Vec<String>), ConfigError> {
                 message: format!("cannot read config file {}: {e}", path.display()),
             })?;
             let (cfg, warnings) = Config::from_json(&text)?;
-            (cfg, warnings, text.contains("\"GSMTP_HOST_NAME\""))
+            // Named, not empty, and not in a comment: else the machine's name is used.
+            let named =
+                serde_json::from_str::<serde_json::Value>(&crate::config::strip_comments(&text))
+                    .ok()
+                    .and_then(|v| v.get("GSMTP_HOST_NAME").cloned())
+                    .is_some_and(|v| match v {
+                        serde_json::Value::Null => false,
+                        serde_json::Value::String(s) => !s.trim().is_empty(),
+                        _ => true,
+                    });
+            (cfg, warnings, named)
         }
         None => (Config::default(), Vec::new(), false),
     };
@@ -282,6 +292,32 @@ mod tests {
         let c = parse(&["x", "-config", "c.json"]).unwrap();
         assert_eq!(c.config.as_deref(), Some(Path::new("c.json")));
         assert!(parse(&["x", "--bogus"]).is_err());
+    }
+
+    #[test]
+    fn host_name_commented_out_or_empty_is_the_machines() {
+        let dir = std::env::temp_dir().join(format!("gsmtpd-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let machine = system_host_name().unwrap_or_else(|| "localhost".into());
+        for (text, want) in [
+            (
+                "{\n// \"GSMTP_HOST_NAME\": \"commented.example\",\n}",
+                machine.as_str(),
+            ),
+            ("{\"GSMTP_HOST_NAME\": \"\"}", machine.as_str()),
+            ("{\"GSMTP_HOST_NAME\": \"mx.example\"}", "mx.example"),
+        ] {
+            let file = dir.join("g.conf");
+            std::fs::write(&file, text).unwrap();
+            let args = Args {
+                config: Some(file),
+                interface: None,
+                verbose: None,
+                check_config: false,
+            };
+            assert_eq!(load(&args).unwrap().0.host_name, want, "{text}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Dropping root after the listeners are bound and the key files read (`SGID`, `GUID`),
 //! with what the server needs made beforehand and handed to the unprivileged user.
 
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
 use nix::unistd::{Gid, Group, Uid, User, setgid, setgroups, setuid};
@@ -50,7 +50,7 @@ impl Target {
         }
         let (uid, gid) = (self.user.as_ref().map(|u| u.uid), self.group);
         if cfg.storage == Storage::Maildir {
-            create_owned(&cfg.maildir, uid, gid).map_err(|e| {
+            create_owned(&cfg.maildir, cfg.maildir_folder_mode(), uid, gid).map_err(|e| {
                 fail(
                     "GSMTP_MAILDIR",
                     format!("cannot create {}: {e}", cfg.maildir.display()),
@@ -108,9 +108,9 @@ impl Target {
     }
 }
 
-/// Makes `path` and any missing parent (mode 0700 for the last, 0755 above it), giving
-/// each one it made to `uid`/`gid`.
-fn create_owned(path: &Path, uid: Option<Uid>, gid: Option<Gid>) -> std::io::Result<()> {
+/// Makes `path` and any missing parent (`mode` for the last, whatever the umask; 0755
+/// above it), giving each one it made to `uid`/`gid`.
+fn create_owned(path: &Path, mode: u32, uid: Option<Uid>, gid: Option<Gid>) -> std::io::Result<()> {
     let mut missing = Vec::new();
     let mut at = Some(path);
     while let Some(p) = at.filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
@@ -120,8 +120,11 @@ fn create_owned(path: &Path, uid: Option<Uid>, gid: Option<Gid>) -> std::io::Res
     for (i, dir) in missing.iter().rev().enumerate() {
         let last = i + 1 == missing.len();
         std::fs::DirBuilder::new()
-            .mode(if last { 0o700 } else { 0o755 })
+            .mode(if last { mode } else { 0o755 })
             .create(dir)?;
+        if last {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))?;
+        }
         chown(dir, uid, gid)?;
     }
     Ok(())

@@ -32,6 +32,8 @@ macro_rules! for_each_case {
         $m!(stored_file_is_byte_exact);
         $m!(one_file_per_recipient_folder);
         $m!(primary_mail_host_shares_mailboxes);
+        $m!(recipient_delimiter_shares_the_mailbox);
+        $m!(maildir_mode_for_a_shared_group);
         $m!(large_message_streams_to_disk);
         $m!(nothing_left_in_tmp);
         $m!(discard_storage_stores_nothing);

@@ -105,9 +105,77 @@ pub fn primary_mail_host_shares_mailboxes(start: Start) {
     let stored = fx.stored("mail.example.com/u");
     assert_eq!(stored.len(), 1, "{:?}", fx.all_files());
     assert!(
-        stored[0]
-            .starts_with(b"Return-Path: <a@example.net>\r\nDelivered-To: u@mail.example.com\r\n")
+        stored[0].starts_with(
+            b"Return-Path: <a@example.net>\r\nX-Original-To: u@example.com\r\n\
+              Delivered-To: u@mail.example.com\r\nReceived: "
+        ),
+        "{}",
+        String::from_utf8_lossy(&stored[0])
     );
+}
+
+/// `GSMTP_RECIPIENT_DELIMITER=+`: `u+tag@` and `U+other@` are stored in `u`'s mailbox,
+/// each copy with its full address in `Delivered-To`; an address that starts with the
+/// delimiter keeps its own mailbox.
+pub fn recipient_delimiter_shares_the_mailbox(start: Start) {
+    let fx = Fixture::start(start, |c| c.recipient_delimiter = Some("+".into()));
+    let mut c = fx.session();
+    for to in ["u+tag@example.com", "U+other@example.com", "+x@example.com"] {
+        assert_eq!(c.send_mail("a@example.net", &[to], b"x\r\n").code, 250);
+    }
+    let stored = fx.stored("example.com/u");
+    assert_eq!(stored.len(), 2, "{:?}", fx.all_files());
+    let heads: Vec<String> = stored.iter().map(|m| split_trace(m).0).collect();
+    for to in ["u+tag@example.com", "U+other@example.com"] {
+        let want = format!("\r\nDelivered-To: {to}\r\n");
+        assert!(heads.iter().any(|h| h.contains(&want)), "{to}: {heads:?}");
+    }
+    assert!(heads.iter().all(|h| !h.contains("X-Original-To")));
+    assert_eq!(fx.stored("example.com/+x").len(), 1);
+}
+
+/// `GSMTP_MAILDIR_MODE=0660`: files are `0660` and the folders made for them `0770`
+/// whatever the umask, so that a mail reader in the server's group may read and move
+/// them; by default files are `0600` and folders `0700`.
+pub fn maildir_mode_for_a_shared_group(start: Start) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |p: &std::path::Path| fs::metadata(p).expect("metadata").permissions().mode() & 0o7777;
+    for (setting, file, dir) in [(0o600, 0o600, 0o700), (0o660, 0o660, 0o770)] {
+        let fx = Fixture::start(start, |c| c.maildir_mode = setting);
+        let mut c = fx.session();
+        assert_eq!(
+            c.send_mail("a@example.net", &["u@example.com"], b"x\r\n")
+                .code,
+            250
+        );
+        let files: Vec<std::path::PathBuf> = fx
+            .all_files()
+            .iter()
+            .map(|f| fx.maildir().join(f))
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert_eq!(
+            mode(&files[0]),
+            file,
+            "{:o}: {}",
+            setting,
+            files[0].display()
+        );
+        let folder = files[0]
+            .parent()
+            .and_then(std::path::Path::parent)
+            .expect("a folder");
+        for d in [
+            folder.to_path_buf(),
+            folder.join("tmp"),
+            folder.join("new"),
+            folder.join("cur"),
+            folder.parent().expect("a domain").to_path_buf(),
+        ] {
+            assert_eq!(mode(&d), dir, "{:o}: {}", setting, d.display());
+        }
+    }
 }
 
 /// A 5 MB message to two recipients arrives intact in both.

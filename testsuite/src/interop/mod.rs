@@ -91,6 +91,7 @@ macro_rules! for_each_interop {
         $m!(s3_garage_cluster, $bin);
         $m!(s3_two_instances_behind_haproxy, $bin);
         $m!(metrics_pass_promtool, $bin);
+        $m!(dovecot_imap_reads_our_maildir, $bin);
     };
 }
 

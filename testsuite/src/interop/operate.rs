@@ -538,3 +538,53 @@ pub fn metrics_pass_promtool(bin: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Dovecot reads our Maildir as it is: with `mail_location = maildir:<GSMTP_MAILDIR>/%d/%n`
+/// a message sent by swaks (to `u+news@`, with `GSMTP_RECIPIENT_DELIMITER=+`) is fetched
+/// over IMAP byte for byte as we stored it, our trace headers and the text as sent.
+/// First with Dovecot's mail user the one our server runs as (`GUID`, `SGID`), then with
+/// another user in the server's group and `GSMTP_MAILDIR_MODE=0660`.
+pub fn dovecot_imap_reads_our_maildir(bin: &str) {
+    const NOBODY: (u32, u32) = (65534, 65534);
+    // Another user (Debian's `daemon`) in nobody's group.
+    const GROUP_READER: (u32, u32) = (1, 65534);
+    for (mode, reader) in [("0600", NOBODY), ("0660", GROUP_READER)] {
+        let mut d = Daemon::start(bin, |s| {
+            s.set("GSMTP_RECIPIENT_DELIMITER", "+")
+                .set("GSMTP_MAILDIR_MODE", mode);
+            if nix::unistd::Uid::effective().is_root() {
+                s.set("GUID", &NOBODY.0.to_string())
+                    .set("SGID", &NOBODY.1.to_string());
+            }
+        });
+        let dir = TempDir::new("dovecot-reads");
+        let location = format!("maildir:{}/%d/%n", d.maildir().display());
+        let dc = super::dovecot::Dovecot::start(&dir, &["u@example.com"], Some(&location), reader);
+        let msg = super::message("dovecot");
+        let file = d.dir().join("swaks.eml");
+        std::fs::write(&file, msg.strip_suffix(b"\r\n").expect("CRLF")).expect("write");
+        let out = super::daemon::run_ok(
+            Command::new("swaks")
+                .args(["--server", &d.smtp.to_string(), "--ehlo", "client.example"])
+                .args(["--from", "a@example.net", "--to", "u+news@example.com"])
+                .args(["--data", &format!("@{}", file.display()), "--timeout", "20"]),
+        );
+        assert!(out.contains("<-  250 "), "{out}");
+        let stored = crate::folder_files(&d.maildir(), "example.com/u", "new");
+        assert_eq!(stored.len(), 1, "{mode}: stored in u's mailbox");
+        let on_disk = std::fs::read(&stored[0]).expect("read");
+        let fetched = dc.fetch("u@example.com");
+        assert_eq!(fetched.len(), 1, "{mode}: {}", dc.log());
+        assert_eq!(
+            fetched[0], on_disk,
+            "{mode}: IMAP gives the file byte for byte"
+        );
+        let (head, body) = crate::split_trace(&fetched[0]);
+        assert!(
+            head.contains("\r\nDelivered-To: u+news@example.com\r\n"),
+            "{head}"
+        );
+        assert_eq!(body, msg, "{mode}: the text as sent");
+        assert_eq!(d.stop().code(), Some(0));
+    }
+}

@@ -32,7 +32,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -73,6 +73,8 @@ struct Dir {
     host: String,
     fsync: bool,
     pid: u32,
+    /// Files' mode (`GSMTP_MAILDIR_MODE`); folders get the matching search bits.
+    mode: u32,
 }
 
 /// One recipient folder's copy: where it goes and the headers it starts with.
@@ -113,10 +115,14 @@ impl<R: Runtime> Maildir<R> {
     /// by dead processes, and starts the committer thread. Blocking work (large files)
     /// runs on `rt`'s thread pool.
     pub fn open(rt: R, cfg: &Config) -> io::Result<Self> {
+        let made = !cfg.maildir.exists();
         DirBuilder::new()
             .recursive(true)
-            .mode(0o700)
+            .mode(cfg.maildir_folder_mode())
             .create(&cfg.maildir)?;
+        if made {
+            set_mode(&cfg.maildir, cfg.maildir_folder_mode())?;
+        }
         let root = fs::canonicalize(&cfg.maildir)?;
         clean_stale_tmp(&root);
         let (jobs, rx) = mpsc::channel();
@@ -126,6 +132,7 @@ impl<R: Runtime> Maildir<R> {
             host: cfg.host_name.clone(),
             fsync: cfg.fsync,
             pid: std::process::id(),
+            mode: cfg.maildir_mode,
         });
         let committer = Arc::clone(&dir);
         std::thread::Builder::new()
@@ -204,7 +211,12 @@ impl<R: Runtime> Deliver for Maildir<R> {
             .map(|r| {
                 let mut prefix = Vec::with_capacity(300);
                 let trace = env.trace(&self.dir.host, r, now);
-                trace::write_prefix(&mut prefix, &r.delivered_to, &trace);
+                trace::write_prefix(
+                    &mut prefix,
+                    r.original_to.as_deref(),
+                    &r.delivered_to,
+                    &trace,
+                );
                 Target {
                     path: r.path.clone(),
                     prefix,
@@ -319,7 +331,7 @@ impl Dir {
             nix::unistd::access(&folder.join("cur").join("."), AccessFlags::F_OK)
         };
         let result = match usable() {
-            Err(Errno::ENOENT) => make_folder(&folder)
+            Err(Errno::ENOENT) => make_folder(&folder, self.mode)
                 .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(Errno::EIO as i32)))
                 .and_then(|()| usable()),
             other => other,
@@ -348,16 +360,21 @@ impl Dir {
         let folder = self.folder(path);
         let tmp = folder.join("tmp").join(name);
         let open = || {
-            OpenOptions::new()
+            let file = OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .mode(0o600)
+                .mode(self.mode)
                 .open(&tmp)
-                .map_err(|e| context(e, "cannot create", &tmp))
+                .map_err(|e| context(e, "cannot create", &tmp))?;
+            if self.mode != DEFAULT_MODE {
+                // The umask may have taken the group's bits away.
+                file.set_permissions(fs::Permissions::from_mode(self.mode))?;
+            }
+            Ok::<File, io::Error>(file)
         };
         let file = match open() {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                make_folder(&folder)?;
+                make_folder(&folder, self.mode)?;
                 open()?
             }
             other => other?,
@@ -432,7 +449,7 @@ impl Dir {
                 .into_iter()
                 .map(|job| {
                     let new = match &data {
-                        Ok(()) => publish(&job.tmp),
+                        Ok(()) => publish(&job.tmp, self.mode),
                         Err(e) => {
                             job.tmp.iter().for_each(|(_, p)| drop(fs::remove_file(p)));
                             Err(io::Error::new(e.kind(), e.to_string()))
@@ -487,7 +504,7 @@ impl Dir {
 
 /// Renames each `tmp/` file into its folder's `new/`; on error undoes the message's
 /// renames and removes its files.
-fn publish(tmp: &[(File, PathBuf)]) -> io::Result<Vec<PathBuf>> {
+fn publish(tmp: &[(File, PathBuf)], mode: u32) -> io::Result<Vec<PathBuf>> {
     let mut new = Vec::with_capacity(tmp.len());
     for (i, (_, t)) in tmp.iter().enumerate() {
         let target = t
@@ -496,7 +513,7 @@ fn publish(tmp: &[(File, PathBuf)]) -> io::Result<Vec<PathBuf>> {
             .zip(t.file_name())
             .map(|(f, n)| f.join("new").join(n));
         let result = match target {
-            Some(target) => rename_into_new(t, target),
+            Some(target) => rename_into_new(t, target, mode),
             None => Err(io::Error::other("a tmp path without a folder")),
         };
         match result {
@@ -513,11 +530,11 @@ fn publish(tmp: &[(File, PathBuf)]) -> io::Result<Vec<PathBuf>> {
 
 /// Renames `tmp` to `target` in its folder's `new/`, making `new/` again if it was
 /// removed since the recipient was checked.
-fn rename_into_new(tmp: &Path, target: PathBuf) -> io::Result<PathBuf> {
+fn rename_into_new(tmp: &Path, target: PathBuf, mode: u32) -> io::Result<PathBuf> {
     match fs::rename(tmp, &target) {
         Err(e) if e.kind() == io::ErrorKind::NotFound && tmp.exists() => {
-            if let Some(new) = target.parent() {
-                DirBuilder::new().recursive(true).mode(0o700).create(new)?;
+            if let Some(folder) = target.parent().and_then(Path::parent) {
+                make_folder(folder, mode)?;
             }
             fs::rename(tmp, &target)
         }
@@ -527,14 +544,44 @@ fn rename_into_new(tmp: &Path, target: PathBuf) -> io::Result<PathBuf> {
     .map_err(|e| context(e, "cannot rename", tmp))
 }
 
-/// Makes a mailbox folder with whichever of its `tmp`, `new` and `cur` is missing.
-fn make_folder(folder: &Path) -> io::Result<()> {
+/// The files' mode unless `GSMTP_MAILDIR_MODE` says otherwise.
+const DEFAULT_MODE: u32 = 0o600;
+
+/// A folder's mode for files of mode `file`: search where read is allowed (0600 gives
+/// 0700, 0640 gives 0750, 0660 gives 0770).
+fn folder_mode(file: u32) -> u32 {
+    file | ((file & 0o444) >> 2)
+}
+
+fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(|e| context(e, "cannot set the mode of", path))
+}
+
+/// Makes a mailbox folder (and its domain folder) with whichever of its `tmp`, `new`
+/// and `cur` is missing. With a mode other than the default, what it made is given that
+/// mode exactly (the umask aside).
+fn make_folder(folder: &Path, mode: u32) -> io::Result<()> {
+    let dirs = folder_mode(mode);
     let mut b = DirBuilder::new();
-    b.recursive(true).mode(0o700);
+    b.recursive(true).mode(dirs);
+    let fresh: Vec<PathBuf> = [folder.parent(), Some(folder)]
+        .into_iter()
+        .flatten()
+        .filter(|d| !d.exists())
+        .map(Path::to_path_buf)
+        .collect();
     for sub in ["tmp", "new", "cur"] {
         let dir = folder.join(sub);
+        let new = !dir.exists();
         b.create(&dir)
             .map_err(|e| context(e, "cannot create", &dir))?;
+        if new && mode != DEFAULT_MODE {
+            set_mode(&dir, dirs)?;
+        }
+    }
+    if mode != DEFAULT_MODE {
+        fresh.iter().try_for_each(|d| set_mode(d, dirs))?;
     }
     Ok(())
 }
