@@ -103,6 +103,7 @@ fn sim(setup: &Setup) -> Sim {
         id: 1,
         active: 1,
         wall: SystemTime::UNIX_EPOCH,
+        instance: 0,
         tls: None,
     };
     Sim::with_accept(cfg, accept)
