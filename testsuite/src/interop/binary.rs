@@ -33,16 +33,19 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Runs `bin --config <file>` with `settings` and expects it to refuse to start: exit
-/// status 2 and exactly one line on standard error, which is returned.
-fn refuses(bin: &str, dir: &TempDir, settings: &Settings) -> String {
+/// Runs `bin --config <file>` with `settings` (and no AWS credentials in its
+/// environment) and expects it to refuse to start: exit status 2 and exactly one line on
+/// standard error, which is returned.
+pub(crate) fn refuses(bin: &str, dir: &TempDir, settings: &Settings) -> String {
     let config = dir.path().join("bad.conf");
     settings.write(&config);
     let out: Output = run(
         Command::new(bin)
             .arg("--config")
             .arg(&config)
-            .current_dir(dir.path()),
+            .current_dir(dir.path())
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY"),
         b"",
         EXIT_LIMIT,
     );

@@ -5,7 +5,8 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::daemon::{Daemon, Settings, queued_id, run, wait_until};
+use super::binary::refuses;
+use super::daemon::{Daemon, Settings, queued_id, wait_until};
 use super::message;
 use crate::{Client, TempDir};
 
@@ -155,15 +156,7 @@ pub fn pipe_replies_and_content(bin: &str) {
     let mut s = Settings::defaults(dir.path());
     s.set("GSMTP_STORAGE", "pipe")
         .set("GSMTP_PIPE_COMMAND", "no-such-command-here -x");
-    let config = dir.path().join("g.conf");
-    s.write(&config);
-    let o = run(
-        std::process::Command::new(bin).arg("--config").arg(&config),
-        b"",
-        Duration::from_secs(10),
-    );
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    let err = refuses(bin, &dir, &s);
     assert!(
         err.contains("config key GSMTP_PIPE_COMMAND: no-such-command-here: no such executable"),
         "{err}"
@@ -489,15 +482,7 @@ pub fn http_replies_and_content(bin: &str) {
             // An unreachable receiver at start is fine: the server starts.
             s.set("GSMTP_HTTP_CA", "/nonexistent/ca.pem");
         }
-        let config = dir.path().join("g.conf");
-        s.write(&config);
-        let o = run(
-            std::process::Command::new(bin).arg("--config").arg(&config),
-            b"",
-            Duration::from_secs(10),
-        );
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{url}: {err}");
+        let err = refuses(bin, &dir, &s);
         let key = if key.is_empty() { "GSMTP_HTTP_CA" } else { key };
         assert!(err.contains(&format!("config key {key}")), "{url}: {err}");
     }
@@ -611,15 +596,7 @@ pub fn garbage_destinations_are_4xx(bin: &str) {
         let dir = TempDir::new("badlmtp");
         let mut s = Settings::defaults(dir.path());
         s.set("GSMTP_STORAGE", "lmtp").set("GSMTP_LMTP_ADDR", addr);
-        let config = dir.path().join("g.conf");
-        s.write(&config);
-        let o = run(
-            std::process::Command::new(bin).arg("--config").arg(&config),
-            b"",
-            Duration::from_secs(10),
-        );
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{addr}: {err}");
+        let err = refuses(bin, &dir, &s);
         assert!(err.contains(&format!("config key {key}")), "{addr}: {err}");
     }
 }
@@ -664,20 +641,7 @@ pub fn s3_settings_that_cannot_work(bin: &str) {
         for (k, v) in settings {
             s.set(k, v);
         }
-        let config = dir.path().join("g.conf");
-        s.write(&config);
-        let o = run(
-            std::process::Command::new(bin)
-                .arg("--config")
-                .arg(&config)
-                .env_remove("AWS_ACCESS_KEY_ID")
-                .env_remove("AWS_SECRET_ACCESS_KEY"),
-            b"",
-            Duration::from_secs(10),
-        );
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{settings:?}: {err}");
-        assert_eq!(err.lines().count(), 1, "{err}");
+        let err = refuses(bin, &dir, &s);
         assert!(
             err.contains(&format!("config key {key}")),
             "{settings:?}: {err}"

@@ -443,43 +443,19 @@ pub fn metrics_count_traffic(bin: &str) {
     d.wait_log(&["connection closed", "reason=quit"]);
 
     let (_, m) = http_get(addr, "/metrics");
-    assert_eq!(series(&m, "smtp_messages_total{code=\"250\"}"), 2.0, "{m}");
-    assert_eq!(series(&m, "smtp_messages_total{code=\"552\"}"), 1.0, "{m}");
-    assert_eq!(
-        series(&m, "smtp_refusals_total{code=\"550\",reason=\"relay\"}"),
-        1.0,
-        "{m}"
-    );
-    assert_eq!(
-        series(&m, "smtp_refusals_total{code=\"552\",reason=\"size\"}"),
-        1.0,
-        "{m}"
-    );
-    assert_eq!(
-        series(&m, "smtp_refusals_total{code=\"500\",reason=\"syntax\"}"),
-        1.0,
-        "{m}"
-    );
-    assert_eq!(
-        series(&m, "smtp_delivery_seconds_count{destination=\"maildir\"}"),
-        2.0,
-        "{m}"
-    );
-    assert_eq!(
-        series(&m, "smtp_tls_handshakes_total{version=\"TLSv1.3\"}"),
-        1.0,
-        "{m}"
-    );
-    assert_eq!(
-        series(&m, "smtp_sessions_closed_total{reason=\"quit\"}"),
-        1.0,
-        "{m}"
-    );
-    assert_eq!(
-        series(&m, "smtp_connections_total{outcome=\"served\"}"),
-        2.0,
-        "{m}"
-    );
+    for (name, want) in [
+        ("smtp_messages_total{code=\"250\"}", 2.0),
+        ("smtp_messages_total{code=\"552\"}", 1.0),
+        ("smtp_refusals_total{code=\"550\",reason=\"relay\"}", 1.0),
+        ("smtp_refusals_total{code=\"552\",reason=\"size\"}", 1.0),
+        ("smtp_refusals_total{code=\"500\",reason=\"syntax\"}", 1.0),
+        ("smtp_delivery_seconds_count{destination=\"maildir\"}", 2.0),
+        ("smtp_tls_handshakes_total{version=\"TLSv1.3\"}", 1.0),
+        ("smtp_sessions_closed_total{reason=\"quit\"}", 1.0),
+        ("smtp_connections_total{outcome=\"served\"}", 2.0),
+    ] {
+        assert_eq!(series(&m, name), want, "{name} in\n{m}");
+    }
     assert_eq!(series(&m, "smtp_sessions_open"), 0.0, "{m}");
     assert!(
         series(&m, "smtp_received_bytes_total") > (2 * body.len() + 3000) as f64,
