@@ -44,7 +44,7 @@ impl Deliver for Inbox {
 
     async fn add_recipient(&self, m: &mut Received, r: &Recipient) -> Result<(), DeliveryError> {
         if r.address.starts_with("nobody@") {
-            return Err(DeliveryError::Permanent); // 550 5.1.1 at RCPT
+            return Err(DeliveryError::permanent()); // 550 5.1.1 at RCPT
         }
         m.to.push(r.address.clone());
         Ok(())
@@ -60,7 +60,10 @@ impl Deliver for Inbox {
     }
 
     async fn commit(&self, m: Received) -> Result<(), DeliveryError> {
-        self.0.lock().map_err(|_| DeliveryError::Transient)?.push(m);
+        self.0
+            .lock()
+            .map_err(|_| DeliveryError::transient())?
+            .push(m);
         Ok(())
     }
 }

@@ -8,7 +8,8 @@
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use crate::conn::{DeliveryError, Envelope};
+use crate::conn::Envelope;
+use crate::delivery::DeliveryError;
 use crate::reply::{ReplyBuf, parse_status};
 use crate::syntax::ReversePath;
 use crate::trace::{self, Trace};
@@ -41,29 +42,125 @@ pub fn sender_address(from: &ReversePath<'_>) -> String {
     }
 }
 
-/// The envelope as `(name, value)` pairs, named for a pipe command's environment
-/// (`SMTP_MAIL_FROM`, `SMTP_RCPT_TO` space-separated, `SMTP_CLIENT_ADDR`,
-/// `SMTP_CLIENT_NAME`, `SMTP_HELO`, `SMTP_QUEUE_ID`, `SMTP_TLS`). `SMTP_CLIENT_NAME` is
-/// `unknown` unless a proxy named the client; `SMTP_TLS` is the TLS version, or `none`.
-pub fn envelope_fields(env: &Envelope) -> Vec<(&'static str, String)> {
-    let rcpts: Vec<&str> = env.recipients.iter().map(|r| r.address.as_str()).collect();
+/// One fact of the envelope, under the name each rendering gives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Field {
+    /// In a pipe command's environment: `SMTP_MAIL_FROM`.
+    pub env: &'static str,
+    /// As an HTTP request header: `X-Smtp-Mail-From`.
+    pub header: &'static str,
+    /// As S3 object metadata: `x-amz-meta-mail-from`.
+    pub meta: &'static str,
+    /// In the HTTP request's JSON envelope: `mail_from`.
+    pub json: &'static str,
+}
+
+macro_rules! fields {
+    ($($(#[$doc:meta])* $name:ident = $env:literal $header:literal $meta:literal $json:literal;)*) => {
+        $($(#[$doc])* pub const $name: Field = Field {
+            env: $env, header: $header, meta: $meta, json: $json,
+        };)*
+    };
+}
+
+fields! {
+    /// The envelope sender, empty for the null sender `<>`.
+    MAIL_FROM = "SMTP_MAIL_FROM" "X-Smtp-Mail-From" "x-amz-meta-mail-from" "mail_from";
+    /// The accepted recipients, in order: a list.
+    RCPT_TO = "SMTP_RCPT_TO" "X-Smtp-Rcpt-To" "x-amz-meta-rcpt-to" "rcpt_to";
+    /// The client's address (the real client, after PROXY or XCLIENT).
+    CLIENT_ADDR = "SMTP_CLIENT_ADDR" "X-Smtp-Client-Addr" "x-amz-meta-client-addr" "client_addr";
+    /// The client's name when a proxy named it, else `unknown`.
+    CLIENT_NAME = "SMTP_CLIENT_NAME" "X-Smtp-Client-Name" "x-amz-meta-client-name" "client_name";
+    /// The HELO or EHLO name.
+    HELO = "SMTP_HELO" "X-Smtp-Helo" "x-amz-meta-helo" "helo";
+    /// The queue id (also in the `250` reply and the Received header).
+    QUEUE_ID = "SMTP_QUEUE_ID" "X-Smtp-Queue-Id" "x-amz-meta-queue-id" "queue_id";
+    /// The TLS version, or `none`.
+    TLS = "SMTP_TLS" "X-Smtp-Tls" "x-amz-meta-tls" "tls";
+}
+
+/// A fact's value: one string, or a list (the recipients).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value {
+    /// One string, exactly as received.
+    One(String),
+    /// Several, in order, each exactly as received.
+    List(Vec<String>),
+}
+
+impl Value {
+    /// The value as one line of visible ASCII, the same in every text rendering (the
+    /// environment, HTTP headers, S3 metadata): each string [`encode`]d, so it holds no
+    /// space, and a list's strings joined by single spaces. Split a list on spaces, then
+    /// decode each item's `%XX`: that gives the strings back exactly, whatever they held.
+    pub fn encoded(&self) -> String {
+        match self {
+            Self::One(s) => encode(s),
+            Self::List(items) => {
+                let encoded: Vec<String> = items.iter().map(|s| encode(s)).collect();
+                encoded.join(" ")
+            }
+        }
+    }
+
+    /// The value as JSON: a string, or an array of strings, exactly as received.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Self::One(s) => serde_json::Value::from(s.as_str()),
+            Self::List(items) => serde_json::Value::from(items.clone()),
+        }
+    }
+}
+
+/// The envelope's facts, in one order, for every rendering: the pipe's environment
+/// (`SMTP_*`), the HTTP request (`X-Smtp-*` headers and its JSON envelope), and S3
+/// metadata (`x-amz-meta-*`). Every rendering carries the same facts.
+pub fn envelope_fields(env: &Envelope) -> Vec<(Field, Value)> {
+    let tls = env
+        .tls
+        .as_ref()
+        .map_or_else(|| "none".into(), |t| t.version.clone());
     vec![
-        ("SMTP_MAIL_FROM", sender_address(&env.from)),
-        ("SMTP_RCPT_TO", rcpts.join(" ")),
-        ("SMTP_CLIENT_ADDR", env.client_ip.to_string()),
+        (MAIL_FROM, Value::One(sender_address(&env.from))),
         (
-            "SMTP_CLIENT_NAME",
-            env.client_name.clone().unwrap_or_else(|| "unknown".into()),
+            RCPT_TO,
+            Value::List(env.recipients.iter().map(|r| r.address.clone()).collect()),
         ),
-        ("SMTP_HELO", env.helo.clone()),
-        ("SMTP_QUEUE_ID", env.id.to_string()),
+        (CLIENT_ADDR, Value::One(env.client_ip.to_string())),
         (
-            "SMTP_TLS",
-            env.tls
-                .as_ref()
-                .map_or_else(|| "none".into(), |t| t.version.clone()),
+            CLIENT_NAME,
+            Value::One(env.client_name.clone().unwrap_or_else(|| "unknown".into())),
         ),
+        (HELO, Value::One(env.helo.clone())),
+        (QUEUE_ID, Value::One(env.id.to_string())),
+        (TLS, Value::One(tls)),
     ]
+}
+
+/// The envelope as a pipe command's environment: `SMTP_MAIL_FROM`, `SMTP_RCPT_TO`,
+/// `SMTP_CLIENT_ADDR`, `SMTP_CLIENT_NAME`, `SMTP_HELO`, `SMTP_QUEUE_ID`, `SMTP_TLS`,
+/// each [`Value::encoded`].
+pub fn environment(env: &Envelope) -> Vec<(&'static str, String)> {
+    envelope_fields(env)
+        .into_iter()
+        .map(|(f, v)| (f.env, v.encoded()))
+        .collect()
+}
+
+/// `s` with every octet that is not visible ASCII written `%XX`, and `%` itself: a
+/// space, a control character or a UTF-8 octet never reaches a header, a variable or a
+/// list as it is, and decoding `%XX` gives `s` back exactly.
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_graphic() && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------
@@ -150,11 +247,16 @@ pub fn pipe_result(exit: Exit, output: &[u8]) -> Result<(), DeliveryError> {
     ))
 }
 
-/// A destination's refusal, cleaned by [`ReplyBuf::new`] (`code` is always `4xx` or
-/// `5xx` here).
+/// A destination's refusal, cleaned by [`ReplyBuf::new`]; a code that is not a refusal
+/// (`2xx` where one was due, `999`) is a fault, `451 4.3.0`.
 fn refusal(code: u16, status: &str, text: &str, default: &'static str) -> DeliveryError {
-    ReplyBuf::new(code, status, text, default)
-        .map_or(DeliveryError::Transient, DeliveryError::Reply)
+    ReplyBuf::new(code, status, text, default).map_or_else(
+        || {
+            DeliveryError::transient()
+                .with_text("Error: the destination answered nonsense, try again later")
+        },
+        DeliveryError::reply,
+    )
 }
 
 /// Replaces `${name}` in a pipe command's argument by its value among `vars`
@@ -214,39 +316,66 @@ pub fn macro_values(env: &Envelope) -> Vec<(&'static str, String)> {
 // HTTP
 // ---------------------------------------------------------------------------------------
 
-/// The envelope as HTTP request headers: `X-Smtp-Mail-From`, one `X-Smtp-Rcpt-To` per
-/// recipient, `X-Smtp-Client-Addr`, `X-Smtp-Helo`, `X-Smtp-Queue-Id`, `X-Smtp-Tls`.
-/// Values are visible ASCII or spaces (addresses with UTF-8 are percent-encoded), so
-/// they are valid header values.
+/// The envelope as HTTP request headers: every fact of [`envelope_fields`] but the
+/// recipients (`X-Smtp-Mail-From`, `X-Smtp-Client-Addr`, `X-Smtp-Client-Name`,
+/// `X-Smtp-Helo`, `X-Smtp-Queue-Id`, `X-Smtp-Tls`), each [`Value::encoded`], and
+/// `X-Smtp-Rcpt-Count`. Their number and size are bounded whatever the message: the
+/// recipients, up to `GSMTP_MAX_RCPT` of them of any length, travel in the body's JSON
+/// envelope ([`http_envelope`]), which any receiver takes.
 pub fn http_headers(env: &Envelope) -> Vec<(&'static str, String)> {
-    let mut h = vec![("X-Smtp-Mail-From", header_value(&sender_address(&env.from)))];
-    for r in &env.recipients {
-        h.push(("X-Smtp-Rcpt-To", header_value(&r.address)));
-    }
-    h.push(("X-Smtp-Client-Addr", env.client_ip.to_string()));
-    h.push(("X-Smtp-Helo", header_value(&env.helo)));
-    h.push(("X-Smtp-Queue-Id", env.id.to_string()));
-    h.push((
-        "X-Smtp-Tls",
-        env.tls
-            .as_ref()
-            .map_or_else(|| "none".into(), |t| t.version.clone()),
-    ));
+    let mut h: Vec<(&'static str, String)> = envelope_fields(env)
+        .into_iter()
+        .filter(|(f, _)| *f != RCPT_TO)
+        .map(|(f, v)| (f.header, v.encoded()))
+        .collect();
+    h.push(("X-Smtp-Rcpt-Count", env.recipients.len().to_string()));
     h
 }
 
-/// `s` with every octet that is not visible ASCII or a space written `%XX` (and `%`
-/// itself), so that a UTF-8 address travels in a header and can be decoded exactly.
-pub fn header_value(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if (b.is_ascii_graphic() || b == b' ') && b != b'%' {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
+/// The JSON envelope of an HTTP request: every fact of [`envelope_fields`] by its JSON
+/// name, strings exactly as received (`"rcpt_to": ["u@example.com", ...]`).
+pub fn http_envelope(env: &Envelope) -> Vec<u8> {
+    // Written by hand to keep the fields in their order (serde_json's map sorts them).
+    let mut out = b"{".to_vec();
+    for (i, (f, v)) in envelope_fields(env).into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
         }
+        serde_json::to_writer(&mut out, f.json).expect("JSON of a string");
+        out.push(b':');
+        serde_json::to_writer(&mut out, &v.to_json()).expect("JSON of strings");
     }
+    out.push(b'}');
     out
+}
+
+/// An HTTP request body in `multipart/form-data` (RFC 7578), as SendGrid's and Mailgun's
+/// inbound webhooks post: the part `envelope` (`application/json`, [`http_envelope`]),
+/// then the part `message` (`message/rfc822`, file name `<queue id>.eml`), then the
+/// closing delimiter. Returns what goes before the message and what goes after it.
+///
+/// The boundary must not occur in the message: the caller draws it at random once the
+/// client has no more say in the message's text (128 bits, never disclosed to the
+/// client), so no sender can end the part early.
+pub fn multipart(env: &Envelope, boundary: &str) -> (Vec<u8>, Vec<u8>) {
+    let mut head = format!(
+        "--{boundary}\r\n\
+         Content-Disposition: form-data; name=\"envelope\"\r\n\
+         Content-Type: application/json\r\n\r\n"
+    )
+    .into_bytes();
+    head.extend_from_slice(&http_envelope(env));
+    head.extend_from_slice(
+        format!(
+            "\r\n--{boundary}\r\n\
+             Content-Disposition: form-data; name=\"message\"; filename=\"{}.eml\"\r\n\
+             Content-Type: message/rfc822\r\n\r\n",
+            env.id
+        )
+        .as_bytes(),
+    );
+    let tail = format!("\r\n--{boundary}--\r\n").into_bytes();
+    (head, tail)
 }
 
 /// `X-Smtp-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "<t>." + body>`'s value.
@@ -297,29 +426,17 @@ pub fn s3_key(prefix: &str, date: SystemTime, id: crate::maildir::QueueId) -> St
     format!("{prefix}{y:04}/{m:02}/{d:02}/{id}.eml")
 }
 
-/// The object's signed headers: `content-type: message/rfc822` and the envelope as
-/// metadata (`x-amz-meta-mail-from`, `-rcpt-to` space-separated, `-client-addr`,
-/// `-helo`, `-tls`), visible ASCII only ([`header_value`]).
+/// The object's signed headers: `content-type: message/rfc822` and every fact of
+/// [`envelope_fields`] as metadata (`x-amz-meta-mail-from`, `-rcpt-to`, `-client-addr`,
+/// `-client-name`, `-helo`, `-queue-id`, `-tls`), each [`Value::encoded`].
 pub fn s3_metadata(env: &Envelope) -> Vec<(String, String)> {
-    let rcpts: Vec<&str> = env.recipients.iter().map(|r| r.address.as_str()).collect();
-    let tls = env
-        .tls
-        .as_ref()
-        .map_or_else(|| "none".into(), |t| t.version.clone());
-    [
-        ("content-type", "message/rfc822".to_string()),
-        (
-            "x-amz-meta-mail-from",
-            header_value(&sender_address(&env.from)),
-        ),
-        ("x-amz-meta-rcpt-to", header_value(&rcpts.join(" "))),
-        ("x-amz-meta-client-addr", env.client_ip.to_string()),
-        ("x-amz-meta-helo", header_value(&env.helo)),
-        ("x-amz-meta-tls", tls),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
+    let mut meta = vec![("content-type".to_string(), "message/rfc822".to_string())];
+    meta.extend(
+        envelope_fields(env)
+            .into_iter()
+            .map(|(f, v)| (f.meta.to_string(), v.encoded())),
+    );
+    meta
 }
 
 // ---------------------------------------------------------------------------------------
@@ -473,8 +590,7 @@ mod tests {
     fn pipe_exit_statuses() {
         let code = |e: Exit, out: &str| match pipe_result(e, out.as_bytes()) {
             Ok(()) => "250".to_string(),
-            Err(DeliveryError::Reply(r)) => r.to_string(),
-            Err(e) => format!("{e:?}"),
+            Err(e) => crate::reply::for_delivery_error(&e, crate::reply::Stage::Data).to_string(),
         };
         let table = [
             (Exit::Status(0), "5.1.1 ignored on success", "250"),
@@ -537,8 +653,7 @@ mod tests {
     fn http_statuses() {
         let r = |status, line: &str| match http_result(status, line) {
             Ok(()) => "250".into(),
-            Err(DeliveryError::Reply(r)) => r.to_string(),
-            Err(e) => format!("{e:?}"),
+            Err(e) => crate::reply::for_delivery_error(&e, crate::reply::Stage::Data).to_string(),
         };
         assert_eq!(r(200, ""), "250");
         assert_eq!(r(204, ""), "250");
@@ -552,7 +667,7 @@ mod tests {
         for status in [301, 400, 404, 429, 500, 502, 503] {
             assert!(r(status, "5.1.1 no").starts_with("451 4.3.0 "), "{status}");
         }
-        assert_eq!(header_value("josé@x y%"), "jos%C3%A9@x y%25");
+        assert_eq!(encode("josé@x y%"), "jos%C3%A9@x%20y%25");
         assert_eq!(signature_value(5, &[0, 255]), "t=5,v1=00ff");
     }
 
@@ -585,7 +700,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             r.refusal(),
-            DeliveryError::Reply(
+            DeliveryError::reply(
                 ReplyBuf::new(550, "5.1.1", "<u@x> User doesn't exist", "").unwrap()
             )
         );
@@ -630,9 +745,8 @@ mod tests {
             text: "gone".into(),
         };
         assert_eq!(lmtp_outcome(&[ok.clone(), ok.clone()]), Ok(()));
-        let r = |e: DeliveryError| match e {
-            DeliveryError::Reply(r) => r.to_string(),
-            e => format!("{e:?}"),
+        let r = |e: DeliveryError| {
+            crate::reply::for_delivery_error(&e, crate::reply::Stage::Data).to_string()
         };
         assert_eq!(
             r(lmtp_outcome(&[full.clone(), full.clone()]).unwrap_err()),

@@ -58,6 +58,7 @@ pub mod auth_http;
 pub mod command;
 pub mod config;
 mod conn;
+pub mod delivery;
 pub mod handoff;
 pub mod maildir;
 pub mod policy;
@@ -73,8 +74,7 @@ pub mod io;
 
 pub use command::{Command, Verb};
 pub use config::Config;
-pub use conn::{
-    Accept, Action, Check, CloseReason, Connection, DeliveryError, Envelope, Event, Stats,
-};
+pub use conn::{Accept, Action, Check, CloseReason, Connection, Envelope, Event, Stats};
+pub use delivery::{DeliveryError, ErrorKind};
 pub use syntax::{ParseError, parse_command};
 pub use timer::Timer;

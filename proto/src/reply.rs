@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::fmt::{self, Display, Write as _};
 
-use crate::conn::DeliveryError;
+use crate::delivery::{DeliveryError, ErrorKind};
 use crate::syntax::{ParseError, Verb};
 
 /// A fixed reply: a three-digit code, an enhanced status code and a text.
@@ -305,17 +305,20 @@ pub enum Stage {
 /// replies: only a deliberate refusal ([`DeliveryError::Permanent`], or a destination's
 /// own `5xx` in [`DeliveryError::Reply`]) is a `5xx`.
 pub fn for_delivery_error(e: &DeliveryError, stage: Stage) -> ReplyBuf {
-    match (e, stage) {
-        (DeliveryError::Reply(r), _) => return r.clone(),
-        (DeliveryError::InsufficientStorage, _) => NO_SPACE,
-        (DeliveryError::MailboxUnavailable, Stage::Rcpt | Stage::Data) => MAILBOX_UNAVAILABLE,
-        (DeliveryError::Timeout, _) => DESTINATION_TIMEOUT,
-        (DeliveryError::Permanent, Stage::Rcpt) => RCPT_REFUSED,
-        (DeliveryError::Permanent, _) => STORE_REFUSED,
+    let mut reply = match (e.kind(), stage) {
+        (ErrorKind::Reply(r), _) => return r.clone(),
+        (ErrorKind::InsufficientStorage, _) => NO_SPACE,
+        (ErrorKind::MailboxUnavailable, Stage::Rcpt | Stage::Data) => MAILBOX_UNAVAILABLE,
+        (ErrorKind::Timeout, _) => DESTINATION_TIMEOUT,
+        (ErrorKind::Permanent, Stage::Rcpt) => RCPT_REFUSED,
+        (ErrorKind::Permanent, _) => STORE_REFUSED,
         (_, Stage::Data) => STORE_FAILED,
         (_, Stage::Mail | Stage::Rcpt) => CHECK_FAILED,
+    };
+    if let Some(text) = e.text() {
+        reply.text = text;
     }
-    .into()
+    reply.into()
 }
 
 /// The usage text for a verb, used in its syntax-error reply.
@@ -434,30 +437,42 @@ mod tests {
 
     #[test]
     fn delivery_errors_are_4xx_unless_permanent() {
-        use DeliveryError::*;
+        use ErrorKind::*;
         for stage in [Stage::Mail, Stage::Rcpt, Stage::Data] {
-            for e in [
+            for kind in [
                 Transient,
                 InsufficientStorage,
                 MailboxUnavailable,
                 Timeout,
                 Permanent,
             ] {
+                let e = DeliveryError::new(kind.clone());
                 let r = for_delivery_error(&e, stage);
-                assert_eq!(r.code >= 500, e == Permanent, "{e:?} at {stage:?}: {r}");
+                assert_eq!(r.code >= 500, kind == Permanent, "{e:?} at {stage:?}: {r}");
                 assert!(r.code >= 400, "{e:?} at {stage:?}: {r}");
             }
         }
         assert_eq!(
-            for_delivery_error(&InsufficientStorage, Stage::Mail).to_string(),
+            for_delivery_error(&DeliveryError::insufficient_storage(), Stage::Mail).to_string(),
             "452 4.3.1 Insufficient system storage"
         );
         assert_eq!(
-            for_delivery_error(&MailboxUnavailable, Stage::Rcpt).to_string(),
+            for_delivery_error(&DeliveryError::mailbox_unavailable(), Stage::Rcpt).to_string(),
             "450 4.2.0 Error: mailbox unavailable"
         );
         let own = ReplyBuf::new(550, "5.1.1", "user unknown", "x").unwrap();
-        assert_eq!(for_delivery_error(&Reply(own.clone()), Stage::Rcpt), own);
+        assert_eq!(
+            for_delivery_error(&DeliveryError::reply(own.clone()), Stage::Rcpt),
+            own
+        );
+        // A destination names what failed; the cause stays in the log.
+        let e = DeliveryError::transient()
+            .with_text("Error: the object store failed, try again later")
+            .because("PUT 403 InvalidAccessKeyId at http://10.0.0.5:3900");
+        assert_eq!(
+            for_delivery_error(&e, Stage::Data).to_string(),
+            "451 4.3.0 Error: the object store failed, try again later"
+        );
     }
 
     #[test]

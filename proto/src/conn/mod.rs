@@ -49,6 +49,7 @@ use std::time::{Instant, SystemTime};
 use self::framer::{BodyOut, Message};
 use self::recv::RecvBuf;
 use crate::config::{BareNewline, Config};
+use crate::delivery::DeliveryError;
 use crate::maildir::{QueueId, Recipient};
 use crate::reply::{self, Reply, ReplyBuf};
 use crate::syntax::{MailParams, ReversePath, Verb};
@@ -180,30 +181,6 @@ impl std::fmt::Display for CloseReason {
     }
 }
 
-/// Why a store or a check failed, reported through [`Connection::handle_delivery`] or
-/// [`Connection::handle_check`]. Only a deliberate refusal ([`DeliveryError::Permanent`],
-/// or a destination's own `5xx` in [`DeliveryError::Reply`]) gives a `5xx`; every fault
-/// is a `4xx`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DeliveryError {
-    /// A fault that may pass (an I/O error, a timeout): `451 4.3.0`.
-    Transient,
-    /// No room: the file system is full or a quota is reached (`ENOSPC`, `EDQUOT`):
-    /// `452 4.3.1 Insufficient system storage` (RFC 3463).
-    InsufficientStorage,
-    /// This recipient's mailbox cannot take mail now (its folder is not writable):
-    /// `450 4.2.0`.
-    MailboxUnavailable,
-    /// The destination did not answer in time: `451 4.4.7`.
-    Timeout,
-    /// The destination refused for good: `554 5.3.0` (`550 5.1.1` at RCPT).
-    Permanent,
-    /// The destination's own reply, `4xx` or `5xx`, already cleaned
-    /// ([`ReplyBuf::new`]).
-    Reply(ReplyBuf),
-}
-
 /// Things worth logging. Returned by [`Connection::poll_event`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -234,6 +211,9 @@ pub enum Event {
         from: Option<String>,
         /// The recipient refused, for RCPT.
         to: Option<String>,
+        /// What the destination said happened, when it refused or failed
+        /// ([`DeliveryError::cause`]).
+        cause: Option<String>,
     },
 }
 
@@ -594,8 +574,9 @@ impl Connection {
                 });
             }
             (result, _) => {
-                let e = result.err().unwrap_or(DeliveryError::Transient);
-                self.reject(reply::for_delivery_error(&e, reply::Stage::Data));
+                let e = result.err().unwrap_or_else(DeliveryError::transient);
+                let r = reply::for_delivery_error(&e, reply::Stage::Data);
+                self.reject_because(r, None, e.cause());
             }
         }
         self.txn = None;
@@ -695,11 +676,12 @@ impl Connection {
     /// Queues a `4xx` or `5xx` reply to the command being run, reports it as an
     /// [`Event::Refused`] and counts it; too many `5xx` end the session.
     fn reject(&mut self, r: impl Into<ReplyBuf>) {
-        self.reject_recipient(r, None);
+        self.reject_because(r, None, None);
     }
 
-    /// [`Connection::reject`] for a RCPT, naming the recipient refused.
-    fn reject_recipient(&mut self, r: impl Into<ReplyBuf>, to: Option<String>) {
+    /// [`Connection::reject`] for a RCPT (naming the recipient refused) or for a
+    /// destination's refusal or fault (with what it said happened).
+    fn reject_because(&mut self, r: impl Into<ReplyBuf>, to: Option<String>, cause: Option<&str>) {
         let r = r.into();
         r.encode(&mut self.tx);
         self.stats.refusals += 1;
@@ -715,6 +697,7 @@ impl Connection {
             id,
             from,
             to,
+            cause: cause.map(str::to_string),
         });
         if code >= 500 && code != 552 {
             self.errors += 1;

@@ -4,10 +4,11 @@
 use std::net::IpAddr;
 use std::ops::Range;
 
-use super::{Check, Connection, DeliveryError, Envelope, Event, Message, Mode};
+use super::{Check, Connection, Envelope, Event, Message, Mode};
 use crate::command::Command;
 use crate::conn::CloseReason;
 use crate::conn::body::BodyDecoder;
+use crate::delivery::DeliveryError;
 use crate::maildir::{self, QueueId, Recipient};
 use crate::reply::{self, Reply};
 use crate::syntax::{
@@ -202,7 +203,7 @@ impl Connection {
         }
         let named = || Some(to.to_string());
         if txn.rcpts.len() >= self.cfg.max_recipients {
-            return self.reject_recipient(reply::TOO_MANY_RCPTS, named());
+            return self.reject_because(reply::TOO_MANY_RCPTS, named(), None);
         }
         // RFC 5321 §4.5.1: postmaster at the server's own name is always accepted, and
         // is the same mailbox as `<Postmaster>`.
@@ -217,16 +218,16 @@ impl Connection {
         };
         if let ForwardPath::Mailbox(m) = &to {
             if m.is_utf8() && !txn.params.smtputf8 {
-                return self.reject_recipient(reply::NEED_SMTPUTF8, Some(to.to_string()));
+                return self.reject_because(reply::NEED_SMTPUTF8, Some(to.to_string()), None);
             }
             if !self.cfg.allowed_hosts.allows(&m.domain) {
-                return self.reject_recipient(reply::RELAY_DENIED, Some(to.to_string()));
+                return self.reject_because(reply::RELAY_DENIED, Some(to.to_string()), None);
             }
         }
         match maildir::recipient(&to, &self.cfg) {
             Ok(r) => self.ask(Pending::Rcpt(r)),
             Err(maildir::MapError::TooLong) => {
-                self.reject_recipient(reply::MAILBOX_TOO_LONG, Some(to.to_string()));
+                self.reject_because(reply::MAILBOX_TOO_LONG, Some(to.to_string()), None);
             }
         }
     }
@@ -263,7 +264,8 @@ impl Connection {
             (Pending::Mail(txn), Err(e)) => {
                 // The event names the sender refused: set the transaction aside for it.
                 self.txn = Some(txn);
-                self.reject(reply::for_delivery_error(&e, reply::Stage::Mail));
+                let r = reply::for_delivery_error(&e, reply::Stage::Mail);
+                self.reject_because(r, None, e.cause());
                 self.txn = None;
             }
             (Pending::Rcpt(r), Ok(())) => {
@@ -274,7 +276,7 @@ impl Connection {
             }
             (Pending::Rcpt(r), Err(e)) => {
                 let reply = reply::for_delivery_error(&e, reply::Stage::Rcpt);
-                self.reject_recipient(reply, Some(format!("<{}>", r.address)));
+                self.reject_because(reply, Some(format!("<{}>", r.address)), e.cause());
             }
             (Pending::Client { ip, name, helo }, Ok(())) => {
                 // Trust follows the address: the client behind a proxy cannot send

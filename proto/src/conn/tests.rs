@@ -335,7 +335,7 @@ fn eof_mid_data_stores_nothing() {
 #[test]
 fn failed_store_gives_451() {
     let mut sim = Sim::new(Config::default());
-    sim.delivery = Err(crate::DeliveryError::Transient);
+    sim.delivery = Err(crate::DeliveryError::transient());
     sim.send(
         b"HELO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\nMAIL FROM:<a@b>\r\n",
     );
@@ -544,7 +544,7 @@ fn xclient_needs_trust() {
     // A new address over its per-client limit ends the session.
     let mut sim = Sim::with_accept(trusting(), accept.clone());
     sim.check = |c| match c {
-        crate::conn::Check::Client(_) => Err(crate::DeliveryError::Transient),
+        crate::conn::Check::Client(_) => Err(crate::DeliveryError::transient()),
         _ => Ok(()),
     };
     sim.take_output();

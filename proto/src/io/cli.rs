@@ -35,6 +35,11 @@ pub struct Args {
     /// settings), print it with secrets masked, and exit: 0 if it can be used, 2 if not
     #[arg(long = "check-config")]
     pub check_config: bool,
+    /// With --check-config: also try the destination now, delivering nothing (Maildir: a
+    /// file is written and removed; pipe: the command starts; http: the receiver
+    /// answers; lmtp: LHLO; s3: the bucket takes these credentials)
+    #[arg(long = "live", requires = "check_config")]
+    pub live: bool,
 }
 
 /// Rewrites the original's Go-style flags (`-config=x`, `-if x`) to clap's (`--config=x`).
@@ -45,7 +50,15 @@ pub fn rewrite_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
             let Some(s) = arg.to_str().filter(|_| i > 0) else {
                 return arg;
             };
-            for long in ["config", "if", "verbose", "help", "version", "check-config"] {
+            for long in [
+                "config",
+                "if",
+                "verbose",
+                "help",
+                "version",
+                "check-config",
+                "live",
+            ] {
                 let single = format!("-{long}");
                 if s == single || s.starts_with(&format!("{single}=")) {
                     return OsString::from(format!("-{s}"));
@@ -109,12 +122,40 @@ pub fn load(args: &Args) -> Result<(Config, Vec<String>), ConfigError> {
 /// TLS certificate and key load, the user and group exist, the destination's settings
 /// hold (a hand-off's command, URL, CA file or credentials; for Maildir, that the root
 /// or the folder it would be made in is writable). Run as the invoking user, which may
-/// not be the one the server drops to.
-pub fn check<R: Runtime>(rt: &R, cfg: &Config) -> Result<(), ConfigError> {
+/// not be the one the server drops to. With `live`, the destination is opened as the
+/// server would and asked to [`super::Deliver::probe`] itself, within a minute; an error
+/// names the destination's key and what failed.
+pub fn check<R: Runtime>(rt: &R, cfg: &Config, live: bool) -> Result<(), ConfigError> {
     if let (Some(cert), Some(key)) = (&cfg.tls_cert, &cfg.tls_key) {
         super::tls::acceptor(cert, key)?;
     }
     super::privilege::Target::resolve(cfg)?;
+    if live {
+        use super::Deliver as _;
+        use crate::config::Storage;
+        let key = match cfg.storage {
+            Storage::Maildir => "GSMTP_MAILDIR",
+            Storage::Pipe => "GSMTP_PIPE_COMMAND",
+            Storage::Http => "GSMTP_HTTP_URL",
+            Storage::Lmtp => "GSMTP_LMTP_ADDR",
+            Storage::S3 => "GSMTP_S3_ENDPOINT",
+            Storage::Discard => "GSMTP_STORAGE",
+        };
+        let destination = super::deliver::Destination::open(rt, cfg)?;
+        let limit = async {
+            async_io::Timer::after(std::time::Duration::from_secs(60)).await;
+            Err(crate::DeliveryError::timeout().because("no answer within 60 s"))
+        };
+        let probed = async_io::block_on(futures_lite::future::or(destination.probe(), limit));
+        return probed.map_err(|e| ConfigError {
+            key: key.into(),
+            message: format!(
+                "the {} destination failed a live check: {}",
+                cfg.storage,
+                e.cause().map_or_else(|| e.to_string(), str::to_string)
+            ),
+        });
+    }
     if cfg.storage == crate::config::Storage::Maildir {
         let mut dir = cfg.maildir.as_path();
         while !dir.exists() {
@@ -206,7 +247,7 @@ pub fn main<R: Runtime>(rt: R, name: &'static str) -> ExitCode {
         for w in &warnings {
             eprintln!("{name}: warning: {w}");
         }
-        return match check(&rt, &cfg) {
+        return match check(&rt, &cfg, args.live) {
             Ok(()) => {
                 print!("{}", cfg.effective_json());
                 eprintln!("{name}: the configuration can be used");
@@ -314,6 +355,7 @@ mod tests {
                 interface: None,
                 verbose: None,
                 check_config: false,
+                live: false,
             };
             assert_eq!(load(&args).unwrap().0.host_name, want, "{text}");
         }
@@ -327,6 +369,7 @@ mod tests {
             interface: Some("nowhere".into()),
             verbose: None,
             check_config: false,
+            live: false,
         };
         let e = load(&args).unwrap_err();
         assert_eq!(e.key, "--if");
@@ -336,6 +379,7 @@ mod tests {
             interface: None,
             verbose: None,
             check_config: false,
+            live: false,
         };
         assert!(
             load(&args)

@@ -13,7 +13,8 @@ use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use super::deliver::{Deliver, guarded};
 use super::runtime::{Runtime, Transport};
 use super::server::{ClientSlot, Shared};
-use crate::conn::{Action, Check, CloseReason, Connection, DeliveryError, Event};
+use crate::conn::{Action, Check, CloseReason, Connection, Event};
+use crate::delivery::DeliveryError;
 
 /// How a run of the pump ended.
 #[derive(Debug)]
@@ -272,16 +273,22 @@ async fn pump<R: Runtime, D: Deliver, T: Transport>(
                 let result = Box::pin(commit(deliver, txn)).await;
                 let now = Instant::now();
                 let m = super::metrics::metrics();
-                match &result {
-                    Ok(()) => m
-                        .delivery
-                        .with_label_values(&[deliver.name()])
-                        .observe((now - started).as_secs_f64()),
-                    Err(e) => m.destination_error(deliver.name(), e),
-                }
+                let result = match result {
+                    Ok(()) => {
+                        m.delivery
+                            .with_label_values(&[deliver.name()])
+                            .observe((now - started).as_secs_f64());
+                        m.health.success(now);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        m.destination_error(deliver.name(), &e);
+                        Err(noted(deliver, e))
+                    }
+                };
                 conn.handle_delivery(now, result);
                 while let Some(event) = conn.poll_event() {
-                    log_event(conn, &event, now - started);
+                    log_event(conn, &event, now - started, deliver.name());
                 }
             }
             Action::Abort => {
@@ -316,23 +323,43 @@ async fn answer<R: Runtime, D: Deliver>(
 ) -> Result<(), DeliveryError> {
     match check {
         Check::Client(ip) if slot.move_to(ip) => Ok(()),
-        Check::Client(_) => Err(DeliveryError::Transient),
+        Check::Client(_) => Err(DeliveryError::transient()),
         Check::Sender { from, params } => {
             let message = guarded("start", deliver.start(from, params))
                 .await
-                .unwrap_or(Err(DeliveryError::Transient))?;
+                .unwrap_or_else(|| Err(panic_error()))
+                .map_err(|e| noted(deliver, e))?;
             txn.message = Some(message);
             txn.failed = None;
             Ok(())
         }
         Check::Recipient { recipient, .. } => match txn.message.as_mut() {
             Some(m) => match guarded("add_recipient", deliver.add_recipient(m, recipient)).await {
-                Some(result) => result,
+                Some(result) => result.map_err(|e| noted(deliver, e)),
                 None => panicked(txn).map_or(Ok(()), Err),
             },
-            None => Err(DeliveryError::Transient),
+            None => Err(DeliveryError::transient()),
         },
     }
+}
+
+/// A destination's error on its way to the client's reply and the log: counted for
+/// `/healthz`, and given a cause if the destination gave none, so that every refusal
+/// and fault of a destination is logged with what it said.
+fn noted<D: Deliver>(deliver: &D, e: DeliveryError) -> DeliveryError {
+    super::metrics::metrics()
+        .health
+        .failure(Instant::now(), deliver.name(), &e);
+    if e.cause().is_some() {
+        return e;
+    }
+    let cause = e.to_string();
+    e.because(cause)
+}
+
+/// What a panic in a destination becomes.
+fn panic_error() -> DeliveryError {
+    DeliveryError::transient().because("the destination panicked")
 }
 
 /// Commits the transaction's message, unless its text failed: then it is aborted and
@@ -341,7 +368,7 @@ async fn commit<D: Deliver>(deliver: &D, txn: &mut Txn<D::Message>) -> Result<()
     txn.write(deliver).await;
     txn.pending = Vec::new();
     let Some(message) = txn.message.take() else {
-        return Err(txn.failed.take().unwrap_or(DeliveryError::Transient));
+        return Err(txn.failed.take().unwrap_or_else(DeliveryError::transient));
     };
     if let Some(e) = txn.failed.take() {
         guarded("abort", deliver.abort(message)).await;
@@ -349,14 +376,14 @@ async fn commit<D: Deliver>(deliver: &D, txn: &mut Txn<D::Message>) -> Result<()
     }
     guarded("commit", deliver.commit(message))
         .await
-        .unwrap_or(Err(DeliveryError::Transient))
+        .unwrap_or_else(|| Err(panic_error()))
 }
 
 /// After a panic, the message is dropped as it is (it may be in any state), and what is
 /// left of the transaction fails.
 fn panicked<M>(txn: &mut Txn<M>) -> Option<DeliveryError> {
     txn.message = None;
-    Some(DeliveryError::Transient)
+    Some(panic_error())
 }
 
 /// How long closing a stream (a TLS close_notify, say) may take.
@@ -383,7 +410,7 @@ async fn flush<R: Runtime, D: Deliver, T: Transport>(
     let mut out = Vec::new();
     let out = &mut out;
     while let Some(event) = conn.poll_event() {
-        log_event(conn, &event, Duration::ZERO);
+        log_event(conn, &event, Duration::ZERO, shared.deliver.name());
     }
     conn.poll_transmit(out);
     if out.is_empty() {
@@ -425,9 +452,10 @@ async fn flush<R: Runtime, D: Deliver, T: Transport>(
 }
 
 /// One log line for an event of the connection. `delivery` is how long the store took,
-/// for [`Event::Queued`]. Field names mean one thing each: `conn` is the connection
-/// number, `queue_id` the message's id.
-fn log_event(conn: &Connection, event: &Event, delivery: Duration) {
+/// for [`Event::Queued`]; `destination` names the destination, logged with what it said
+/// when a refusal came from it. Field names mean one thing each: `conn` is the
+/// connection number, `queue_id` the message's id.
+fn log_event(conn: &Connection, event: &Event, delivery: Duration, destination: &str) {
     use tracing::field::display as shown;
     let client = conn.client_ip();
     match event {
@@ -470,6 +498,7 @@ fn log_event(conn: &Connection, event: &Event, delivery: Duration) {
             id,
             from,
             to,
+            cause,
         } => {
             // The answer to a message's end, not to a DATA out of sequence.
             let message_end = matches!(
@@ -490,6 +519,8 @@ fn log_event(conn: &Connection, event: &Event, delivery: Duration) {
                 reason = ?reply.text,
                 from = from.as_deref().map(shown),
                 to = to.as_deref().map(shown),
+                destination = cause.is_some().then_some(shown(destination)),
+                cause = cause.as_deref(),
                 "refused"
             );
         }

@@ -1,5 +1,6 @@
 //! `GSMTP_METRICS_LISTEN`: `/metrics` in the Prometheus text format and `/healthz` (`200`
-//! while accepting, `503` once shutdown began), over HTTP/1.1 (hyper).
+//! while accepting, `503` once shutdown began or while the destination is failing, see
+//! [`Health`]), over HTTP/1.1 (hyper).
 //!
 //! The counters are one set per process ([`metrics`]), like the log: the sessions, the
 //! accept loops and the destinations add to them wherever they are.
@@ -18,7 +19,7 @@ use prometheus::{
 
 use super::drive::{Signal, bounded};
 use super::runtime::Runtime;
-use crate::conn::DeliveryError;
+use crate::delivery::{DeliveryError, ErrorKind};
 use crate::reply::ReplyBuf;
 
 /// Every series the server keeps.
@@ -46,6 +47,8 @@ pub struct Metrics {
     pub(crate) tls: IntCounterVec,
     /// Messages the destination did not commit, by destination and error.
     pub(crate) destination_errors: IntCounterVec,
+    /// Whether the destination takes mail, for `/healthz`.
+    pub(crate) health: Health,
 }
 
 /// The process's metrics.
@@ -138,6 +141,7 @@ impl Metrics {
                 "Messages the destination did not commit, by destination and error.",
                 &["destination", "error"],
             ),
+            health: Health::default(),
             registry,
         }
     }
@@ -155,14 +159,14 @@ impl Metrics {
 
     /// Counts a destination's failure to commit.
     pub(crate) fn destination_error(&self, destination: &str, e: &DeliveryError) {
-        let error = match e {
-            DeliveryError::Transient => "transient",
-            DeliveryError::InsufficientStorage => "insufficient_storage",
-            DeliveryError::MailboxUnavailable => "mailbox_unavailable",
-            DeliveryError::Timeout => "timeout",
-            DeliveryError::Permanent => "permanent",
-            DeliveryError::Reply(r) if r.code >= 500 => "refused_permanent",
-            DeliveryError::Reply(_) => "refused_temporary",
+        let error = match e.kind() {
+            ErrorKind::InsufficientStorage => "insufficient_storage",
+            ErrorKind::MailboxUnavailable => "mailbox_unavailable",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Permanent => "permanent",
+            ErrorKind::Reply(r) if r.code >= 500 => "refused_permanent",
+            ErrorKind::Reply(_) => "refused_temporary",
+            _ => "transient",
         };
         self.destination_errors
             .with_label_values(&[destination, error])
@@ -176,6 +180,77 @@ impl Metrics {
             .encode_utf8(&self.registry.gather(), &mut out)
             .expect("text encoding does not fail");
         out
+    }
+}
+
+/// `/healthz`'s view of the destination: it is failing when at least [`FAULTS`]
+/// deliveries in a row met a fault (a `4xx` of any kind but one mailbox's: a server that
+/// is down, refused credentials, a timeout, a full disk), none succeeded for
+/// [`QUIET`], and the last fault is more recent than [`MEMORY`]. A deliberate refusal
+/// (a `5xx`, an unknown user) is not a fault. One success makes it healthy again; so
+/// does [`MEMORY`] without a fault, so that a server a load balancer drained is tried
+/// again.
+#[derive(Debug, Default)]
+pub(crate) struct Health(std::sync::Mutex<HealthState>);
+
+#[derive(Debug, Default)]
+struct HealthState {
+    /// Faults since the last success.
+    faults: u64,
+    last_fault: Option<Instant>,
+    last_success: Option<Instant>,
+    /// The last fault: the destination and what it said.
+    last_cause: String,
+}
+
+/// Faults in a row before `/healthz` says the destination is failing.
+pub(crate) const FAULTS: u64 = 3;
+/// How long without a success before it says so.
+pub(crate) const QUIET: Duration = Duration::from_secs(30);
+/// How long a fault is remembered.
+pub(crate) const MEMORY: Duration = Duration::from_secs(60);
+
+impl Health {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HealthState> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A message was committed.
+    pub(crate) fn success(&self, now: Instant) {
+        let mut h = self.lock();
+        h.faults = 0;
+        h.last_success = Some(now);
+    }
+
+    /// The destination failed a call; counted if it is a fault.
+    pub(crate) fn failure(&self, now: Instant, destination: &str, e: &DeliveryError) {
+        if !e.is_fault() {
+            return;
+        }
+        let mut h = self.lock();
+        h.faults += 1;
+        h.last_fault = Some(now);
+        h.last_cause = format!("{destination}: {e}");
+    }
+
+    /// Forgets everything (the destination was replaced by a reload).
+    pub(crate) fn reset(&self) {
+        *self.lock() = HealthState::default();
+    }
+
+    /// Why the destination is failing, if it is (see [`Health`]).
+    pub(crate) fn failing(&self, now: Instant) -> Option<String> {
+        let h = self.lock();
+        let quiet = h.last_success.is_none_or(|t| now - t >= QUIET);
+        let recent = h.last_fault.is_some_and(|t| now - t < MEMORY);
+        (h.faults >= FAULTS && quiet && recent).then(|| {
+            format!(
+                "destination failing: the last {} deliveries failed; last: {}",
+                h.faults, h.last_cause
+            )
+        })
     }
 }
 
@@ -226,7 +301,14 @@ fn respond(req: &Request<Incoming>, stopping: &Signal) -> Response<String> {
             "text/plain",
             "shutting down\n".to_string(),
         ),
-        (&hyper::Method::GET, "/healthz") => (StatusCode::OK, "text/plain", "ok\n".to_string()),
+        (&hyper::Method::GET, "/healthz") => match metrics().health.failing(Instant::now()) {
+            Some(why) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                format!("{}\n", crate::syntax::escape_for_log(why.as_bytes())),
+            ),
+            None => (StatusCode::OK, "text/plain", "ok\n".to_string()),
+        },
         (&hyper::Method::GET, _) => (StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
         _ => (
             StatusCode::METHOD_NOT_ALLOWED,

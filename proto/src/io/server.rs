@@ -261,7 +261,11 @@ impl<R: Runtime, D: Deliver> Server<R, D> {
             });
         }
         let deliver = match &self.reopen {
-            Some(reopen) if !same_destination(&old.cfg, &cfg) => Arc::new(reopen(&cfg)?),
+            Some(reopen) if !same_destination(&old.cfg, &cfg) => {
+                let new = Arc::new(reopen(&cfg)?);
+                super::metrics::metrics().health.reset();
+                new
+            }
             _ => Arc::clone(&old.deliver),
         };
         let was: std::collections::HashMap<_, _> = old.cfg.effective().into_iter().collect();
@@ -303,6 +307,7 @@ impl<R: Runtime, D: Deliver> Server<R, D> {
 fn same_destination(a: &Config, b: &Config) -> bool {
     a.storage == b.storage
         && a.maildir == b.maildir
+        && a.maildir_mode == b.maildir_mode
         && a.fsync == b.fsync
         && a.host_name == b.host_name
         && a.spool_dir == b.spool_dir

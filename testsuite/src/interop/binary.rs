@@ -493,12 +493,13 @@ pub fn operator_log(bin: &str) {
         size.contains("command=MAIL code=552 status=5.3.4") && !size.contains("queue_id"),
         "{size}"
     );
+    // The destination's refusal is the same line, with what the destination said.
     let folder = log
         .lines()
-        .find(|l| l.contains("mailbox unavailable") && l.contains("WARN"))
+        .find(|l| l.contains("code=450") && l.contains("destination=maildir"))
         .unwrap_or_else(|| panic!("no storage line in {log}"));
     assert!(
-        folder.contains("bad.example.org/v") && folder.contains("ENOTDIR"),
+        folder.contains("cause=\"") && folder.contains("bad.example.org/v: ENOTDIR"),
         "{folder}"
     );
 

@@ -125,9 +125,12 @@ pub fn pipe_replies_and_content(bin: &str) {
         assert_eq!(c.cmd("NOOP").code, 250, "the session goes on");
     }
     d.wait_log(&[
-        "the pipe command refused",
-        "exit=status 67",
-        "reply=550 5.1.1",
+        "refused",
+        "code=550",
+        "status=5.1.1",
+        "destination=pipe",
+        "ended with status 67",
+        "output: exiting 67",
     ]);
 
     // 25 MiB: spooled to disk, not held in memory.
@@ -233,21 +236,42 @@ pub fn pipe_timeout_concurrency_per_recipient(bin: &str) {
     );
 }
 
-/// An HTTP receiver, in Python's standard library: stores each request it answers `2xx`
-/// as `<queue id>.eml`, synced before it answers (its headers, and whether the signature
-/// checked out, in
+/// An HTTP receiver, in Python's standard library: takes each request's
+/// `multipart/form-data` body apart (the part `envelope`, JSON, and the part `message`),
+/// stores the message of each request it answers `2xx` as `<queue id>.eml`, synced before
+/// it answers (its headers, its envelope, and whether the signature checked out, in
 /// `<queue id>.json`), logs each request's client port to `conns.log`, and answers as
 /// the first recipient's local part says (`status403@` gets 403 with a text, `slow@`
 /// waits 5 s first). Arguments: port, folder, secret, and for HTTPS the certificate and
 /// key files.
-const RECEIVER: &str = r#"
+pub const RECEIVER: &str = r#"
 import hashlib, hmac, http.server, json, os, socketserver, ssl, sys, threading, time
 port, out, secret = int(sys.argv[1]), sys.argv[2], sys.argv[3].encode()
 requests, lock = 0, threading.Lock()
+def form_parts(ctype, body):
+    """The parts of a multipart/form-data body, by name (RFC 7578), octet for octet."""
+    if not ctype.startswith("multipart/form-data") or "boundary=" not in ctype:
+        return {}
+    delim = b"--" + ctype.split("boundary=", 1)[1].strip('"').encode()
+    if not body.startswith(delim + b"\r\n"):
+        return {}
+    parts = {}
+    for seg in body[len(delim) + 2:].split(b"\r\n" + delim):
+        if seg.startswith(b"--"):
+            break
+        seg = seg[2:] if seg.startswith(b"\r\n") else seg
+        head, _, content = seg.partition(b"\r\n\r\n")
+        name = head.split(b'name="', 1)[1].split(b'"', 1)[0].decode()
+        parts[name] = content
+    return parts
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def log_message(self, *args):
         pass
+    def do_HEAD(self):
+        self.send_response(405)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
     def do_POST(self):
         n = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(n)
@@ -263,7 +287,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             parts = dict(p.split("=", 1) for p in sig.split(","))
             mac = hmac.new(secret, parts["t"].encode() + b"." + body, hashlib.sha256).hexdigest()
             verified = hmac.compare_digest(mac, parts["v1"])
-        rcpts = self.headers.get_all("X-Smtp-Rcpt-To") or [""]
+        form = form_parts(self.headers.get("Content-Type", ""), body)
+        envelope = json.loads(form["envelope"]) if "envelope" in form else {}
+        message = form.get("message", body)
+        rcpts = envelope.get("rcpt_to") or [""]
         local = rcpts[0].split("@")[0]
         with open(os.path.join(out, "conns.log"), "a") as f:
             f.write("%d\n" % self.client_address[1])
@@ -274,11 +301,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             time.sleep(5)
         if status // 100 == 2:
             with open(os.path.join(out, qid + ".eml"), "wb") as f:
-                f.write(body)
+                f.write(message)
                 f.flush()
                 os.fsync(f.fileno())
             with open(os.path.join(out, qid + ".json"), "w") as f:
-                json.dump({"headers": [[k, v] for k, v in self.headers.items()], "verified": verified}, f)
+                json.dump({"headers": [[k, v] for k, v in self.headers.items()],
+                           "verified": verified, "envelope": envelope,
+                           "parts": sorted(form)}, f)
         self.send_response(status)
         if status in (301, 302):
             self.send_header("Location", "http://example.invalid/")
@@ -351,13 +380,24 @@ pub fn http_replies_and_content(bin: &str) {
         meta.contains("\"verified\": true"),
         "the signature checks out: {meta}"
     );
+    assert!(
+        meta.contains(&format!(
+            "\"envelope\": {{\"mail_from\": \"a@example.net\", \"rcpt_to\": [\"u@example.com\", \"v@example.com\"], \
+             \"client_addr\": \"127.0.0.1\", \"client_name\": \"unknown\", \"helo\": \"client.example\", \
+             \"queue_id\": \"{id}\", \"tls\": \"none\"}}"
+        )),
+        "the JSON envelope: {meta}"
+    );
+    assert!(
+        meta.contains("\"parts\": [\"envelope\", \"message\"]"),
+        "{meta}"
+    );
     for header in [
-        "[\"Content-Type\", \"message/rfc822\"]".to_string(),
-        format!("[\"Content-Length\", \"{}\"]", stored.len()),
+        "[\"Content-Type\", \"multipart/form-data; boundary=guerrilla-".to_string(),
         "[\"X-Smtp-Mail-From\", \"a@example.net\"]".into(),
-        "[\"X-Smtp-Rcpt-To\", \"u@example.com\"]".into(),
-        "[\"X-Smtp-Rcpt-To\", \"v@example.com\"]".into(),
+        "[\"X-Smtp-Rcpt-Count\", \"2\"]".into(),
         "[\"X-Smtp-Client-Addr\", \"127.0.0.1\"]".into(),
+        "[\"X-Smtp-Client-Name\", \"unknown\"]".into(),
         "[\"X-Smtp-Helo\", \"client.example\"]".into(),
         format!("[\"X-Smtp-Queue-Id\", \"{id}\"]"),
         "[\"X-Smtp-Tls\", \"none\"]".into(),
@@ -658,6 +698,14 @@ pub fn s3_settings_that_cannot_work(bin: &str) {
     });
     let mut c = session(&d);
     let r = c.send_mail("a@example.net", &["u@example.com"], b"x\r\n");
-    assert_eq!(r.wire(), "451 4.3.0 Error: queue file write error\r\n");
+    assert_eq!(
+        r.wire(),
+        "451 4.3.0 Error: the object store failed, try again later\r\n"
+    );
+    d.wait_log(&[
+        "refused",
+        "destination=s3",
+        "cause=\"http://127.0.0.1:1/ key ",
+    ]);
     assert!(!d.log().contains(SECRET_KEY), "the secret was logged");
 }

@@ -28,6 +28,7 @@ mod operate;
 mod privilege;
 mod proxies;
 mod s3;
+mod trial;
 
 pub use binary::*;
 pub use clients::*;
@@ -41,6 +42,7 @@ pub use operate::*;
 pub use privilege::*;
 pub use proxies::*;
 pub use s3::*;
+pub use trial::*;
 
 /// The message each client sends, CRLF line ends included: headers, lines that start
 /// with one or two dots, a lone dot, indented lines, an empty line, and a long line.
@@ -92,6 +94,7 @@ macro_rules! for_each_interop {
         $m!(s3_two_instances_behind_haproxy, $bin);
         $m!(metrics_pass_promtool, $bin);
         $m!(dovecot_imap_reads_our_maildir, $bin);
+        $m!(http_envelope_through_nginx, $bin);
     };
 }
 
@@ -123,6 +126,13 @@ macro_rules! for_each_binary {
         $m!(reload_under_load_drops_nothing, $bin);
         $m!(json_log_lines, $bin);
         $m!(metrics_count_traffic, $bin);
+        $m!(http_envelope_at_the_recipient_limit, $bin);
+        $m!(pipe_envelope_lists_are_unambiguous, $bin);
+        $m!(pipe_input_is_never_cut, $bin);
+        $m!(pipe_never_starts_after_its_deadline, $bin);
+        $m!(maildir_mode_follows_a_reload, $bin);
+        $m!(healthz_and_live_check_see_a_failing_destination, $bin);
+        $m!(destination_faults_are_traced_and_named, $bin);
     };
 }
 

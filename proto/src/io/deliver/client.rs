@@ -97,8 +97,24 @@ impl<R: Runtime> Client<R> {
 
     /// A body read from a spool, in pieces, on the runtime's thread pool.
     pub(crate) fn stream(&self, reader: SpoolReader) -> Body {
+        StreamBody::new(self.pieces(reader)).boxed_unsync()
+    }
+
+    /// A body of `head`, then what `reader` reads from a spool, then `tail`.
+    pub(crate) fn stream_between(&self, head: Vec<u8>, reader: SpoolReader, tail: Vec<u8>) -> Body {
+        use futures_lite::StreamExt as _;
+        let edge = |b: Vec<u8>| futures_lite::stream::once(Ok(Frame::data(Bytes::from(b))));
+        let all = edge(head).chain(self.pieces(reader)).chain(edge(tail));
+        StreamBody::new(all).boxed_unsync()
+    }
+
+    /// The frames of a spool's text.
+    fn pieces(
+        &self,
+        reader: SpoolReader,
+    ) -> impl futures_lite::Stream<Item = io::Result<Frame<Bytes>>> + Send + 'static {
         let rt = self.rt.clone();
-        let pieces = futures_lite::stream::unfold(Some(reader), move |reader| {
+        futures_lite::stream::unfold(Some(reader), move |reader| {
             let rt = rt.clone();
             async move {
                 let mut reader = reader?;
@@ -108,8 +124,7 @@ impl<R: Runtime> Client<R> {
                     Err(e) => Some((Err(e), None)),
                 }
             }
-        });
-        StreamBody::new(pieces).boxed_unsync()
+        })
     }
 
     /// Sends `req` and reads the response, its body up to `max_body` octets (a longer

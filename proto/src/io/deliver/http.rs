@@ -3,12 +3,15 @@
 //! `2xx`.
 //!
 //! The message (`Return-Path` and `Received` first) is spooled while it arrives, then
-//! sent as the request body, `Content-Type: message/rfc822` with its `Content-Length`,
-//! read back from the spool in pieces (a 25 MiB message is never whole in memory). The
-//! envelope travels in `X-Smtp-*` headers ([`crate::handoff::http_headers`]); with
+//! sent as a `multipart/form-data` body with its `Content-Length`
+//! ([`crate::handoff::multipart`]): the part `envelope` holds the envelope as JSON, every
+//! recipient included, and the part `message` the message, read back from the spool in
+//! pieces (a 25 MiB message is never whole in memory). The single-valued facts are in
+//! `X-Smtp-*` headers too ([`crate::handoff::http_headers`]), a fixed and small number of
+//! them whatever the number of recipients, so any receiver takes the request. With
 //! `GSMTP_HTTP_SECRET`, `X-Smtp-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of
 //! "<t>." + body>` lets the receiver check where it came from, as Stripe's and Postmark's
-//! webhooks are signed. The HMAC is computed as the body arrives.
+//! webhooks are signed.
 //!
 //! HTTP/1.1 is hyper's, through the shared [`Client`]: no hand-written HTTP. Connections
 //! are kept alive and reused; at most `GSMTP_HTTP_CONNECTIONS` requests run at once. A request
@@ -19,7 +22,7 @@
 
 use std::io;
 use std::path::PathBuf;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_lite::FutureExt as _;
 
@@ -27,7 +30,8 @@ use super::Deliver;
 use super::client::Client;
 use super::spool::Spool;
 use crate::config::{Config, ConfigError, HttpConfig, HttpUrl};
-use crate::conn::{DeliveryError, Envelope};
+use crate::conn::Envelope;
+use crate::delivery::DeliveryError;
 use crate::handoff;
 use crate::io::runtime::Runtime;
 use crate::syntax::{MailParams, ReversePath};
@@ -59,23 +63,7 @@ impl<R: Runtime> std::fmt::Debug for Http<R> {
 /// A transaction for the HTTP destination.
 #[derive(Debug, Default)]
 pub struct HttpMessage {
-    text: Option<Box<Text>>,
-}
-
-/// A message's text on its way: its envelope, its spool, and its running signature.
-struct Text {
-    env: Envelope,
-    spool: Spool,
-    signed: Option<(u64, ring::hmac::Context)>,
-}
-
-impl std::fmt::Debug for Text {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Text")
-            .field("id", &self.env.id)
-            .field("len", &self.spool.len())
-            .finish_non_exhaustive()
-    }
+    text: Option<Box<(Envelope, Spool)>>,
 }
 
 impl<R: Runtime> Http<R> {
@@ -109,27 +97,47 @@ impl<R: Runtime> Http<R> {
         })
     }
 
-    /// Sends the message and reads the answer: its status and its first line.
-    async fn post(&self, text: Text) -> io::Result<(u16, String)> {
-        let Text { env, spool, signed } = text;
+    /// Sends the message and reads the answer: its status and its first line. The body
+    /// is `multipart/form-data`: the JSON envelope, then the message read from the
+    /// spool, between delimiters drawn at random now that the message is complete.
+    async fn post(&self, env: &Envelope, spool: Spool) -> io::Result<(u16, String)> {
+        let boundary = boundary()?;
+        let (head, tail) = handoff::multipart(env, &boundary);
+        let spool = spool.freeze();
+        let len = head.len() as u64 + spool.len() + tail.len() as u64;
         let mut req = hyper::Request::post(self.url.path.as_str())
             .header(hyper::header::HOST, self.url.authority())
-            .header(hyper::header::CONTENT_TYPE, "message/rfc822")
-            .header(hyper::header::CONTENT_LENGTH, spool.len())
+            .header(
+                hyper::header::CONTENT_TYPE,
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .header(hyper::header::CONTENT_LENGTH, len)
             .header(hyper::header::USER_AGENT, "Guerrilla-SMTPd");
-        for (name, value) in handoff::http_headers(&env) {
+        for (name, value) in handoff::http_headers(env) {
             req = req.header(name, value);
         }
-        if let Some((t, ctx)) = signed {
+        if let Some(key) = &self.secret {
+            let t = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let mut ctx = ring::hmac::Context::with_key(key);
+            ctx.update(format!("{t}.").as_bytes());
+            ctx.update(&head);
+            let mut reader = spool.reader(0..spool.len());
+            while let Some(piece) = reader.next(&self.rt).await? {
+                ctx.update(&piece);
+            }
+            ctx.update(&tail);
             let mac = ctx.sign();
             req = req.header(
                 "X-Smtp-Signature",
                 handoff::signature_value(t, mac.as_ref()),
             );
         }
-        let req = req
-            .body(self.client.stream(spool.reader()))
-            .map_err(io::Error::other)?;
+        let body = self
+            .client
+            .stream_between(head, spool.reader(0..spool.len()), tail);
+        let req = req.body(body).map_err(io::Error::other)?;
         let answer = self.client.send(req, MAX_ANSWER).await?;
         let first = String::from_utf8_lossy(&answer.body)
             .lines()
@@ -138,6 +146,20 @@ impl<R: Runtime> Http<R> {
             .to_string();
         Ok((answer.status, first))
     }
+}
+
+/// A multipart boundary no sender can guess: 128 random bits.
+fn boundary() -> io::Result<String> {
+    use ring::rand::SecureRandom as _;
+    let mut bits = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bits)
+        .map_err(|_| io::Error::other("no random numbers"))?;
+    let mut out = String::from("guerrilla-");
+    for b in bits {
+        out.push_str(&format!("{b:02x}"));
+    }
+    Ok(out)
 }
 
 impl<R: Runtime> Deliver for Http<R> {
@@ -151,58 +173,64 @@ impl<R: Runtime> Deliver for Http<R> {
         Ok(HttpMessage::default())
     }
 
+    /// The receiver answers a `HEAD` of the URL (within `GSMTP_HTTP_TIMEOUT`), whatever
+    /// it answers but `502`, `503` and `504`, which say it is not there.
+    async fn probe(&self) -> Result<(), DeliveryError> {
+        let req = hyper::Request::head(self.url.path.as_str())
+            .header(hyper::header::HOST, self.url.authority())
+            .header(hyper::header::USER_AGENT, "Guerrilla-SMTPd")
+            .body(Client::<R>::full(""))
+            .map_err(|e| DeliveryError::transient().because(e))?;
+        let timer = async {
+            async_io::Timer::after(self.cfg.timeout).await;
+            Err(io::Error::from(io::ErrorKind::TimedOut))
+        };
+        let fail = |why: String| {
+            let err = handoff::http_result(0, "").unwrap_err();
+            err.because(format_args!("HEAD {}: {why}", self.url))
+        };
+        match Box::pin(self.client.send(req, MAX_ANSWER).or(timer)).await {
+            Ok(a) if matches!(a.status, 502..=504) => Err(fail(format!("answered {}", a.status))),
+            Ok(_) => Ok(()),
+            Err(e) => Err(fail(e.to_string())),
+        }
+    }
+
     async fn body(&self, m: &mut HttpMessage, env: &Envelope) -> Result<(), DeliveryError> {
         let prefix = handoff::prefix(env, &self.host, SystemTime::now(), true);
-        let signed = self.secret.as_ref().map(|key| {
-            let t = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            let mut ctx = ring::hmac::Context::with_key(key);
-            ctx.update(format!("{t}.").as_bytes());
-            ctx.update(&prefix);
-            (t, ctx)
-        });
-        m.text = Some(Box::new(Text {
-            env: env.clone(),
-            spool: Spool::new(prefix),
-            signed,
-        }));
+        m.text = Some(Box::new((env.clone(), Spool::new(prefix))));
         Ok(())
     }
 
     async fn write(&self, m: &mut HttpMessage, bytes: &[u8]) -> Result<(), DeliveryError> {
-        let Some(text) = m.text.as_deref_mut() else {
-            return Err(DeliveryError::Transient);
-        };
-        if let Some((_, ctx)) = text.signed.as_mut() {
-            ctx.update(bytes);
+        match m.text.as_deref_mut() {
+            Some((_, spool)) => spool.write(&self.rt, &self.spool_dir, bytes).await,
+            None => Err(DeliveryError::transient()),
         }
-        text.spool.write(&self.rt, &self.spool_dir, bytes).await
     }
 
     async fn commit(&self, m: HttpMessage) -> Result<(), DeliveryError> {
-        let Some(text) = m.text.map(|t| *t) else {
-            return Err(DeliveryError::Transient);
+        let Some((env, spool)) = m.text.map(|t| *t) else {
+            return Err(DeliveryError::transient());
         };
-        let id = text.env.id;
-        let started = Instant::now();
         let timer = async {
-            async_io::Timer::at(started + self.cfg.timeout).await;
+            async_io::Timer::after(self.cfg.timeout).await;
             Err(io::Error::from(io::ErrorKind::TimedOut))
         };
-        let sent = self.post(text);
+        let sent = self.post(&env, spool);
         let (status, first) = match Box::pin(sent.or(timer)).await {
             Ok(answer) => answer,
             Err(e) => {
-                tracing::warn!(queue_id = %id, url = %self.url.authority(), error = %e, "the HTTP receiver failed");
-                return Err(handoff::http_result(0, "").unwrap_err());
+                let err = handoff::http_result(0, "").unwrap_err();
+                return Err(err.because(format_args!("POST {}: {e}", self.url)));
             }
         };
-        let result = handoff::http_result(status, &first);
-        if result.is_err() {
-            let first = crate::syntax::escape_for_log(first.as_bytes());
-            tracing::info!(queue_id = %id, status, answer = %first, "the HTTP receiver refused");
-        }
-        result
+        handoff::http_result(status, &first).map_err(|e| {
+            e.because(format_args!(
+                "POST {} answered {status}: {}",
+                self.url,
+                crate::syntax::escape_for_log(first.as_bytes())
+            ))
+        })
     }
 }

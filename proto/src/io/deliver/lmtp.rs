@@ -29,7 +29,8 @@ use futures_lite::{AsyncRead, AsyncWrite, FutureExt as _};
 
 use super::Deliver;
 use crate::config::{Config, ConfigError, LmtpAddr, LmtpConfig};
-use crate::conn::{DeliveryError, Envelope};
+use crate::conn::Envelope;
+use crate::delivery::DeliveryError;
 use crate::handoff::{self, DotStuffer, ServerReply};
 use crate::io::runtime::Runtime;
 use crate::maildir::Recipient;
@@ -81,7 +82,6 @@ pub struct LmtpMessage {
     in_data: bool,
     stuffer: DotStuffer,
     out: Vec<u8>,
-    id: Option<crate::maildir::QueueId>,
 }
 
 impl std::fmt::Debug for LmtpMessage {
@@ -178,19 +178,34 @@ impl<R: Runtime> Lmtp<R> {
     ) -> Result<T, DeliveryError> {
         let timer = async {
             async_io::Timer::after(self.cfg.timeout).await;
-            Err(DeliveryError::Timeout)
+            Err(DeliveryError::timeout())
         };
         fut.or(timer).await
     }
 }
 
-/// An I/O failure with the LMTP server: logged, and a `451`.
-fn fault(what: &str, e: &io::Error) -> DeliveryError {
-    tracing::warn!(error = %e, "LMTP server failed during {what}");
-    if e.kind() == io::ErrorKind::TimedOut {
-        DeliveryError::Timeout
-    } else {
-        DeliveryError::Transient
+/// The reply's text when the LMTP server fails (down, silent, talking nonsense).
+const FAILED: &str = "Error: the delivery agent failed, try again later";
+
+impl<R: Runtime> Lmtp<R> {
+    /// An I/O failure with the LMTP server during `what`: a `451` naming the server in
+    /// its cause.
+    fn fault(&self, what: &str, e: &io::Error) -> DeliveryError {
+        let err = if e.kind() == io::ErrorKind::TimedOut {
+            DeliveryError::timeout()
+        } else {
+            DeliveryError::transient().with_text(FAILED)
+        };
+        err.because(format_args!("LMTP server {} during {what}: {e}", self.addr))
+    }
+
+    /// The LMTP server's refusal of `what`, as the client's reply, naming the server
+    /// and its answer in its cause.
+    fn refused(&self, what: &str, r: &ServerReply) -> DeliveryError {
+        r.refusal().because(format_args!(
+            "LMTP server {} answered {what} with {} {} {}",
+            self.addr, r.code, r.status, r.text
+        ))
     }
 }
 
@@ -307,7 +322,7 @@ impl<R: Runtime> Lmtp<R> {
             let (mut s, reused) = self
                 .session(deadline)
                 .await
-                .map_err(|e| fault("connect", &e))?;
+                .map_err(|e| self.fault("connect and LHLO", &e))?;
             let cmd = mail_command(&s, from, params);
             let reply = match send(&mut s, cmd.as_bytes(), deadline).await {
                 Ok(()) => read_reply(&mut s, deadline).await,
@@ -317,13 +332,13 @@ impl<R: Runtime> Lmtp<R> {
                 Ok(r) if r.is_ok() => return Ok(s),
                 // A kept session the server is closing (Dovecot says 421 as it stops).
                 Ok(r) if r.code == 421 && reused => continue,
-                Ok(r) if r.code == 421 => return Err(r.refusal()),
+                Ok(r) if r.code == 421 => return Err(self.refused("MAIL", &r)),
                 Ok(r) => {
                     self.keep(s, deadline).await;
-                    return Err(r.refusal());
+                    return Err(self.refused("MAIL", &r));
                 }
                 Err(_) if reused => continue,
-                Err(e) => return Err(fault("MAIL", &e)),
+                Err(e) => return Err(self.fault("MAIL", &e)),
             }
         }
     }
@@ -353,13 +368,13 @@ impl<R: Runtime> Lmtp<R> {
     async fn flush(&self, m: &mut LmtpMessage) -> Result<(), DeliveryError> {
         let deadline = Instant::now() + self.cfg.timeout;
         let Some(s) = m.session.as_mut() else {
-            return Err(DeliveryError::Transient);
+            return Err(DeliveryError::transient());
         };
         let result = send(s, &m.out, deadline).await;
         m.out.clear();
         result.map_err(|e| {
             m.session = None;
-            fault("DATA", &e)
+            self.fault("DATA", &e)
         })
     }
 }
@@ -383,15 +398,28 @@ impl<R: Runtime> Deliver for Lmtp<R> {
             in_data: false,
             stuffer: DotStuffer::default(),
             out: Vec::new(),
-            id: None,
         })
+    }
+
+    /// The server greets and answers LHLO (within `GSMTP_LMTP_TIMEOUT`); then QUIT.
+    async fn probe(&self) -> Result<(), DeliveryError> {
+        let deadline = Instant::now() + self.cfg.timeout;
+        let timer = async {
+            async_io::Timer::at(deadline).await;
+            Err(io::Error::from(io::ErrorKind::TimedOut))
+        };
+        let (mut s, _) = Box::pin(self.session(deadline).or(timer))
+            .await
+            .map_err(|e| self.fault("connect and LHLO", &e))?;
+        let _ = send(&mut s, b"QUIT\r\n", deadline).await;
+        Ok(())
     }
 
     /// Asks the LMTP server: its refusal is the client's reply.
     async fn add_recipient(&self, m: &mut LmtpMessage, r: &Recipient) -> Result<(), DeliveryError> {
         let deadline = Instant::now() + self.cfg.timeout;
         let Some(s) = m.session.as_mut() else {
-            return Err(DeliveryError::Transient);
+            return Err(DeliveryError::transient());
         };
         let cmd = format!("RCPT TO:<{}>\r\n", r.delivered_to);
         let reply = match send(s, cmd.as_bytes(), deadline).await {
@@ -403,10 +431,10 @@ impl<R: Runtime> Deliver for Lmtp<R> {
                 m.accepted += 1;
                 Ok(())
             }
-            Ok(reply) => Err(reply.refusal()),
+            Ok(reply) => Err(self.refused(&format!("RCPT TO:<{}>", r.delivered_to), &reply)),
             Err(e) => {
                 m.session = None;
-                Err(fault("RCPT", &e))
+                Err(self.fault("RCPT", &e))
             }
         }
     }
@@ -414,9 +442,8 @@ impl<R: Runtime> Deliver for Lmtp<R> {
     /// DATA, then our `Received` header.
     async fn body(&self, m: &mut LmtpMessage, env: &Envelope) -> Result<(), DeliveryError> {
         let deadline = Instant::now() + self.cfg.timeout;
-        m.id = Some(env.id);
         let Some(s) = m.session.as_mut() else {
-            return Err(DeliveryError::Transient);
+            return Err(DeliveryError::transient());
         };
         let reply = match send(s, b"DATA\r\n", deadline).await {
             Ok(()) => read_reply(s, deadline).await,
@@ -424,10 +451,10 @@ impl<R: Runtime> Deliver for Lmtp<R> {
         };
         match reply {
             Ok(r) if r.code == 354 => {}
-            Ok(r) => return Err(r.refusal()),
+            Ok(r) => return Err(self.refused("DATA", &r)),
             Err(e) => {
                 m.session = None;
-                return Err(fault("DATA", &e));
+                return Err(self.fault("DATA", &e));
             }
         }
         m.in_data = true;
@@ -450,7 +477,7 @@ impl<R: Runtime> Deliver for Lmtp<R> {
         Box::pin(self.flush(&mut m)).await?;
         let deadline = Instant::now() + self.cfg.timeout;
         let Some(mut s) = m.session.take() else {
-            return Err(DeliveryError::Transient);
+            return Err(DeliveryError::transient());
         };
         let mut replies = Vec::with_capacity(m.accepted);
         for _ in 0..m.accepted {
@@ -458,21 +485,21 @@ impl<R: Runtime> Deliver for Lmtp<R> {
                 Ok(r) => replies.push(r),
                 // The server may have delivered some copies: 451, and a duplicate at
                 // worst when the client retries.
-                Err(e) => return Err(fault("the end of DATA", &e)),
+                Err(e) => return Err(self.fault("the end of DATA", &e)),
             }
         }
         self.park(s);
-        let result = handoff::lmtp_outcome(&replies);
-        if result.is_err()
-            && let Some(id) = m.id
-        {
+        handoff::lmtp_outcome(&replies).map_err(|e| {
             let answers: Vec<String> = replies
                 .iter()
                 .map(|r| format!("{} {} {}", r.code, r.status, r.text))
                 .collect();
-            tracing::info!(queue_id = %id, answers = %answers.join(" | "), "the LMTP server refused");
-        }
-        result
+            e.because(format_args!(
+                "LMTP server {} answered the end of DATA with {}",
+                self.addr,
+                answers.join(" | ")
+            ))
+        })
     }
 
     /// Before DATA, RSET keeps the session; during DATA, the session is dropped, which

@@ -43,9 +43,10 @@ use nix::unistd::AccessFlags;
 
 use super::Deliver;
 use crate::config::Config;
-use crate::conn::{DeliveryError, Envelope};
+use crate::conn::Envelope;
+use crate::delivery::DeliveryError;
 use crate::io::runtime::Runtime;
-use crate::maildir::{self, MailboxPath, QueueId, Recipient};
+use crate::maildir::{self, MailboxPath, Recipient};
 use crate::syntax::{MailParams, ReversePath};
 use crate::trace;
 
@@ -93,7 +94,6 @@ pub struct Message {
 /// A message being received.
 #[derive(Debug)]
 struct Spool {
-    id: QueueId,
     targets: Vec<Target>,
     /// Bytes not yet written: the first target's prefix, then body bytes.
     buf: Vec<u8>,
@@ -105,7 +105,6 @@ struct Spool {
 /// the outcome.
 #[derive(Debug)]
 struct Job {
-    id: QueueId,
     tmp: Vec<(File, PathBuf)>,
     done: async_channel::Sender<Result<(), DeliveryError>>,
 }
@@ -125,6 +124,7 @@ impl<R: Runtime> Maildir<R> {
         }
         let root = fs::canonicalize(&cfg.maildir)?;
         clean_stale_tmp(&root);
+        widen_modes(&root, cfg.maildir_mode)?;
         let (jobs, rx) = mpsc::channel();
         let dir = Arc::new(Dir {
             root_fd: File::open(&root)?,
@@ -173,16 +173,32 @@ impl<R: Runtime> Maildir<R> {
                 spool.file = Some(file);
                 Ok(())
             }
-            Err(e) => {
-                tracing::error!(queue_id = %spool.id, error = %e, "cannot spool the message");
-                Err(classify(&e))
-            }
+            Err(e) => Err(classify(&e)),
         }
     }
 }
 
 impl<R: Runtime> Deliver for Maildir<R> {
     type Message = Message;
+
+    /// A file can be made, written, synced and removed in the root.
+    async fn probe(&self) -> Result<(), DeliveryError> {
+        let path = self
+            .dir
+            .root
+            .join(format!(".guerrilla-probe-{}", std::process::id()));
+        let made = (|| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(self.dir.mode)
+                .open(&path)?;
+            f.write_all(b"probe\r\n")?;
+            f.sync_data()
+        })();
+        let _ = fs::remove_file(&path);
+        made.map_err(|e| classify(&context(e, "cannot write a file in", &self.dir.root)))
+    }
 
     /// A declared `SIZE=` must fit in the file system's free space.
     async fn start(
@@ -224,12 +240,11 @@ impl<R: Runtime> Deliver for Maildir<R> {
             })
             .collect();
         let Some(first) = targets.first() else {
-            return Err(DeliveryError::Transient);
+            return Err(DeliveryError::transient());
         };
         let mut buf = Vec::with_capacity(8 * 1024);
         buf.extend_from_slice(&first.prefix);
         message.spool = Some(Spool {
-            id: env.id,
             targets,
             buf,
             file: None,
@@ -240,7 +255,7 @@ impl<R: Runtime> Deliver for Maildir<R> {
     /// Held in memory up to [`SPOOL_MEMORY`], then streamed to the first folder's `tmp/`.
     async fn write(&self, message: &mut Message, bytes: &[u8]) -> Result<(), DeliveryError> {
         let Some(spool) = message.spool.as_mut() else {
-            return Err(DeliveryError::Transient);
+            return Err(DeliveryError::transient());
         };
         spool.buf.extend_from_slice(bytes);
         if spool.buf.len() < SPOOL_MEMORY {
@@ -254,9 +269,8 @@ impl<R: Runtime> Deliver for Maildir<R> {
     /// the module docs for the steps.
     async fn commit(&self, message: Message) -> Result<(), DeliveryError> {
         let Some(spool) = message.spool else {
-            return Err(DeliveryError::Transient);
+            return Err(DeliveryError::transient());
         };
-        let id = spool.id;
         let dir = Arc::clone(&self.dir);
         // A small message held in memory is written into the page cache at once, which
         // costs less than handing it to another thread; one that streamed to disk may
@@ -268,20 +282,16 @@ impl<R: Runtime> Deliver for Maildir<R> {
         };
         let tmp = match staged {
             Ok(tmp) => tmp,
-            Err(e) => {
-                tracing::error!(queue_id = %id, error = %e, "cannot store the message");
-                return Err(classify(&e));
-            }
+            Err(e) => return Err(classify(&e)),
         };
         let (done, outcome) = async_channel::bounded(1);
-        if let Err(mpsc::SendError(job)) = self.jobs.send(Job { id, tmp, done }) {
+        if let Err(mpsc::SendError(job)) = self.jobs.send(Job { tmp, done }) {
             job.tmp.iter().for_each(|(_, p)| drop(fs::remove_file(p)));
-            return Err(DeliveryError::Transient);
+            return Err(DeliveryError::transient());
         }
-        outcome
-            .recv()
-            .await
-            .unwrap_or(Err(DeliveryError::Transient))
+        outcome.recv().await.unwrap_or_else(|_| {
+            Err(DeliveryError::transient().because("the Maildir committer is gone"))
+        })
     }
 
     /// Removes the message's `tmp/` file, if it has one.
@@ -310,8 +320,9 @@ impl Dir {
             Ok(fs) => {
                 let free = fs.blocks_available().saturating_mul(fs.fragment_size());
                 if size > free {
-                    tracing::warn!(size, free, "declared size exceeds the Maildir's free space");
-                    return Err(DeliveryError::InsufficientStorage);
+                    return Err(DeliveryError::insufficient_storage().because(format_args!(
+                        "the declared SIZE={size} exceeds the Maildir's free space ({free})"
+                    )));
                 }
                 Ok(())
             }
@@ -337,14 +348,14 @@ impl Dir {
             other => other,
         };
         result.map_err(|e| {
-            tracing::warn!(folder = %folder.display(), error = %e, "mailbox unavailable");
-            match e {
-                Errno::ENOSPC | Errno::EDQUOT => DeliveryError::InsufficientStorage,
+            let err = match e {
+                Errno::ENOSPC | Errno::EDQUOT => DeliveryError::insufficient_storage(),
                 Errno::EACCES | Errno::EPERM | Errno::EROFS | Errno::ENOTDIR | Errno::ELOOP => {
-                    DeliveryError::MailboxUnavailable
+                    DeliveryError::mailbox_unavailable()
                 }
-                _ => DeliveryError::Transient,
-            }
+                _ => DeliveryError::transient(),
+            };
+            err.because(format_args!("{}: {e}", folder.display()))
         })
     }
 
@@ -476,14 +487,13 @@ impl Dir {
                 let outcome = match (new, &names) {
                     (Ok(_), Ok(())) => Ok(()),
                     (Ok(new), Err(e)) => {
-                        tracing::error!(queue_id = %job.id, error = %e, "cannot sync the Maildir");
                         new.iter().for_each(|p| drop(fs::remove_file(p)));
-                        Err(classify(e))
+                        Err(classify(&io::Error::new(
+                            e.kind(),
+                            format!("cannot sync the Maildir's folders: {e}"),
+                        )))
                     }
-                    (Err(e), _) => {
-                        tracing::error!(queue_id = %job.id, error = %e, "cannot store the message");
-                        Err(classify(e))
-                    }
+                    (Err(e), _) => Err(classify(e)),
                 };
                 let _ = job.done.try_send(outcome);
             }
@@ -592,14 +602,15 @@ fn context(e: io::Error, what: &str, path: &Path) -> io::Error {
 }
 
 /// The reply class of a failed store: a full file system or quota is
-/// [`DeliveryError::InsufficientStorage`], anything else [`DeliveryError::Transient`].
+/// [`DeliveryError::insufficient_storage()`], anything else [`DeliveryError::transient()`].
 fn classify(e: &io::Error) -> DeliveryError {
-    match e.kind() {
+    let err = match e.kind() {
         io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
-            DeliveryError::InsufficientStorage
+            DeliveryError::insufficient_storage()
         }
-        _ => DeliveryError::Transient,
-    }
+        _ => DeliveryError::transient(),
+    };
+    err.because(e)
 }
 
 /// Removes `tmp/` files left by processes that are gone (ours are named `...P<pid>Q...`),
@@ -640,6 +651,73 @@ fn clean_stale_tmp(root: &Path) {
             }
         }
     }
+}
+
+/// Brings a Maildir that an earlier, narrower `GSMTP_MAILDIR_MODE` made up to `mode`'s
+/// group bits, so that "set 0660, then reload (or restart)" lets a reader in the
+/// server's group (Dovecot) in at once, old mail included. The root's mode tells: when
+/// it lacks the group bits, its folders (domains, mailboxes, `tmp`, `new`, `cur`) and
+/// the files in `new/` and `cur/` get them added, in a thread of its own (a large store
+/// takes a while), and the root last, so an interrupted run is done again at the next
+/// start. Bits are only ever added, never taken away; what is not ours is left alone.
+fn widen_modes(root: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let folders = folder_mode(mode) & 0o070;
+    let files = mode & 0o060;
+    let have = fs::metadata(root)?.permissions().mode();
+    if folders == 0 || have & folders == folders {
+        return Ok(());
+    }
+    let root = root.to_path_buf();
+    std::thread::Builder::new()
+        .name("maildir-modes".into())
+        .spawn(move || {
+            // Whether it changed `path`'s mode.
+            let add = |path: &Path, bits: u32| -> bool {
+                match fs::symlink_metadata(path) {
+                    Ok(m) if !m.file_type().is_symlink() => {
+                        let now = m.permissions().mode() & 0o7777;
+                        now & bits != bits
+                            && fs::set_permissions(path, fs::Permissions::from_mode(now | bits))
+                                .is_ok()
+                    }
+                    _ => false,
+                }
+            };
+            let (mut dirs, mut changed) = (0u64, 0u64);
+            let list = |p: &Path| fs::read_dir(p).into_iter().flatten().flatten();
+            for domain in list(&root) {
+                if !domain.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
+                add(&domain.path(), folders);
+                for mailbox in list(&domain.path()) {
+                    if !mailbox.file_type().is_ok_and(|t| t.is_dir()) {
+                        continue;
+                    }
+                    add(&mailbox.path(), folders);
+                    dirs += 1;
+                    for sub in ["tmp", "new", "cur"] {
+                        let sub = mailbox.path().join(sub);
+                        add(&sub, folders);
+                        if sub.ends_with("tmp") {
+                            continue;
+                        }
+                        for file in list(&sub) {
+                            changed += u64::from(add(&file.path(), files));
+                        }
+                    }
+                }
+            }
+            add(&root, folders);
+            tracing::info!(
+                root = %root.display(),
+                mailboxes = dirs,
+                files = changed,
+                "Maildir opened to the group as GSMTP_MAILDIR_MODE asks"
+            );
+        })?;
+    Ok(())
 }
 
 /// The pid in a name made by [`maildir::unique_name`].

@@ -9,11 +9,11 @@
 //! | the destination says | the client gets |
 //! |---|---|
 //! | `commit` returns `Ok` | `250 2.0.0 OK : queued as <id>` |
-//! | [`DeliveryError::Transient`], any I/O fault | `451 4.3.0` |
-//! | [`DeliveryError::Timeout`] | `451 4.4.7` |
-//! | [`DeliveryError::InsufficientStorage`] | `452 4.3.1 Insufficient system storage` |
-//! | [`DeliveryError::MailboxUnavailable`] (at RCPT) | `450 4.2.0` |
-//! | [`DeliveryError::Permanent`] | `554 5.3.0` (`550 5.1.1` at RCPT) |
+//! | [`DeliveryError::transient()`], any I/O fault | `451 4.3.0` |
+//! | [`DeliveryError::timeout()`] | `451 4.4.7` |
+//! | [`DeliveryError::insufficient_storage()`] | `452 4.3.1 Insufficient system storage` |
+//! | [`DeliveryError::mailbox_unavailable()`] (at RCPT) | `450 4.2.0` |
+//! | [`DeliveryError::permanent()`] | `554 5.3.0` (`550 5.1.1` at RCPT) |
 //! | [`DeliveryError::Reply`] | that reply, `4xx` or `5xx` |
 //! | a panic | `451 4.3.0`, and the message is dropped |
 //!
@@ -43,7 +43,8 @@ use futures_lite::FutureExt as _;
 
 use super::runtime::Runtime;
 use crate::config::{Config, ConfigError, Storage};
-use crate::conn::{DeliveryError, Envelope};
+use crate::conn::Envelope;
+use crate::delivery::DeliveryError;
 use crate::maildir::Recipient;
 use crate::syntax::{MailParams, ReversePath};
 
@@ -114,6 +115,13 @@ pub trait Deliver: Send + Sync + 'static {
         &self,
         message: Self::Message,
     ) -> impl Future<Output = Result<(), DeliveryError>> + Send;
+
+    /// Checks, without delivering anything, that the destination can take mail now: the
+    /// server answers, the credentials are taken, the command starts. `--check-config
+    /// --live` calls it; its error names what failed in its cause. Succeeds by default.
+    fn probe(&self) -> impl Future<Output = Result<(), DeliveryError>> + Send {
+        std::future::ready(Ok(()))
+    }
 
     /// The transaction ended without a message (RSET, a refused body, a lost client):
     /// throw away whatever was started. Nothing of it may ever be committed.
@@ -234,6 +242,17 @@ impl<R: Runtime> Deliver for Destination<R> {
         }
     }
 
+    async fn probe(&self) -> Result<(), DeliveryError> {
+        match self {
+            Self::Maildir(d) => d.probe().await,
+            Self::Discard(d) => d.probe().await,
+            Self::Pipe(d) => Box::pin(d.probe()).await,
+            Self::Http(d) => Box::pin(d.probe()).await,
+            Self::Lmtp(d) => Box::pin(d.probe()).await,
+            Self::S3(d) => Box::pin(d.probe()).await,
+        }
+    }
+
     async fn start(
         &self,
         from: &ReversePath<'static>,
@@ -256,7 +275,7 @@ impl<R: Runtime> Deliver for Destination<R> {
         message: &mut Self::Message,
         recipient: &Recipient,
     ) -> Result<(), DeliveryError> {
-        let wrong = Err(DeliveryError::Transient);
+        let wrong = Err(DeliveryError::transient());
         dispatch!(
             self,
             message,
@@ -270,17 +289,17 @@ impl<R: Runtime> Deliver for Destination<R> {
         message: &mut Self::Message,
         envelope: &Envelope,
     ) -> Result<(), DeliveryError> {
-        let wrong = Err(DeliveryError::Transient);
+        let wrong = Err(DeliveryError::transient());
         dispatch!(self, message, |d, m| d.body(m, envelope).await, wrong)
     }
 
     async fn write(&self, message: &mut Self::Message, bytes: &[u8]) -> Result<(), DeliveryError> {
-        let wrong = Err(DeliveryError::Transient);
+        let wrong = Err(DeliveryError::transient());
         dispatch!(self, message, |d, m| d.write(m, bytes).await, wrong)
     }
 
     async fn commit(&self, message: Self::Message) -> Result<(), DeliveryError> {
-        let wrong = Err(DeliveryError::Transient);
+        let wrong = Err(DeliveryError::transient());
         dispatch!(self, message, |d, m| d.commit(m).await, wrong)
     }
 

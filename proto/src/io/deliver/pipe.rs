@@ -6,7 +6,7 @@
 //! arguments split as a shell would, `${recipient}` and the other macros of
 //! [`crate::handoff::expand`] replaced), as the user the server runs as, in a process
 //! group of its own, with an environment of `PATH` and the `SMTP_*` variables of
-//! [`crate::handoff::envelope_fields`] alone. Its exit status (or an RFC 3463 code at the
+//! [`crate::handoff::environment`] alone. Its exit status (or an RFC 3463 code at the
 //! start of its output) is the reply ([`crate::handoff::pipe_result`]). Past
 //! `GSMTP_PIPE_TIMEOUT` its whole process group is killed: `451 4.4.7`. At most
 //! `GSMTP_PIPE_CONCURRENCY` commands run at once.
@@ -17,17 +17,18 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use async_lock::Semaphore;
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::io::AsyncReadExt;
 use futures_lite::{FutureExt as _, future};
 
 use super::Deliver;
 use super::spool::Spool;
 use crate::config::{Config, ConfigError, PipeConfig};
-use crate::conn::{DeliveryError, Envelope};
+use crate::conn::Envelope;
+use crate::delivery::DeliveryError;
 use crate::handoff::{self, Exit};
 use crate::io::runtime::Runtime;
 use crate::maildir::Recipient;
-use crate::reply::{self, ReplyBuf};
+use crate::reply;
 use crate::syntax::{MailParams, ReversePath};
 
 /// How much of a command's output is kept (the rest is read and dropped).
@@ -87,31 +88,57 @@ impl<R: Runtime> Pipe<R> {
     }
 
     /// Runs the command over the message; the whole of it is bounded by the timeout
-    /// (waiting for a turn included).
+    /// (waiting for a turn included). A command whose time is up by the time its turn
+    /// comes is never started: the timer is asked first, and the clock again once the
+    /// turn is taken, so no command can deliver after its `451` went out.
     async fn run(&self, env: &Envelope, spool: Spool) -> Result<(), DeliveryError> {
-        let deadline = Instant::now() + self.cfg.timeout;
+        let started = Instant::now();
+        let deadline = started + self.cfg.timeout;
+        let input = spool
+            .into_file(&self.rt)
+            .await
+            .map_err(|e| super::spool::spool_error(&e, &self.spool_dir))?;
+        // Whether the command was started: a message whose time ran out while it waited
+        // for its turn says so in the log.
+        let spawned = std::sync::atomic::AtomicBool::new(false);
+        let late = || {
+            let cause = if spawned.load(std::sync::atomic::Ordering::Relaxed) {
+                format!(
+                    "{} did not finish within GSMTP_PIPE_TIMEOUT ({} s)",
+                    self.program.display(),
+                    self.cfg.timeout.as_secs_f64()
+                )
+            } else {
+                format!(
+                    "GSMTP_PIPE_TIMEOUT ({} s) passed while the message waited for one of \
+                     the GSMTP_PIPE_CONCURRENCY ({}) runs: the command was not started",
+                    self.cfg.timeout.as_secs_f64(),
+                    self.cfg.concurrency
+                )
+            };
+            DeliveryError::timeout().because(cause)
+        };
         let timer = async {
             async_io::Timer::at(deadline).await;
-            Err(DeliveryError::Timeout)
+            Err(late())
         };
-        let started = Instant::now();
         let run = async {
             let _slot = self.slots.acquire().await;
-            self.spawn_and_wait(env, spool, started).await
-        };
-        match run.or(timer).await {
-            Err(DeliveryError::Timeout) => {
-                tracing::warn!(queue_id = %env.id, "the pipe command timed out");
-                Err(DeliveryError::Timeout)
+            if Instant::now() >= deadline {
+                return Err(late());
             }
-            other => other,
-        }
+            spawned.store(true, std::sync::atomic::Ordering::Relaxed);
+            self.spawn_and_wait(env, input, started).await
+        };
+        timer.or(run).await
     }
 
+    /// Starts the command with `input` (complete, at its start) as its standard input,
+    /// and waits for its end.
     async fn spawn_and_wait(
         &self,
         env: &Envelope,
-        spool: Spool,
+        input: std::fs::File,
         started: Instant,
     ) -> Result<(), DeliveryError> {
         let vars = handoff::macro_values(env);
@@ -125,43 +152,33 @@ impl<R: Runtime> Pipe<R> {
             )
             .env_clear()
             .env("PATH", &self.path_env)
-            .envs(handoff::envelope_fields(env));
+            .envs(handoff::environment(env));
         std::os::unix::process::CommandExt::process_group(&mut std_cmd, 0);
         let mut cmd = async_process::Command::from(std_cmd);
-        cmd.stdin(Stdio::piped())
+        cmd.stdin(Stdio::from(input))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        let program = self.program.display();
         let mut child = cmd.spawn().map_err(|e| {
-            tracing::error!(queue_id = %env.id, error = %e, "cannot run the pipe command");
-            DeliveryError::Transient
+            DeliveryError::transient()
+                .with_text(CANNOT_RUN)
+                .because(format_args!("cannot run {program}: {e}"))
         })?;
         let pgid = child.id();
         // The group is killed whatever happens next: on a timeout (this future is then
         // dropped) or when the command left children behind.
         let _group = KillGroup(pgid);
-        let (Some(mut stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            return Err(DeliveryError::Transient);
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            return Err(DeliveryError::transient()
+                .with_text(CANNOT_RUN)
+                .because(format_args!("{program}: no pipe for its output")));
         };
-        let rt = &self.rt;
-        let feed = async move {
-            let mut reader = spool.reader();
-            // A command that exits without reading all of its input is answered by its
-            // exit status; the broken pipe is not an error of ours.
-            while let Ok(Some(piece)) = reader.next(rt).await {
-                if stdin.write_all(&piece).await.is_err() {
-                    break;
-                }
-            }
-            drop(stdin);
-        };
-        let output = future::zip(read_bounded(stdout), read_bounded(stderr));
-        let ((), (mut out, err)) = future::zip(feed, output).await;
+        let (mut out, err) = future::zip(read_bounded(stdout), read_bounded(stderr)).await;
         let status = child.status().await.map_err(|e| {
-            tracing::error!(queue_id = %env.id, error = %e, "cannot wait for the pipe command");
-            DeliveryError::Transient
+            DeliveryError::transient()
+                .with_text(CANNOT_RUN)
+                .because(format_args!("cannot wait for {program}: {e}"))
         })?;
         out.extend_from_slice(&err);
         let exit = match (
@@ -172,28 +189,20 @@ impl<R: Runtime> Pipe<R> {
             (None, Some(sig)) => Exit::Signal(sig),
             (None, None) => Exit::Signal(0),
         };
-        let result = handoff::pipe_result(exit, &out);
-        if let Err(e) = &result {
-            let secs = format!("{:.2}", started.elapsed().as_secs_f64());
+        handoff::pipe_result(exit, &out).map_err(|e| {
             let first = out.split(|b| *b == b'\n').next().unwrap_or_default();
-            let output = crate::syntax::escape_for_log(first);
-            tracing::info!(
-                queue_id = %env.id,
-                %exit,
-                %secs,
-                %output,
-                reply = %reply_of(e),
-                "the pipe command refused"
-            );
-        }
-        result
+            e.because(format_args!(
+                "{program} ended with {exit} after {:.2} s; output: {}",
+                started.elapsed().as_secs_f64(),
+                crate::syntax::escape_for_log(first)
+            ))
+        })
     }
 }
 
-/// The reply an error becomes at the end of a message, for the log.
-fn reply_of(e: &DeliveryError) -> ReplyBuf {
-    reply::for_delivery_error(e, reply::Stage::Data)
-}
+/// The reply's text when the command cannot be run at all (it was removed, it lost its
+/// execute bit, the system is out of processes).
+const CANNOT_RUN: &str = "Error: cannot run the delivery command, try again later";
 
 /// Kills a process group when dropped (if it is still there).
 struct KillGroup(u32);
@@ -249,11 +258,38 @@ impl<R: Runtime> Deliver for Pipe<R> {
         Ok(PipeMessage::default())
     }
 
+    /// The command starts: it is run with an empty environment but `PATH` and an input
+    /// that never ends, and its process group is killed at once, before it can have
+    /// read anything (a command that stores what it reads stores nothing).
+    async fn probe(&self) -> Result<(), DeliveryError> {
+        let program = self.program.display();
+        let mut cmd = std::process::Command::new(&self.program);
+        cmd.args(
+            self.cfg.command[1..]
+                .iter()
+                .map(|a| handoff::expand(a, &[])),
+        )
+        .env_clear()
+        .env("PATH", &self.path_env)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut child = cmd.spawn().map_err(|e| {
+            DeliveryError::transient()
+                .with_text(CANNOT_RUN)
+                .because(format_args!("cannot run {program}: {e}"))
+        })?;
+        drop(KillGroup(child.id()));
+        let _ = child.wait();
+        Ok(())
+    }
+
     /// With `GSMTP_PIPE_PER_RECIPIENT=Y`, a second recipient gets `452 4.5.3` (RFC 5321
     /// §4.5.3.1.10: the client sends it again in another transaction).
     async fn add_recipient(&self, m: &mut PipeMessage, _: &Recipient) -> Result<(), DeliveryError> {
         if self.cfg.per_recipient && m.recipients >= 1 {
-            return Err(DeliveryError::Reply(reply::TOO_MANY_RCPTS.into()));
+            return Err(DeliveryError::reply(reply::TOO_MANY_RCPTS));
         }
         m.recipients += 1;
         Ok(())
@@ -268,13 +304,13 @@ impl<R: Runtime> Deliver for Pipe<R> {
     async fn write(&self, m: &mut PipeMessage, bytes: &[u8]) -> Result<(), DeliveryError> {
         match m.text.as_deref_mut() {
             Some((_, spool)) => spool.write(&self.rt, &self.spool_dir, bytes).await,
-            None => Err(DeliveryError::Transient),
+            None => Err(DeliveryError::transient()),
         }
     }
 
     async fn commit(&self, m: PipeMessage) -> Result<(), DeliveryError> {
         let Some((env, spool)) = m.text.map(|t| *t) else {
-            return Err(DeliveryError::Transient);
+            return Err(DeliveryError::transient());
         };
         Box::pin(self.run(&env, spool)).await
     }

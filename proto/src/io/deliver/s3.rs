@@ -31,7 +31,8 @@ use base64::Engine as _;
 use futures_lite::FutureExt as _;
 use md5::{Digest, Md5};
 use rusty_s3::actions::{
-    AbortMultipartUpload, CompleteMultipartUpload, CreateMultipartUpload, PutObject, UploadPart,
+    AbortMultipartUpload, CompleteMultipartUpload, CreateMultipartUpload, HeadBucket, PutObject,
+    UploadPart,
 };
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 
@@ -39,10 +40,15 @@ use super::Deliver;
 use super::client::{Body, Client};
 use super::spool::{Frozen, Spool};
 use crate::config::{Config, ConfigError, HttpUrl};
-use crate::conn::{DeliveryError, Envelope};
+use crate::conn::Envelope;
+use crate::delivery::DeliveryError;
 use crate::handoff;
 use crate::io::runtime::Runtime;
 use crate::syntax::{MailParams, ReversePath};
+
+/// The reply's text when the store fails or refuses (credentials, a full bucket, a
+/// node down).
+const STORE_FAILED: &str = "Error: the object store failed, try again later";
 
 /// The size of a multipart upload's parts, and the most a single PUT carries.
 pub(crate) const PART: u64 = 8 * 1024 * 1024;
@@ -228,6 +234,7 @@ impl<R: Runtime> S3<R> {
             req = req.header(name.as_str(), value.as_str());
         }
         let req = req.body(body).map_err(io::Error::other)?;
+        let method = req.method().clone();
         let timer = async {
             async_io::Timer::after(self.timeout).await;
             Err(io::Error::from(io::ErrorKind::TimedOut))
@@ -242,7 +249,10 @@ impl<R: Runtime> S3<R> {
                 .nth(1)
                 .and_then(|t| t.split('<').next())
                 .unwrap_or("");
-            Err(io::Error::other(format!("status {} {code}", answer.status)))
+            Err(io::Error::other(format!(
+                "{method} answered {} {code}",
+                answer.status
+            )))
         }
     }
 
@@ -374,6 +384,23 @@ impl<R: Runtime> Deliver for S3<R> {
         Ok(S3Message::default())
     }
 
+    /// The bucket answers a `HeadBucket` signed with these credentials.
+    async fn probe(&self) -> Result<(), DeliveryError> {
+        let url = HeadBucket::new(&self.bucket, Some(&self.credentials)).sign(SIGNED_FOR);
+        self.send(hyper::Method::HEAD, url, &[], Client::<R>::full(""), 0)
+            .await
+            .map(drop)
+            .map_err(|e| {
+                DeliveryError::transient()
+                    .with_text(STORE_FAILED)
+                    .because(format_args!(
+                        "{} bucket {}: {e}",
+                        self.endpoint,
+                        self.bucket.name()
+                    ))
+            })
+    }
+
     async fn body(&self, m: &mut S3Message, env: &Envelope) -> Result<(), DeliveryError> {
         let now = SystemTime::now();
         let prefix = handoff::prefix(env, &self.host, now, true);
@@ -393,7 +420,7 @@ impl<R: Runtime> Deliver for S3<R> {
 
     async fn write(&self, m: &mut S3Message, bytes: &[u8]) -> Result<(), DeliveryError> {
         let Some(text) = m.text.as_deref_mut() else {
-            return Err(DeliveryError::Transient);
+            return Err(DeliveryError::transient());
         };
         text.hash(bytes);
         text.spool.write(&self.rt, &self.spool_dir, bytes).await
@@ -401,7 +428,7 @@ impl<R: Runtime> Deliver for S3<R> {
 
     async fn commit(&self, m: S3Message) -> Result<(), DeliveryError> {
         let Some(text) = m.text.map(|t| *t) else {
-            return Err(DeliveryError::Transient);
+            return Err(DeliveryError::transient());
         };
         let (env, key, spool, md5s) = text.finish();
         let meta = handoff::s3_metadata(&env);
@@ -412,8 +439,9 @@ impl<R: Runtime> Deliver for S3<R> {
             self.multipart(&key, &meta, &spool, &md5s).await
         };
         result.map_err(|e| {
-            tracing::warn!(queue_id = %env.id, %key, error = %e, "the S3 store failed");
-            DeliveryError::Transient
+            DeliveryError::transient()
+                .with_text(STORE_FAILED)
+                .because(format_args!("{} key {key}: {e}", self.endpoint))
         })
     }
 }

@@ -5,12 +5,12 @@
 //! never sits in memory whole.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Seek, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::conn::DeliveryError;
+use crate::delivery::DeliveryError;
 use crate::io::runtime::Runtime;
 
 use super::maildir::SPOOL_MEMORY;
@@ -36,14 +36,9 @@ impl Spool {
         }
     }
 
-    /// The text's length so far.
-    pub(crate) fn len(&self) -> u64 {
-        self.file.as_ref().map_or(0, |(_, n)| *n) + self.buf.len() as u64
-    }
-
     /// Appends `bytes`; past [`SPOOL_MEMORY`] held in memory, they go to the file in
     /// `dir` (made on first use), on `rt`'s thread pool. A full disk is
-    /// [`DeliveryError::InsufficientStorage`].
+    /// [`DeliveryError::insufficient_storage()`].
     pub(crate) async fn write<R: Runtime>(
         &mut self,
         rt: &R,
@@ -74,23 +69,30 @@ impl Spool {
                 self.file = Some(file);
                 Ok(())
             }
-            Err(e) => {
-                tracing::error!(dir = %dir.display(), error = %e, "cannot spool a message");
-                Err(match e.kind() {
-                    io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
-                        DeliveryError::InsufficientStorage
-                    }
-                    _ => DeliveryError::Transient,
-                })
-            }
+            Err(e) => Err(spool_error(&e, dir)),
         }
     }
 
-    /// A reader of the whole text, from its start, in pieces of up to [`CHUNK`].
-    pub(crate) fn reader(self) -> SpoolReader {
-        let frozen = self.freeze();
-        let len = frozen.len();
-        frozen.reader(0..len)
+    /// The whole text as one file, positioned at its start, for a reader that must get
+    /// a complete text or none (a pipe command's standard input: if the server dies
+    /// while the command reads, the command still reads all of it). The spool's file
+    /// with the rest written to it, or, for a text that stayed in memory, a file in
+    /// memory (`memfd_create`). On `rt`'s thread pool.
+    pub(crate) async fn into_file<R: Runtime>(self, rt: &R) -> io::Result<File> {
+        let Self { buf, file } = self;
+        rt.unblock(move || {
+            let mut f = match file {
+                Some((f, _)) => f,
+                None => {
+                    use nix::sys::memfd::{MFdFlags, memfd_create};
+                    File::from(memfd_create(c"guerrilla-message", MFdFlags::MFD_CLOEXEC)?)
+                }
+            };
+            f.write_all(&buf)?;
+            f.seek(io::SeekFrom::Start(0))?;
+            Ok(f)
+        })
+        .await
     }
 
     /// The text, complete: to be read in parts, as often as needed.
@@ -160,6 +162,21 @@ impl SpoolReader {
         self.at += piece.len() as u64;
         Ok(Some(piece))
     }
+}
+
+/// A spool file's fault: no room is `452 4.3.1`, anything else `451 4.3.0`; the cause
+/// names the folder.
+pub(crate) fn spool_error(e: &io::Error, dir: &Path) -> DeliveryError {
+    let err = match e.kind() {
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+            DeliveryError::insufficient_storage()
+        }
+        _ => DeliveryError::transient(),
+    };
+    err.because(format_args!(
+        "cannot spool the message in {}: {e}",
+        dir.display()
+    ))
 }
 
 /// A file with no name in `dir` (`O_TMPFILE`), or, where the file system cannot make
