@@ -244,16 +244,19 @@ impl std::error::Error for ConfigError {}
 
 /// Keys of the original that this server accepts and ignores, with the reason.
 const IGNORED: [(&str, &str); 12] = [
-    ("MYSQL_HOST", "no MySQL: mail is stored in a Maildir"),
-    ("MYSQL_USER", "no MySQL: mail is stored in a Maildir"),
-    ("MYSQL_PASS", "no MySQL: mail is stored in a Maildir"),
-    ("MYSQL_DB", "no MySQL: mail is stored in a Maildir"),
-    ("GM_MAIL_TABLE", "no MySQL: mail is stored in a Maildir"),
-    ("REDIS_HOST", "no Redis: mail is stored in a Maildir"),
-    ("REDIS_PORT", "no Redis: mail is stored in a Maildir"),
+    ("MYSQL_HOST", "no MySQL: GSMTP_STORAGE says where mail goes"),
+    ("MYSQL_USER", "no MySQL: GSMTP_STORAGE says where mail goes"),
+    ("MYSQL_PASS", "no MySQL: GSMTP_STORAGE says where mail goes"),
+    ("MYSQL_DB", "no MySQL: GSMTP_STORAGE says where mail goes"),
+    (
+        "GM_MAIL_TABLE",
+        "no MySQL: GSMTP_STORAGE says where mail goes",
+    ),
+    ("REDIS_HOST", "no Redis: GSMTP_STORAGE says where mail goes"),
+    ("REDIS_PORT", "no Redis: GSMTP_STORAGE says where mail goes"),
     (
         "GSMTP_MAIL_EXPIRE_SECONDS",
-        "no Redis: mail is stored in a Maildir",
+        "no Redis: GSMTP_STORAGE says where mail goes",
     ),
     ("GM_SAVE_WORKERS", "storage runs on a fixed committer"),
     ("GM_CONN_BACKLOG", "the kernel's listen backlog is used"),

@@ -302,8 +302,8 @@ pub enum Stage {
 }
 
 /// The reply for a failed check or store. The one place that maps [`DeliveryError`] to
-/// replies: only a deliberate refusal ([`DeliveryError::Permanent`], or a destination's
-/// own `5xx` in [`DeliveryError::Reply`]) is a `5xx`.
+/// replies: only a deliberate refusal ([`ErrorKind::Permanent`], or a destination's
+/// own `5xx` in [`ErrorKind::Reply`]) is a `5xx`.
 pub fn for_delivery_error(e: &DeliveryError, stage: Stage) -> ReplyBuf {
     let mut reply = match (e.kind(), stage) {
         (ErrorKind::Reply(r), _) => return r.clone(),

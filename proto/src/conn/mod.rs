@@ -115,7 +115,7 @@ pub enum Action<'a> {
 pub enum Check<'a> {
     /// MAIL: can the destination take a message from this sender? `params.size` is the
     /// size the client declared (RFC 1870), if it did: a store without room for it
-    /// answers [`DeliveryError::InsufficientStorage`].
+    /// answers [`crate::ErrorKind::InsufficientStorage`].
     Sender {
         /// The sender.
         from: &'a ReversePath<'static>,

@@ -1,6 +1,6 @@
 //! `GSMTP_METRICS_LISTEN`: `/metrics` in the Prometheus text format and `/healthz` (`200`
 //! while accepting, `503` once shutdown began or while the destination is failing, see
-//! [`Health`]), over HTTP/1.1 (hyper).
+//! the README's Monitoring), over HTTP/1.1 (hyper).
 //!
 //! The counters are one set per process ([`metrics`]), like the log: the sessions, the
 //! accept loops and the destinations add to them wherever they are.

@@ -92,6 +92,7 @@ macro_rules! for_each_interop {
         $m!(dovecot_lda_pipe, $bin);
         $m!(s3_garage_cluster, $bin);
         $m!(s3_two_instances_behind_haproxy, $bin);
+        $m!(s3_refusing_store_is_seen, $bin);
         $m!(metrics_pass_promtool, $bin);
         $m!(dovecot_imap_reads_our_maildir, $bin);
         $m!(http_envelope_through_nginx, $bin);

@@ -109,7 +109,9 @@ pub fn s3_garage_cluster(bin: &str) {
         "x-amz-meta-mail-from: a@example.net",
         "x-amz-meta-rcpt-to: u@example.com v@example.com",
         "x-amz-meta-client-addr: 127.0.0.1",
+        "x-amz-meta-client-name: unknown",
         "x-amz-meta-helo: client.example",
+        &format!("x-amz-meta-queue-id: {id}"),
         "x-amz-meta-tls: none",
     ] {
         assert!(head.contains(header), "no {header} in\n{head}");
@@ -281,4 +283,83 @@ pub fn s3_two_instances_behind_haproxy(bin: &str) {
             "both instances took mail"
         );
     }
+}
+
+/// A store that refuses every delivery (a wrong secret key) is seen: each message gets
+/// `451` with a text that says the store failed (and nothing of the store's address or
+/// the secret), one log line names the store and its answer, `/healthz` turns `503`
+/// after three, and `--check-config --live` names the failure (and passes with the right
+/// key). A recipient whose quoted local part holds a space reaches the metadata encoded.
+pub fn s3_refusing_store_is_seen(bin: &str) {
+    const WRONG: &str = "wrong-secret-never-shown";
+    let dir = TempDir::new("garage");
+    let g = Garage::start(&dir, 1);
+    let metrics = super::daemon::free_addr();
+    let d = s3_daemon_with(bin, &g, 0, |s| {
+        s.set("GSMTP_S3_SECRET_KEY", WRONG)
+            .set("GSMTP_METRICS_LISTEN", &metrics.to_string());
+    });
+    let mut c = session(&d);
+    for _ in 0..3 {
+        let r = c.send_mail("a@example.net", &["u@example.com"], b"x\r\n");
+        assert_eq!(
+            r.wire(),
+            "451 4.3.0 Error: the object store failed, try again later\r\n"
+        );
+    }
+    let line = d.wait_log(&["refused", "command=DATA", "queue_id=", "destination=s3"]);
+    assert!(
+        line.contains(&format!("http://{}/ key mail/", g.s3(0))),
+        "{line}"
+    );
+    assert!(line.contains("answered 403"), "{line}");
+    let (status, why) = super::operate::http_get(metrics, "/healthz");
+    assert_eq!(status, 503, "{why}");
+    assert!(why.contains("last: s3: "), "{why}");
+    assert!(!d.log().contains(WRONG), "the secret was logged");
+
+    let live = |settings: &Settings| {
+        let config = d.dir().join("live.conf");
+        settings.write(&config);
+        let o = super::daemon::run(
+            Command::new(bin)
+                .args(["--check-config", "--live", "--config"])
+                .arg(&config),
+            b"",
+            Duration::from_secs(70),
+        );
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, err) = live(&d.settings);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("config key GSMTP_S3_ENDPOINT: the s3 destination failed a live check: ")
+            && err.contains("HEAD answered 403"),
+        "{err}"
+    );
+    assert!(!err.contains(WRONG), "{err}");
+    let mut right = d.settings.clone();
+    right.set("GSMTP_S3_SECRET_KEY", &g.secret);
+    let (code, err) = live(&right);
+    assert_eq!(code, Some(0), "{err}");
+    drop(c);
+    drop(d);
+
+    let d = s3_daemon(bin, &g, 0);
+    let mut c = session(&d);
+    let r = c.send_mail(
+        "a@example.net",
+        &["\"a b\"@example.com", "u@example.com"],
+        b"x\r\n",
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    let id = queued_id(&r.wire());
+    let (head, _) = g.get(0, &key_of(&id)).expect("the object");
+    assert!(
+        head.contains("x-amz-meta-rcpt-to: \"a%20b\"@example.com u@example.com"),
+        "{head}"
+    );
 }

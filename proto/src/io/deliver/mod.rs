@@ -14,8 +14,13 @@
 //! | [`DeliveryError::insufficient_storage()`] | `452 4.3.1 Insufficient system storage` |
 //! | [`DeliveryError::mailbox_unavailable()`] (at RCPT) | `450 4.2.0` |
 //! | [`DeliveryError::permanent()`] | `554 5.3.0` (`550 5.1.1` at RCPT) |
-//! | [`DeliveryError::Reply`] | that reply, `4xx` or `5xx` |
+//! | [`DeliveryError::reply()`] | that reply, `4xx` or `5xx` |
 //! | a panic | `451 4.3.0`, and the message is dropped |
+//!
+//! [`DeliveryError::with_text`] gives a fault's reply a text that says what failed (no
+//! secrets, no internal addresses), and [`DeliveryError::because`] says what happened:
+//! the server logs it once, with the session's `conn` and `queue_id` and the
+//! destination's name, on the line of the refusal.
 //!
 //! **`250` means committed.** The reply to the final `.` is only sent once `commit` has
 //! returned, so a destination must return `Ok` only once the message is safe where it

@@ -2,14 +2,18 @@
 //! envelope in its environment, as Postfix's pipe(8) and chasquid's hooks do.
 //!
 //! The message is spooled while it arrives; the command runs once it is complete, so its
-//! lifetime does not depend on the client's speed. It runs without a shell (its
-//! arguments split as a shell would, `${recipient}` and the other macros of
-//! [`crate::handoff::expand`] replaced), as the user the server runs as, in a process
-//! group of its own, with an environment of `PATH` and the `SMTP_*` variables of
+//! lifetime does not depend on the client's speed, and its standard input is a file that
+//! already holds the whole message (the spool's file, or a file in memory), never a pipe
+//! the server writes into: if the server dies while the command reads, the command still
+//! reads all of it, so a crash can only ever cause a duplicate, not a cut copy. It runs
+//! without a shell (its arguments split as a shell would, `${recipient}` and the other
+//! macros of [`crate::handoff::expand`] replaced), as the user the server runs as, in a
+//! process group of its own, with an environment of `PATH` and the `SMTP_*` variables of
 //! [`crate::handoff::environment`] alone. Its exit status (or an RFC 3463 code at the
 //! start of its output) is the reply ([`crate::handoff::pipe_result`]). Past
 //! `GSMTP_PIPE_TIMEOUT` its whole process group is killed: `451 4.4.7`. At most
-//! `GSMTP_PIPE_CONCURRENCY` commands run at once.
+//! `GSMTP_PIPE_CONCURRENCY` commands run at once, and a message whose time is up when its
+//! turn comes never starts its command.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
