@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use frontend_smol::{Config, Deliver};
-use proto::maildir::Recipient;
+use proto::Recipient;
 use proto::syntax::{MailParams, ReversePath};
 use proto::{DeliveryError, Envelope};
 

@@ -493,7 +493,7 @@ impl Config {
                 return Err(missing("GSMTP_PIPE_COMMAND", "a command"));
             }
             Storage::Pipe if !self.pipe.per_recipient => {
-                let named = crate::handoff::RECIPIENT_MACROS
+                let named = crate::deliver::pipe::RECIPIENT_MACROS
                     .iter()
                     .find(|m| self.pipe.command.iter().any(|a| a.contains(*m)));
                 if let Some(m) = named {

@@ -58,9 +58,8 @@ pub mod auth_http;
 pub mod command;
 pub mod config;
 mod conn;
+pub mod deliver;
 pub mod delivery;
-pub mod handoff;
-pub mod maildir;
 pub mod policy;
 pub mod proxy;
 pub mod reply;
@@ -74,7 +73,9 @@ pub mod io;
 
 pub use command::{Command, Verb};
 pub use config::Config;
-pub use conn::{Accept, Action, Check, CloseReason, Connection, Envelope, Event, Stats};
-pub use delivery::{DeliveryError, ErrorKind};
+pub use conn::{Accept, Action, Check, CloseReason, Connection, Event, Stats};
+pub use delivery::{
+    DeliveryError, Envelope, ErrorKind, MailboxPath, Protocol, QueueId, Recipient, Stage, TlsInfo,
+};
 pub use syntax::{ParseError, parse_command};
 pub use timer::Timer;

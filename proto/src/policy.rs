@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use crate::maildir::fold_domain;
+use crate::syntax::fold_domain;
 
 /// The recipient domains this server accepts mail for. It never relays: a recipient in
 /// any other domain is refused at RCPT with `550 5.7.1`.
@@ -15,7 +15,7 @@ pub enum AllowedHosts {
     Any,
     /// Listed domains: `example.com` matches itself, `*.example.com` its subdomains,
     /// `[192.0.2.1]` that address literal. Names are compared folded as the mailbox
-    /// mapping folds them ([`crate::maildir::fold_domain`]: IDNA, so case, a final dot,
+    /// mapping folds them ([`crate::syntax::fold_domain`]: IDNA, so case, a final dot,
     /// and a Unicode name against its `xn--` form do not matter).
     List {
         /// Exact names, folded.

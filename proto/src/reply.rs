@@ -8,7 +8,6 @@
 use std::borrow::Cow;
 use std::fmt::{self, Display, Write as _};
 
-use crate::delivery::{DeliveryError, ErrorKind};
 use crate::syntax::{ParseError, Verb};
 
 /// A fixed reply: a three-digit code, an enhanced status code and a text.
@@ -290,37 +289,6 @@ pub fn for_parse_error(e: ParseError) -> Reply {
     }
 }
 
-/// Where a [`DeliveryError`] happened, which decides its reply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stage {
-    /// The check of MAIL.
-    Mail,
-    /// The check of a RCPT.
-    Rcpt,
-    /// The store at the end of the message.
-    Data,
-}
-
-/// The reply for a failed check or store. The one place that maps [`DeliveryError`] to
-/// replies: only a deliberate refusal ([`ErrorKind::Permanent`], or a destination's
-/// own `5xx` in [`ErrorKind::Reply`]) is a `5xx`.
-pub fn for_delivery_error(e: &DeliveryError, stage: Stage) -> ReplyBuf {
-    let mut reply = match (e.kind(), stage) {
-        (ErrorKind::Reply(r), _) => return r.clone(),
-        (ErrorKind::InsufficientStorage, _) => NO_SPACE,
-        (ErrorKind::MailboxUnavailable, Stage::Rcpt | Stage::Data) => MAILBOX_UNAVAILABLE,
-        (ErrorKind::Timeout, _) => DESTINATION_TIMEOUT,
-        (ErrorKind::Permanent, Stage::Rcpt) => RCPT_REFUSED,
-        (ErrorKind::Permanent, _) => STORE_REFUSED,
-        (_, Stage::Data) => STORE_FAILED,
-        (_, Stage::Mail | Stage::Rcpt) => CHECK_FAILED,
-    };
-    if let Some(text) = e.text() {
-        reply.text = text;
-    }
-    reply.into()
-}
-
 /// The usage text for a verb, used in its syntax-error reply.
 fn usage(verb: Verb) -> &'static str {
     match verb {
@@ -432,46 +400,6 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "250 2.1.0 Ok\r\n421 4.4.2 mx.example Error: timeout exceeded\r\n250-a\r\n250-b\r\n250 c\r\n"
-        );
-    }
-
-    #[test]
-    fn delivery_errors_are_4xx_unless_permanent() {
-        use ErrorKind::*;
-        for stage in [Stage::Mail, Stage::Rcpt, Stage::Data] {
-            for kind in [
-                Transient,
-                InsufficientStorage,
-                MailboxUnavailable,
-                Timeout,
-                Permanent,
-            ] {
-                let e = DeliveryError::new(kind.clone());
-                let r = for_delivery_error(&e, stage);
-                assert_eq!(r.code >= 500, kind == Permanent, "{e:?} at {stage:?}: {r}");
-                assert!(r.code >= 400, "{e:?} at {stage:?}: {r}");
-            }
-        }
-        assert_eq!(
-            for_delivery_error(&DeliveryError::insufficient_storage(), Stage::Mail).to_string(),
-            "452 4.3.1 Insufficient system storage"
-        );
-        assert_eq!(
-            for_delivery_error(&DeliveryError::mailbox_unavailable(), Stage::Rcpt).to_string(),
-            "450 4.2.0 Error: mailbox unavailable"
-        );
-        let own = ReplyBuf::new(550, "5.1.1", "user unknown", "x").unwrap();
-        assert_eq!(
-            for_delivery_error(&DeliveryError::reply(own.clone()), Stage::Rcpt),
-            own
-        );
-        // A destination names what failed; the cause stays in the log.
-        let e = DeliveryError::transient()
-            .with_text("Error: the object store failed, try again later")
-            .because("PUT 403 InvalidAccessKeyId at http://10.0.0.5:3900");
-        assert_eq!(
-            for_delivery_error(&e, Stage::Data).to_string(),
-            "451 4.3.0 Error: the object store failed, try again later"
         );
     }
 

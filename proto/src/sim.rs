@@ -8,9 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::Config;
-use crate::conn::{Accept, Action, Check, CloseReason, Connection, Envelope};
-use crate::delivery::DeliveryError;
-use crate::trace::TlsInfo;
+use crate::conn::{Accept, Action, Check, CloseReason, Connection};
+use crate::delivery::{DeliveryError, Envelope, TlsInfo};
 
 /// A message the simulated store committed.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -13,46 +13,8 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::maildir::QueueId;
+use crate::delivery::{Envelope, Protocol, QueueId, Recipient, TlsInfo};
 use crate::syntax::ReversePath;
-
-/// How the message came in: the `with` clause of the Received header (RFC 3848, RFC 6531).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Protocol {
-    /// After HELO.
-    Smtp,
-    /// After EHLO.
-    Esmtp,
-    /// After EHLO, over TLS.
-    Esmtps,
-    /// After EHLO, with SMTPUTF8.
-    Utf8Smtp,
-    /// After EHLO, with SMTPUTF8, over TLS.
-    Utf8Smtps,
-}
-
-impl Protocol {
-    /// The keyword written in the header.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Smtp => "SMTP",
-            Self::Esmtp => "ESMTP",
-            Self::Esmtps => "ESMTPS",
-            Self::Utf8Smtp => "UTF8SMTP",
-            Self::Utf8Smtps => "UTF8SMTPS",
-        }
-    }
-}
-
-/// The TLS parameters of a session, as the frontend's TLS library names them.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TlsInfo {
-    /// For example `TLSv1.3`.
-    pub version: String,
-    /// As OpenSSL names it, for example `TLS_AES_256_GCM_SHA384` or
-    /// `ECDHE-RSA-AES256-GCM-SHA384` ([`openssl_cipher_name`]).
-    pub cipher: String,
-}
 
 /// The name OpenSSL (and so Postfix, in its Received headers and logs) gives a cipher
 /// suite, from the name rustls gives it: `TLS13_AES_256_GCM_SHA384` is
@@ -100,6 +62,29 @@ pub struct Trace<'a> {
     pub recipient: Option<&'a str>,
     /// When the message was received.
     pub date: SystemTime,
+}
+
+impl<'a> Trace<'a> {
+    /// The trace data for `env`'s copy for `recipient`, received at `date` by `host`.
+    pub fn new(
+        env: &'a Envelope,
+        host: &'a str,
+        recipient: &'a Recipient,
+        date: SystemTime,
+    ) -> Self {
+        Self {
+            helo: &env.helo,
+            client_ip: env.client_ip,
+            client_name: env.client_name.as_deref(),
+            host,
+            protocol: env.protocol,
+            tls: env.tls.as_ref(),
+            id: env.id,
+            sender: &env.from,
+            recipient: Some(&recipient.address),
+            date,
+        }
+    }
 }
 
 /// Appends `Return-Path: <sender>`, `X-Original-To: <address>` when the address was

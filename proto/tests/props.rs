@@ -1280,7 +1280,7 @@ proptest! {
             let Ok(Command::Rcpt { to }) = parse_command(line.as_bytes()) else {
                 panic!("{line} does not parse");
             };
-            proto::maildir::recipient(&to, &cfg).expect("maps")
+            proto::deliver::maildir::recipient(&to, &cfg).expect("maps")
         };
         let (ra, rb) = (map(&a, domain), map(&b, "example.com"));
         let same_after_folding = a.eq_ignore_ascii_case(&b);

@@ -49,12 +49,10 @@ use std::time::{Instant, SystemTime};
 use self::framer::{BodyOut, Message};
 use self::recv::RecvBuf;
 use crate::config::{BareNewline, Config};
-use crate::delivery::DeliveryError;
-use crate::maildir::{QueueId, Recipient};
+use crate::delivery::{DeliveryError, Envelope, QueueId, Recipient, TlsInfo};
 use crate::reply::{self, Reply, ReplyBuf};
 use crate::syntax::{MailParams, ReversePath, Verb};
 use crate::timer::{Timer, TimerTable};
-use crate::trace::{Protocol, TlsInfo, Trace};
 
 /// How much the connection reads at a time while receiving a body.
 const BODY_READ: usize = 32 * 1024;
@@ -230,52 +228,6 @@ pub struct Stats {
     pub messages: u64,
     /// Commands and messages answered with a `4xx` or `5xx` reply.
     pub refusals: u64,
-}
-
-/// A message's envelope, handed to the driver with [`Action::Begin`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Envelope {
-    /// The queue id, also given in the `250` reply and the Received header.
-    pub id: QueueId,
-    /// The sender.
-    pub from: ReversePath<'static>,
-    /// The MAIL parameters.
-    pub params: MailParams,
-    /// The accepted recipients, in order; several may share a folder.
-    pub recipients: Vec<Recipient>,
-    /// The HELO/EHLO name.
-    pub helo: String,
-    /// The client's address (or what XCLIENT/PROXY said it is).
-    pub client_ip: IpAddr,
-    /// The client's name, if a proxy told us one.
-    pub client_name: Option<String>,
-    /// The `with` keyword for the Received header.
-    pub protocol: Protocol,
-    /// The TLS parameters, when the session used TLS.
-    pub tls: Option<TlsInfo>,
-}
-
-impl Envelope {
-    /// The trace data for one recipient's copy, received at `date` by `host`.
-    pub fn trace<'a>(
-        &'a self,
-        host: &'a str,
-        recipient: &'a Recipient,
-        date: SystemTime,
-    ) -> Trace<'a> {
-        Trace {
-            helo: &self.helo,
-            client_ip: self.client_ip,
-            client_name: self.client_name.as_deref(),
-            host,
-            protocol: self.protocol,
-            tls: self.tls.as_ref(),
-            id: self.id,
-            sender: &self.from,
-            recipient: Some(&recipient.address),
-            date,
-        }
-    }
 }
 
 /// What the connection is doing.
@@ -575,7 +527,7 @@ impl Connection {
             }
             (result, _) => {
                 let e = result.err().unwrap_or_else(DeliveryError::transient);
-                let r = reply::for_delivery_error(&e, reply::Stage::Data);
+                let r = e.reply_at(crate::Stage::Data);
                 self.reject_because(r, None, e.cause());
             }
         }

@@ -4,17 +4,16 @@
 use std::net::IpAddr;
 use std::ops::Range;
 
-use super::{Check, Connection, Envelope, Event, Message, Mode};
+use super::{Check, Connection, Event, Message, Mode};
 use crate::command::Command;
 use crate::conn::CloseReason;
 use crate::conn::body::BodyDecoder;
-use crate::delivery::DeliveryError;
-use crate::maildir::{self, QueueId, Recipient};
+use crate::deliver::maildir;
+use crate::delivery::{DeliveryError, Envelope, Protocol, QueueId, Recipient};
 use crate::reply::{self, Reply};
 use crate::syntax::{
     ForwardPath, MailParams, ParseError, ReversePath, Verb, decode_xtext, parse_command,
 };
-use crate::trace::Protocol;
 
 /// A mail transaction: from MAIL to the end of the message (or RSET).
 #[derive(Debug)]
@@ -264,7 +263,7 @@ impl Connection {
             (Pending::Mail(txn), Err(e)) => {
                 // The event names the sender refused: set the transaction aside for it.
                 self.txn = Some(txn);
-                let r = reply::for_delivery_error(&e, reply::Stage::Mail);
+                let r = e.reply_at(crate::Stage::Mail);
                 self.reject_because(r, None, e.cause());
                 self.txn = None;
             }
@@ -275,7 +274,7 @@ impl Connection {
                 self.reply(reply::RCPT_OK);
             }
             (Pending::Rcpt(r), Err(e)) => {
-                let reply = reply::for_delivery_error(&e, reply::Stage::Rcpt);
+                let reply = e.reply_at(crate::Stage::Rcpt);
                 self.reject_because(reply, Some(format!("<{}>", r.address)), e.cause());
             }
             (Pending::Client { ip, name, helo }, Ok(())) => {

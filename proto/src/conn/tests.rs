@@ -539,7 +539,7 @@ fn xclient_needs_trust() {
     let env = &sim.stored[0].envelope;
     assert_eq!(
         (env.helo.as_str(), env.protocol),
-        ("proxied.example", crate::trace::Protocol::Smtp)
+        ("proxied.example", crate::Protocol::Smtp)
     );
     // A new address over its per-client limit ends the session.
     let mut sim = Sim::with_accept(trusting(), accept.clone());

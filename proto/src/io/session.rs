@@ -13,7 +13,7 @@ use super::drive::{Interrupt, Outcome, bounded, drive};
 use super::runtime::{Plain, Runtime, Transport};
 use super::server::{ActiveGuard, ClientSlot, Shared, instance, refuse};
 use crate::conn::{Accept, CloseReason, Connection};
-use crate::trace::TlsInfo;
+use crate::delivery::TlsInfo;
 
 /// Serves one connection. `implicit_tls` is set for the RFC 8314 listener.
 pub(crate) async fn serve<R: Runtime, D: Deliver>(

@@ -272,5 +272,16 @@ pub fn decode_xtext(value: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// Folds a domain to the form it is compared and stored in: its IDNA ASCII form
+/// (UTS #46: case folded, normalised, A-labels), or for an address literal or a name
+/// IDNA rejects, the name with its ASCII letters lower-cased. A final dot is dropped.
+pub fn fold_domain(domain: &str) -> String {
+    let domain = domain.strip_suffix('.').unwrap_or(domain);
+    if domain.starts_with('[') {
+        return domain.to_ascii_lowercase();
+    }
+    idna::domain_to_ascii(domain).unwrap_or_else(|_| domain.to_ascii_lowercase())
+}
+
 #[cfg(test)]
 mod tests;

@@ -42,7 +42,7 @@ fn s3_daemon_with(bin: &str, g: &Garage, via: usize, tweak: impl FnOnce(&mut Set
 
 /// The key of message `id`, stored today.
 fn key_of(id: &str) -> String {
-    let today = proto::handoff::s3_key(PREFIX, SystemTime::now(), proto::maildir::QueueId(0));
+    let today = proto::deliver::s3::key(PREFIX, SystemTime::now(), proto::QueueId(0));
     let day = today.rsplit_once('/').map_or("", |(d, _)| d);
     format!("{day}/{id}.eml")
 }

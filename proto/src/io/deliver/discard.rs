@@ -1,7 +1,7 @@
 //! `GSMTP_STORAGE=discard`: accepts every message and keeps none (for load tests).
 
-use crate::conn::Envelope;
 use crate::delivery::DeliveryError;
+use crate::delivery::Envelope;
 use crate::syntax::{MailParams, ReversePath};
 
 use super::Deliver;

@@ -1,13 +1,13 @@
 //! `GSMTP_STORAGE=http`: each message is POSTed to `GSMTP_HTTP_URL`, and the receiver's
-//! status is the reply ([`crate::handoff::http_result`]): `250` only after it answered
+//! status is the reply ([`crate::deliver::http_result`]): `250` only after it answered
 //! `2xx`.
 //!
 //! The message (`Return-Path` and `Received` first) is spooled while it arrives, then
 //! sent as a `multipart/form-data` body with its `Content-Length`
-//! ([`crate::handoff::multipart`]): the part `envelope` holds the envelope as JSON, every
+//! ([`crate::deliver::multipart`]): the part `envelope` holds the envelope as JSON, every
 //! recipient included, and the part `message` the message, read back from the spool in
 //! pieces (a 25 MiB message is never whole in memory). The single-valued facts are in
-//! `X-Smtp-*` headers too ([`crate::handoff::http_headers`]), a fixed and small number of
+//! `X-Smtp-*` headers too ([`crate::deliver::http_headers`]), a fixed and small number of
 //! them whatever the number of recipients, so any receiver takes the request. With
 //! `GSMTP_HTTP_SECRET`, `X-Smtp-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of
 //! "<t>." + body>` lets the receiver check where it came from, as Stripe's and Postmark's
@@ -30,9 +30,9 @@ use super::Deliver;
 use super::client::Client;
 use super::spool::Spool;
 use crate::config::{Config, ConfigError, HttpConfig, HttpUrl};
-use crate::conn::Envelope;
+use crate::deliver as handoff;
 use crate::delivery::DeliveryError;
-use crate::handoff;
+use crate::delivery::Envelope;
 use crate::io::runtime::Runtime;
 use crate::syntax::{MailParams, ReversePath};
 
@@ -102,7 +102,7 @@ impl<R: Runtime> Http<R> {
     /// spool, between delimiters drawn at random now that the message is complete.
     async fn post(&self, env: &Envelope, spool: Spool) -> io::Result<(u16, String)> {
         let boundary = boundary()?;
-        let (head, tail) = handoff::multipart(env, &boundary);
+        let (head, tail) = handoff::http::multipart(env, &boundary);
         let spool = spool.freeze();
         let len = head.len() as u64 + spool.len() + tail.len() as u64;
         let mut req = hyper::Request::post(self.url.path.as_str())
@@ -113,7 +113,7 @@ impl<R: Runtime> Http<R> {
             )
             .header(hyper::header::CONTENT_LENGTH, len)
             .header(hyper::header::USER_AGENT, "Guerrilla-SMTPd");
-        for (name, value) in handoff::http_headers(env) {
+        for (name, value) in handoff::http::headers(env) {
             req = req.header(name, value);
         }
         if let Some(key) = &self.secret {
@@ -131,7 +131,7 @@ impl<R: Runtime> Http<R> {
             let mac = ctx.sign();
             req = req.header(
                 "X-Smtp-Signature",
-                handoff::signature_value(t, mac.as_ref()),
+                handoff::http::signature_value(t, mac.as_ref()),
             );
         }
         let body = self
@@ -186,7 +186,7 @@ impl<R: Runtime> Deliver for Http<R> {
             Err(io::Error::from(io::ErrorKind::TimedOut))
         };
         let fail = |why: String| {
-            let err = handoff::http_result(0, "").unwrap_err();
+            let err = handoff::http::result(0, "").unwrap_err();
             err.because(format_args!("HEAD {}: {why}", self.url))
         };
         match Box::pin(self.client.send(req, MAX_ANSWER).or(timer)).await {
@@ -221,11 +221,11 @@ impl<R: Runtime> Deliver for Http<R> {
         let (status, first) = match Box::pin(sent.or(timer)).await {
             Ok(answer) => answer,
             Err(e) => {
-                let err = handoff::http_result(0, "").unwrap_err();
+                let err = handoff::http::result(0, "").unwrap_err();
                 return Err(err.because(format_args!("POST {}: {e}", self.url)));
             }
         };
-        handoff::http_result(status, &first).map_err(|e| {
+        handoff::http::result(status, &first).map_err(|e| {
             e.because(format_args!(
                 "POST {} answered {status}: {}",
                 self.url,

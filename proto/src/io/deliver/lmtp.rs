@@ -6,7 +6,7 @@
 //! server's own reply (`550 5.1.1`), and the text is streamed to it as it arrives
 //! (dot-stuffed, with our `Received` header first; the LMTP server writes its own
 //! `Return-Path` and `Delivered-To`). After the final dot it answers once per accepted
-//! recipient, and [`crate::handoff::lmtp_outcome`] turns those answers into the one SMTP
+//! recipient, and [`crate::deliver::lmtp_outcome`] turns those answers into the one SMTP
 //! reply: all delivered is `250`; all refused alike is that refusal; a mix is `451`, so
 //! that no copy is ever lost or claimed, at the price of a duplicate for the recipients
 //! that had theirs when the client sends it again.
@@ -29,11 +29,12 @@ use futures_lite::{AsyncRead, AsyncWrite, FutureExt as _};
 
 use super::Deliver;
 use crate::config::{Config, ConfigError, LmtpAddr, LmtpConfig};
-use crate::conn::Envelope;
+use crate::deliver as handoff;
+use crate::deliver::lmtp::{DotStuffer, ServerReply};
 use crate::delivery::DeliveryError;
-use crate::handoff::{self, DotStuffer, ServerReply};
+use crate::delivery::Envelope;
+use crate::delivery::Recipient;
 use crate::io::runtime::Runtime;
-use crate::maildir::Recipient;
 use crate::syntax::{MailParams, ReversePath};
 
 /// How much stuffed text is gathered before it is written.
@@ -237,7 +238,7 @@ async fn send(s: &mut Session, bytes: &[u8], deadline: Instant) -> io::Result<()
 async fn read_reply(s: &mut Session, deadline: Instant) -> io::Result<ServerReply> {
     let read = async {
         loop {
-            match handoff::parse_reply(&s.buf) {
+            match handoff::lmtp::parse_reply(&s.buf) {
                 Ok(Some((reply, n))) => {
                     s.buf.drain(..n);
                     return Ok(reply);
@@ -276,11 +277,11 @@ async fn read_lines(s: &mut Session, deadline: Instant) -> io::Result<Vec<String
             let line = String::from_utf8_lossy(&line).trim_end().to_string();
             let last = line.as_bytes().get(3) != Some(&b'-');
             lines.push(line);
-            if last || lines.len() > handoff::MAX_REPLY_LINES {
+            if last || lines.len() > handoff::lmtp::MAX_REPLY_LINES {
                 return Ok(lines);
             }
         }
-        if s.buf.len() > handoff::MAX_REPLY_LINE {
+        if s.buf.len() > handoff::lmtp::MAX_REPLY_LINE {
             return Err(io::Error::other("an overlong LHLO reply"));
         }
         let timer = async {
@@ -489,7 +490,7 @@ impl<R: Runtime> Deliver for Lmtp<R> {
             }
         }
         self.park(s);
-        handoff::lmtp_outcome(&replies).map_err(|e| {
+        handoff::lmtp::outcome(&replies).map_err(|e| {
             let answers: Vec<String> = replies
                 .iter()
                 .map(|r| format!("{} {} {}", r.code, r.status, r.text))

@@ -43,10 +43,11 @@ use nix::unistd::AccessFlags;
 
 use super::Deliver;
 use crate::config::Config;
-use crate::conn::Envelope;
+use crate::deliver::maildir;
 use crate::delivery::DeliveryError;
+use crate::delivery::Envelope;
+use crate::delivery::{MailboxPath, Recipient};
 use crate::io::runtime::Runtime;
-use crate::maildir::{self, MailboxPath, Recipient};
 use crate::syntax::{MailParams, ReversePath};
 use crate::trace;
 
@@ -226,7 +227,7 @@ impl<R: Runtime> Deliver for Maildir<R> {
             .filter(|r| seen.insert(r.path.clone()))
             .map(|r| {
                 let mut prefix = Vec::with_capacity(300);
-                let trace = env.trace(&self.dir.host, r, now);
+                let trace = trace::Trace::new(env, &self.dir.host, r, now);
                 trace::write_prefix(
                     &mut prefix,
                     r.original_to.as_deref(),

@@ -48,9 +48,9 @@ use futures_lite::FutureExt as _;
 
 use super::runtime::Runtime;
 use crate::config::{Config, ConfigError, Storage};
-use crate::conn::Envelope;
 use crate::delivery::DeliveryError;
-use crate::maildir::Recipient;
+use crate::delivery::Envelope;
+use crate::delivery::Recipient;
 use crate::syntax::{MailParams, ReversePath};
 
 pub use discard::Discard;

@@ -7,10 +7,10 @@
 //! the server writes into: if the server dies while the command reads, the command still
 //! reads all of it, so a crash can only ever cause a duplicate, not a cut copy. It runs
 //! without a shell (its arguments split as a shell would, `${recipient}` and the other
-//! macros of [`crate::handoff::expand`] replaced), as the user the server runs as, in a
+//! macros of [`crate::deliver::expand`] replaced), as the user the server runs as, in a
 //! process group of its own, with an environment of `PATH` and the `SMTP_*` variables of
-//! [`crate::handoff::environment`] alone. Its exit status (or an RFC 3463 code at the
-//! start of its output) is the reply ([`crate::handoff::pipe_result`]). Past
+//! [`crate::deliver::environment`] alone. Its exit status (or an RFC 3463 code at the
+//! start of its output) is the reply ([`crate::deliver::pipe_result`]). Past
 //! `GSMTP_PIPE_TIMEOUT` its whole process group is killed: `451 4.4.7`. At most
 //! `GSMTP_PIPE_CONCURRENCY` commands run at once, and a message whose time is up when its
 //! turn comes never starts its command.
@@ -27,11 +27,11 @@ use futures_lite::{FutureExt as _, future};
 use super::Deliver;
 use super::spool::Spool;
 use crate::config::{Config, ConfigError, PipeConfig};
-use crate::conn::Envelope;
+use crate::deliver::{self as handoff, pipe::Exit};
 use crate::delivery::DeliveryError;
-use crate::handoff::{self, Exit};
+use crate::delivery::Envelope;
+use crate::delivery::Recipient;
 use crate::io::runtime::Runtime;
-use crate::maildir::Recipient;
 use crate::reply;
 use crate::syntax::{MailParams, ReversePath};
 
@@ -145,18 +145,18 @@ impl<R: Runtime> Pipe<R> {
         input: std::fs::File,
         started: Instant,
     ) -> Result<(), DeliveryError> {
-        let vars = handoff::macro_values(env);
+        let vars = handoff::pipe::macro_values(env);
         let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let mut std_cmd = std::process::Command::new(&self.program);
         std_cmd
             .args(
                 self.cfg.command[1..]
                     .iter()
-                    .map(|a| handoff::expand(a, &vars)),
+                    .map(|a| handoff::pipe::expand(a, &vars)),
             )
             .env_clear()
             .env("PATH", &self.path_env)
-            .envs(handoff::environment(env));
+            .envs(handoff::pipe::environment(env));
         std::os::unix::process::CommandExt::process_group(&mut std_cmd, 0);
         let mut cmd = async_process::Command::from(std_cmd);
         cmd.stdin(Stdio::from(input))
@@ -193,7 +193,7 @@ impl<R: Runtime> Pipe<R> {
             (None, Some(sig)) => Exit::Signal(sig),
             (None, None) => Exit::Signal(0),
         };
-        handoff::pipe_result(exit, &out).map_err(|e| {
+        handoff::pipe::result(exit, &out).map_err(|e| {
             let first = out.split(|b| *b == b'\n').next().unwrap_or_default();
             e.because(format_args!(
                 "{program} ended with {exit} after {:.2} s; output: {}",
@@ -271,7 +271,7 @@ impl<R: Runtime> Deliver for Pipe<R> {
         cmd.args(
             self.cfg.command[1..]
                 .iter()
-                .map(|a| handoff::expand(a, &[])),
+                .map(|a| handoff::pipe::expand(a, &[])),
         )
         .env_clear()
         .env("PATH", &self.path_env)

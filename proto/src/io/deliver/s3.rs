@@ -40,9 +40,9 @@ use super::Deliver;
 use super::client::{Body, Client};
 use super::spool::{Frozen, Spool};
 use crate::config::{Config, ConfigError, HttpUrl};
-use crate::conn::Envelope;
+use crate::deliver as handoff;
 use crate::delivery::DeliveryError;
-use crate::handoff;
+use crate::delivery::Envelope;
 use crate::io::runtime::Runtime;
 use crate::syntax::{MailParams, ReversePath};
 
@@ -404,7 +404,7 @@ impl<R: Runtime> Deliver for S3<R> {
     async fn body(&self, m: &mut S3Message, env: &Envelope) -> Result<(), DeliveryError> {
         let now = SystemTime::now();
         let prefix = handoff::prefix(env, &self.host, now, true);
-        let key = handoff::s3_key(&self.prefix, now, env.id);
+        let key = handoff::s3::key(&self.prefix, now, env.id);
         let mut current = Md5::new();
         current.update(&prefix);
         m.text = Some(Box::new(Text {
@@ -431,7 +431,7 @@ impl<R: Runtime> Deliver for S3<R> {
             return Err(DeliveryError::transient());
         };
         let (env, key, spool, md5s) = text.finish();
-        let meta = handoff::s3_metadata(&env);
+        let meta = handoff::s3::metadata(&env);
         let spool = spool.freeze();
         let result = if md5s.len() == 1 {
             self.put(&key, &meta, &spool, &md5s[0]).await

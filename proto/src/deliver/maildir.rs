@@ -37,44 +37,14 @@
 //! as received, as Postfix writes it) and the Received header's `for` clause.
 
 use std::borrow::Cow;
-use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
-use crate::syntax::ForwardPath;
+use crate::delivery::{MailboxPath, Recipient};
+use crate::syntax::{ForwardPath, fold_domain};
 
 /// The longest file name component on common file systems.
 pub const MAX_COMPONENT: usize = 255;
-
-/// Where one recipient's mail is stored, relative to the Maildir root.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct MailboxPath {
-    /// The escaped domain folder.
-    pub domain: String,
-    /// The escaped mailbox folder inside it.
-    pub mailbox: String,
-}
-
-impl fmt::Display for MailboxPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.domain, self.mailbox)
-    }
-}
-
-/// An accepted recipient: its address as received, and its folder.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Recipient {
-    /// The address as the client gave it (`local@domain`, its quoting kept), for the
-    /// Received header's `for` clause and the logs.
-    pub address: String,
-    /// The address for `Delivered-To`: [`Recipient::address`], with its domain replaced
-    /// by `GM_PRIMARY_MAIL_HOST` when that is set.
-    pub delivered_to: String,
-    /// The address for `X-Original-To`, when `GM_PRIMARY_MAIL_HOST` changed it.
-    pub original_to: Option<String>,
-    /// The folder its mail goes to.
-    pub path: MailboxPath,
-}
 
 /// Why a recipient cannot be given a folder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,17 +98,6 @@ pub fn fold_local_part(local: &str) -> String {
     local.to_ascii_lowercase()
 }
 
-/// Folds a domain to the form it is compared and stored in: its IDNA ASCII form
-/// (UTS #46: case folded, normalised, A-labels), or for an address literal or a name
-/// IDNA rejects, the name with its ASCII letters lower-cased. A final dot is dropped.
-pub fn fold_domain(domain: &str) -> String {
-    let domain = domain.strip_suffix('.').unwrap_or(domain);
-    if domain.starts_with('[') {
-        return domain.to_ascii_lowercase();
-    }
-    idna::domain_to_ascii(domain).unwrap_or_else(|_| domain.to_ascii_lowercase())
-}
-
 /// Escapes one path component (step 2 of the module docs).
 pub fn escape(part: &str) -> String {
     if part.is_empty() {
@@ -157,37 +116,6 @@ pub fn escape(part: &str) -> String {
         }
     }
     out
-}
-
-/// A message's queue id: 32 hex digits, as long as the original's MD5 ids: the time its
-/// `MAIL` command arrived (so ids, and the S3 keys made of them, sort by when messages
-/// began), the instance, the connection and the message's number in it. Unique per
-/// process, across restarts, and across instances sharing one store.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct QueueId(pub u128);
-
-impl QueueId {
-    /// The id of message `seq` of connection `conn` of `instance` (a number drawn once
-    /// per process: 24 bits are kept), which began at `start`. Two ids can only be equal
-    /// if all four are (the connection and message numbers are kept to 24 and 16 bits,
-    /// which the time, moving on, makes enough).
-    pub fn new(start: SystemTime, instance: u32, conn: u64, seq: u32) -> Self {
-        let nanos = start
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        Self(
-            (u128::from(nanos) << 64)
-                | (u128::from(instance & 0xFF_FFFF) << 40)
-                | (u128::from(conn & 0xFF_FFFF) << 16)
-                | u128::from(seq & 0xFFFF),
-        )
-    }
-}
-
-impl fmt::Display for QueueId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:032x}", self.0)
-    }
 }
 
 /// A Maildir file name, `<secs>.M<usecs>P<pid>Q<seq>.<host>` (the Courier/Dovecot form),
@@ -333,12 +261,12 @@ mod tests {
             unique_name(t, 42, 7, "mx/a:b"),
             "1700000000.M123456P42Q7.mx\\057a\\072b"
         );
-        let id = QueueId::new(t, 9, 1, 2);
+        let id = crate::QueueId::new(t, 9, 1, 2);
         assert_eq!(id.to_string(), "17979cfe3d85ca000000090000010002");
-        assert_ne!(id, QueueId::new(t, 9, 1, 3));
-        assert_ne!(id, QueueId::new(t, 9, 2, 2));
-        assert_ne!(id, QueueId::new(t, 8, 1, 2));
-        let later = QueueId::new(t + std::time::Duration::from_nanos(1), 0, 0, 0);
+        assert_ne!(id, crate::QueueId::new(t, 9, 1, 3));
+        assert_ne!(id, crate::QueueId::new(t, 9, 2, 2));
+        assert_ne!(id, crate::QueueId::new(t, 8, 1, 2));
+        let later = crate::QueueId::new(t + std::time::Duration::from_nanos(1), 0, 0, 0);
         assert!(id.to_string() < later.to_string(), "ids sort by time first");
     }
 }
