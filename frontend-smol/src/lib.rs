@@ -13,7 +13,7 @@ use smol::Executor;
 
 pub use proto::Config;
 pub use proto::config::ConfigError;
-pub use proto::io::Deliver;
+pub use proto::io::{Deliver, Message, Transaction};
 
 /// A running server on smol, delivering to `D` (by default the destination
 /// `GSMTP_STORAGE` names).

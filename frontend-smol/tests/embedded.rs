@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use frontend_smol::{Config, Deliver};
+use frontend_smol::{Config, Deliver, Message, Transaction};
 use proto::Recipient;
 use proto::syntax::{MailParams, ReversePath};
 use proto::{DeliveryError, Envelope};
@@ -27,43 +27,60 @@ struct Received {
 #[derive(Clone, Debug, Default)]
 struct Inbox(Arc<Mutex<Vec<Received>>>);
 
+/// A message on its way into the inbox: the transaction, and then the message.
+#[derive(Debug)]
+struct Arriving {
+    inbox: Inbox,
+    received: Received,
+}
+
 impl Deliver for Inbox {
-    type Message = Received;
+    type Transaction = Arriving;
 
     async fn start(
         &self,
         from: &ReversePath<'static>,
         _: &MailParams,
-    ) -> Result<Received, DeliveryError> {
-        Ok(Received {
-            from: from.to_string(),
-            to: Vec::new(),
-            text: Vec::new(),
+    ) -> Result<Arriving, DeliveryError> {
+        Ok(Arriving {
+            inbox: self.clone(),
+            received: Received {
+                from: from.to_string(),
+                to: Vec::new(),
+                text: Vec::new(),
+            },
         })
     }
+}
 
-    async fn add_recipient(&self, m: &mut Received, r: &Recipient) -> Result<(), DeliveryError> {
+impl Transaction for Arriving {
+    type Message = Self;
+
+    async fn add_recipient(&mut self, r: &Recipient) -> Result<(), DeliveryError> {
         if r.address.starts_with("nobody@") {
             return Err(DeliveryError::permanent()); // 550 5.1.1 at RCPT
         }
-        m.to.push(r.address.clone());
+        self.received.to.push(r.address.clone());
         Ok(())
     }
 
-    async fn body(&self, _: &mut Received, _: &Envelope) -> Result<(), DeliveryError> {
+    async fn begin(self, _: &Envelope) -> Result<Self, DeliveryError> {
+        Ok(self)
+    }
+}
+
+impl Message for Arriving {
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), DeliveryError> {
+        self.received.text.extend_from_slice(bytes);
         Ok(())
     }
 
-    async fn write(&self, m: &mut Received, bytes: &[u8]) -> Result<(), DeliveryError> {
-        m.text.extend_from_slice(bytes);
-        Ok(())
-    }
-
-    async fn commit(&self, m: Received) -> Result<(), DeliveryError> {
-        self.0
+    async fn commit(self) -> Result<(), DeliveryError> {
+        self.inbox
+            .0
             .lock()
             .map_err(|_| DeliveryError::transient())?
-            .push(m);
+            .push(self.received);
         Ok(())
     }
 }
@@ -140,21 +157,27 @@ fn messages_are_collected_in_memory() {
 struct Broken;
 
 impl Deliver for Broken {
-    type Message = ();
+    type Transaction = Self;
 
-    async fn start(&self, _: &ReversePath<'static>, _: &MailParams) -> Result<(), DeliveryError> {
+    async fn start(&self, _: &ReversePath<'static>, _: &MailParams) -> Result<Self, DeliveryError> {
+        Ok(Self)
+    }
+}
+
+impl Transaction for Broken {
+    type Message = Self;
+
+    async fn begin(self, _: &Envelope) -> Result<Self, DeliveryError> {
+        Ok(self)
+    }
+}
+
+impl Message for Broken {
+    async fn write(&mut self, _: &[u8]) -> Result<(), DeliveryError> {
         Ok(())
     }
 
-    async fn body(&self, _: &mut (), _: &Envelope) -> Result<(), DeliveryError> {
-        Ok(())
-    }
-
-    async fn write(&self, _: &mut (), _: &[u8]) -> Result<(), DeliveryError> {
-        Ok(())
-    }
-
-    async fn commit(&self, _: ()) -> Result<(), DeliveryError> {
+    async fn commit(self) -> Result<(), DeliveryError> {
         panic!("a bug in the destination")
     }
 }

@@ -90,7 +90,7 @@ fn drain(conn: &mut Connection, now: Instant, out: &mut Vec<u8>) -> usize {
             Action::Begin(env) => {
                 black_box(env);
             }
-            Action::Store(bytes) => stored += black_box(bytes).len(),
+            Action::Write(bytes) => stored += black_box(bytes).len(),
             Action::Check(_) => conn.handle_check(now, Ok(())),
             Action::Commit => conn.handle_delivery(now, Ok(())),
             Action::Abort => {}

@@ -30,7 +30,7 @@
 //!     match conn.poll_action() {
 //!         Action::Check(_) => conn.handle_check(now, Ok(())), // room, and the mailbox is fine
 //!         Action::Begin(envelope) => assert_eq!(envelope.recipients.len(), 1),
-//!         Action::Store(bytes) => body.extend_from_slice(bytes),
+//!         Action::Write(bytes) => body.extend_from_slice(bytes),
 //!         Action::Commit => conn.handle_delivery(now, Ok(())), // the file is on disk
 //!         Action::Close(_) => break,
 //!         other => panic!("unexpected {other:?}"),

@@ -143,7 +143,7 @@ impl Sim {
                     assert!(self.spool.is_none(), "Begin while a spool is open");
                     self.spool = Some((env.clone(), Vec::new()));
                 }
-                Action::Store(bytes) => {
+                Action::Write(bytes) => {
                     let (_, body) = self.spool.as_mut().expect("Store without Begin");
                     body.extend_from_slice(bytes);
                 }

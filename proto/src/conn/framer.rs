@@ -122,7 +122,7 @@ impl Connection {
         }
         match step {
             Step::Crlf => BodyOut::Crlf,
-            _ => BodyOut::Store(range),
+            _ => BodyOut::Write(range),
         }
     }
 
@@ -208,7 +208,7 @@ impl Connection {
 
 /// The outcome of one [`Connection::body_step`].
 pub(super) enum BodyOut {
-    Store(std::ops::Range<usize>),
+    Write(std::ops::Range<usize>),
     Crlf,
     Commit,
     NeedInput,

@@ -19,7 +19,7 @@
 //! another session): [`Action::Check`], answered with
 //! [`handle_check`](Connection::handle_check). Commands pipelined behind it wait.
 //!
-//! A message arrives as [`Action::Begin`], any number of [`Action::Store`], then either
+//! A message arrives as [`Action::Begin`], any number of [`Action::Write`], then either
 //! [`Action::Commit`] (make it durable, then call
 //! [`handle_delivery`](Connection::handle_delivery)) or [`Action::Abort`] (throw it away).
 //! The reply to the final `.` is only queued once `handle_delivery` says the message is
@@ -90,8 +90,9 @@ pub enum Action<'a> {
     StartTls,
     /// A message begins: open a spool for this envelope. Body bytes follow.
     Begin(&'a Envelope),
-    /// Append these bytes, already dot-unstuffed, to the open spool.
-    Store(&'a [u8]),
+    /// The next piece of the message's text, already dot-unstuffed: hand it to the
+    /// message ([`crate::io::Message::write`]).
+    Write(&'a [u8]),
     /// The body is complete: make it durable, then call [`Connection::handle_delivery`].
     Commit,
     /// Throw the open spool away: the message was refused or the client went away.
@@ -606,8 +607,8 @@ impl Connection {
                     }
                 }
                 Mode::Data | Mode::Chunk { .. } => match self.body_step() {
-                    BodyOut::Store(range) => return Action::Store(self.rx.abs(range)),
-                    BodyOut::Crlf => return Action::Store(b"\r\n"),
+                    BodyOut::Write(range) => return Action::Write(self.rx.abs(range)),
+                    BodyOut::Crlf => return Action::Write(b"\r\n"),
                     BodyOut::Commit => {
                         self.open = false;
                         return Action::Commit;

@@ -4,6 +4,51 @@
 use super::refusal;
 use crate::delivery::DeliveryError;
 use crate::reply::parse_status;
+use crate::syntax::{Body, MailParams, ReversePath};
+
+/// What an LMTP server offered in its LHLO reply, of what we may use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// `SIZE` (RFC 1870).
+    pub size: bool,
+    /// `8BITMIME` (RFC 6152).
+    pub eight_bit: bool,
+    /// `SMTPUTF8` (RFC 6531).
+    pub utf8: bool,
+}
+
+impl Capabilities {
+    /// Reads the lines of an LHLO reply (`250-SIZE`, `250 8BITMIME`, ...).
+    pub fn parse<'a>(lines: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut caps = Self::default();
+        for line in lines {
+            let word = line.get(4..).unwrap_or("").split(' ').next().unwrap_or("");
+            match word.to_ascii_uppercase().as_str() {
+                "SIZE" => caps.size = true,
+                "8BITMIME" => caps.eight_bit = true,
+                "SMTPUTF8" => caps.utf8 = true,
+                _ => {}
+            }
+        }
+        caps
+    }
+
+    /// The MAIL command for `from`, with the parameters the server offered.
+    pub fn mail_command(&self, from: &ReversePath<'_>, params: &MailParams) -> String {
+        let mut cmd = format!("MAIL FROM:{from}");
+        if let (true, Some(n)) = (self.size, params.size) {
+            cmd.push_str(&format!(" SIZE={n}"));
+        }
+        if self.eight_bit && params.body == Some(Body::EightBitMime) {
+            cmd.push_str(" BODY=8BITMIME");
+        }
+        if self.utf8 && params.smtputf8 {
+            cmd.push_str(" SMTPUTF8");
+        }
+        cmd.push_str("\r\n");
+        cmd
+    }
+}
 
 /// One reply read from an LMTP (or SMTP) server: its code and the text of its last line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -148,6 +193,34 @@ pub fn outcome(replies: &[ServerReply]) -> Result<(), DeliveryError> {
 mod tests {
     use super::*;
     use crate::reply::ReplyBuf;
+
+    #[test]
+    fn capabilities_and_mail() {
+        let caps =
+            Capabilities::parse(["250-mx", "250-PIPELINING", "250-size 100", "250 8BITMIME"]);
+        assert_eq!(
+            caps,
+            Capabilities {
+                size: true,
+                eight_bit: true,
+                utf8: false
+            }
+        );
+        let (_, from) = crate::syntax::reverse_path("<a@b.example>").unwrap();
+        let params = MailParams {
+            size: Some(42),
+            body: Some(Body::EightBitMime),
+            smtputf8: true,
+        };
+        assert_eq!(
+            caps.mail_command(&from, &params),
+            "MAIL FROM:<a@b.example> SIZE=42 BODY=8BITMIME\r\n"
+        );
+        assert_eq!(
+            Capabilities::default().mail_command(&from, &params),
+            "MAIL FROM:<a@b.example>\r\n"
+        );
+    }
 
     #[test]
     fn server_replies() {

@@ -8,11 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_lite::future;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::drive::{Signal, bounded};
 use super::runtime::Runtime;
+use super::time::with_timeout;
 use crate::auth_http::{self, MAX_REQUEST};
 use crate::config::Config;
 
@@ -25,14 +24,24 @@ const PROBE: Duration = Duration::from_secs(1);
 
 /// The backend instances, picked in turn.
 #[derive(Debug)]
-struct Pool {
+pub(crate) struct Backends {
     backends: Vec<SocketAddr>,
     next: AtomicUsize,
     /// Per backend: when it was last probed, and whether it answered.
     health: Mutex<Vec<Option<(Instant, bool)>>>,
 }
 
-impl Pool {
+impl Backends {
+    /// `NGINX_AUTH_BACKENDS` of `cfg`, or this instance (`own`) alone.
+    pub(crate) fn of(cfg: &Config, own: SocketAddr) -> Self {
+        let backends = if cfg.nginx_auth_backends.is_empty() {
+            vec![own]
+        } else {
+            cfg.nginx_auth_backends.clone()
+        };
+        Self::new(backends)
+    }
+
     fn new(backends: Vec<SocketAddr>) -> Self {
         let health = Mutex::new(vec![None; backends.len()]);
         Self {
@@ -74,54 +83,15 @@ impl Pool {
     }
 }
 
-/// Serves `auth_http` requests until `stopping` fires. `own` is this instance's SMTP
-/// address, the backend when no pool is configured.
-pub(crate) async fn serve<R: Runtime>(
-    current: Box<dyn Fn() -> Arc<Config> + Send + Sync>,
-    rt: R,
-    listener: async_io::Async<std::net::TcpListener>,
-    own: SocketAddr,
-    stopping: Signal,
-) {
-    let cfg = current();
-    let backends = if cfg.nginx_auth_backends.is_empty() {
-        vec![own]
-    } else {
-        cfg.nginx_auth_backends.clone()
-    };
-    let pool = Arc::new(Pool::new(backends));
-    loop {
-        let next = future::or(
-            async { Some(super::runtime::accept(&listener).await) },
-            async {
-                stopping.wait().await;
-                None
-            },
-        );
-        match next.await {
-            None => break,
-            Some(Ok((tcp, peer))) => {
-                let (cfg, pool, rt2) = (current(), Arc::clone(&pool), rt.clone());
-                rt.spawn(async move { exchange(&rt2, &cfg, &pool, tcp, peer).await });
-            }
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "auth_http accept failed");
-                async_io::Timer::after(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
 /// One request and its answer, all within [`EXCHANGE`].
-async fn exchange<R: Runtime>(
-    rt: &R,
-    cfg: &Config,
-    pool: &Pool,
+pub(crate) async fn exchange<R: Runtime>(
+    rt: R,
+    cfg: Arc<Config>,
+    pool: Arc<Backends>,
     mut tcp: async_io::Async<TcpStream>,
     peer: SocketAddr,
 ) {
     let deadline = Instant::now() + EXCHANGE;
-    let never = Signal::never();
     let mut buf = vec![0u8; MAX_REQUEST];
     let mut filled = 0;
     let parsed = loop {
@@ -130,7 +100,7 @@ async fn exchange<R: Runtime>(
             Ok(None) => break Err(auth_http::HttpError::TooLarge),
             other => break other.map(|r| r.expect("Some, since None was matched above")),
         }
-        match bounded(Some(deadline), &never, tcp.read(&mut buf[filled..])).await {
+        match with_timeout(deadline, tcp.read(&mut buf[filled..])).await {
             Ok(Ok(n)) if n > 0 => filled += n,
             _ => return, // closed, timed out or failed before a whole request
         }
@@ -138,9 +108,9 @@ async fn exchange<R: Runtime>(
     let response = match parsed {
         Ok(req) => {
             // Refusals first: they need no backend, so they take no turn and probe none.
-            let decision = match auth_http::refusal(&req, cfg) {
+            let decision = match auth_http::refusal(&req, &cfg) {
                 Some(refused) => refused,
-                None => auth_http::decide(&req, cfg, pool.pick(rt).await),
+                None => auth_http::decide(&req, &cfg, pool.pick(&rt).await),
             };
             let to = req
                 .to
@@ -164,5 +134,5 @@ async fn exchange<R: Runtime>(
         tcp.write_all(&response).await?;
         tcp.close().await
     };
-    let _ = bounded(Some(deadline), &never, write).await;
+    let _ = with_timeout(deadline, write).await;
 }

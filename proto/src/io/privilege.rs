@@ -168,3 +168,27 @@ fn resolve_group(spec: &str) -> Result<Gid, ConfigError> {
         Err(e) => Err(fail("SGID", format!("cannot look up group {spec:?}: {e}"))),
     }
 }
+
+/// After the drop, the server may not be allowed to remove its PID file (`/run` belongs
+/// to root). So a small helper, started while still root, waits for the server's end (its
+/// standard input, a pipe from the server, closes when the server exits, whatever the
+/// way) and then removes the file, if it still names the server. It ignores the signals
+/// that stop the server (a terminal's Ctrl-C, systemd's SIGTERM to the whole group).
+pub(crate) fn keep_pid_file(path: &Path) -> Result<std::process::ChildStdin, ConfigError> {
+    const SCRIPT: &str = "trap '' HUP INT TERM; read -r _; [ \"$(cat -- \"$1\" 2>/dev/null)\" = \"$2\" ] && rm -f -- \"$1\"";
+    let child = std::process::Command::new("/bin/sh")
+        .args(["-c", SCRIPT, "guerrilla-pid-file"])
+        .arg(path)
+        .arg(std::process::id().to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    child
+        .ok()
+        .and_then(|mut c| c.stdin.take())
+        .ok_or_else(|| ConfigError {
+            key: "PID_FILE".into(),
+            message: "cannot start the helper that removes it at exit".into(),
+        })
+}

@@ -7,9 +7,9 @@ use std::time::Instant;
 use futures_lite::io::AsyncReadExt;
 
 use super::deliver::Deliver;
-use super::drive::bounded;
 use super::runtime::{Plain, Runtime};
-use super::server::Shared;
+use super::shared::Shared;
+use super::time::bounded;
 use crate::proxy::{self, Header};
 
 /// With `GSMTP_PROXY_PROTOCOL=Y`, reads the header and returns the client it names; bytes

@@ -97,12 +97,3 @@ impl AsyncWrite for Plain {
         Pin::new(&mut self.tcp).poll_close(cx)
     }
 }
-
-/// Accepts a connection with Nagle's algorithm off (replies are written whole).
-pub(crate) async fn accept(
-    listener: &Async<std::net::TcpListener>,
-) -> io::Result<(Async<TcpStream>, std::net::SocketAddr)> {
-    let (stream, peer) = listener.accept().await?;
-    stream.get_ref().set_nodelay(true)?;
-    Ok((stream, peer))
-}

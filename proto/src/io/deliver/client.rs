@@ -1,12 +1,11 @@
 //! The HTTP/1.1 client of the destinations that speak HTTP (`http`, `s3`): hyper's client
 //! connection over async-io (smol-hyper's adapter), TLS by futures-rustls, connections
-//! to one origin kept alive and reused, at most `GSMTP_HTTP_CONNECTIONS` requests at once.
+//! to one origin kept alive and reused (the [`Pool`] and connect of `pool.rs`, which the
+//! LMTP link shares), at most `GSMTP_HTTP_CONNECTIONS` requests at once.
 //! No hand-written HTTP.
 
 use std::io;
-use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Mutex;
 
 use async_lock::Semaphore;
 use bytes::Bytes;
@@ -18,6 +17,7 @@ use hyper::client::conn::http1::SendRequest;
 use rustls_pki_types::ServerName;
 use smol_hyper::rt::FuturesIo;
 
+use super::pool::Pool;
 use super::spool::SpoolReader;
 use crate::config::{ConfigError, HttpUrl};
 use crate::io::runtime::Runtime;
@@ -41,9 +41,8 @@ pub(crate) struct Client<R: Runtime> {
     port: u16,
     tls: Option<(TlsConnector, ServerName<'static>)>,
     /// Connections kept alive between requests.
-    idle: Mutex<Vec<SendRequest<Body>>>,
+    idle: Pool<SendRequest<Body>>,
     slots: Semaphore,
-    max_idle: usize,
 }
 
 impl<R: Runtime> std::fmt::Debug for Client<R> {
@@ -82,9 +81,8 @@ impl<R: Runtime> Client<R> {
             host: url.host.clone(),
             port: url.port,
             tls,
-            idle: Mutex::new(Vec::new()),
+            idle: Pool::new(connections),
             slots: Semaphore::new(connections),
-            max_idle: connections,
         })
     }
 
@@ -166,12 +164,8 @@ impl<R: Runtime> Client<R> {
                 break;
             }
         }
-        if whole
-            && !sender.is_closed()
-            && let Ok(mut idle) = self.idle.lock()
-            && idle.len() < self.max_idle
-        {
-            idle.push(sender);
+        if whole && !sender.is_closed() {
+            self.idle.put(sender);
         }
         Ok(Answer {
             status,
@@ -182,39 +176,18 @@ impl<R: Runtime> Client<R> {
 
     /// A connection to the origin: one kept alive (`true`), or a new one.
     async fn connection(&self) -> io::Result<(SendRequest<Body>, bool)> {
-        loop {
-            let kept = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-            match kept {
-                Some(sender) if !sender.is_closed() => return Ok((sender, true)),
-                Some(_) => continue,
-                None => break,
-            }
+        if let Some(sender) = self.idle.take(|s| !s.is_closed()) {
+            return Ok((sender, true));
         }
-        let host = self.host.clone();
-        let port = self.port;
-        let addrs: Vec<SocketAddr> = self
-            .rt
-            .unblock(move || std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port)))
-            .await?
-            .collect();
-        let mut last = io::Error::other("no address for the server");
-        for addr in addrs {
-            match async_io::Async::<std::net::TcpStream>::connect(addr).await {
-                Ok(tcp) => {
-                    let _ = tcp.get_ref().set_nodelay(true);
-                    let sender = match &self.tls {
-                        Some((connector, name)) => {
-                            let tls = connector.connect(name.clone(), tcp).await?;
-                            self.handshake(tls).await
-                        }
-                        None => self.handshake(tcp).await,
-                    };
-                    return sender.map(|s| (s, false));
-                }
-                Err(e) => last = e,
+        let tcp = super::pool::connect(&self.rt, (self.host.clone(), self.port)).await?;
+        let sender = match &self.tls {
+            Some((connector, name)) => {
+                let tls = connector.connect(name.clone(), tcp).await?;
+                self.handshake(tls).await
             }
-        }
-        Err(last)
+            None => self.handshake(tcp).await,
+        };
+        sender.map(|s| (s, false))
     }
 
     /// hyper's HTTP/1.1 handshake over `stream`; the connection's task runs on the

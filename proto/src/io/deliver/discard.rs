@@ -1,31 +1,47 @@
 //! `GSMTP_STORAGE=discard`: accepts every message and keeps none (for load tests).
 
-use crate::delivery::DeliveryError;
-use crate::delivery::Envelope;
+use super::{Deliver, Message, Transaction};
+use crate::delivery::{DeliveryError, Envelope};
 use crate::syntax::{MailParams, ReversePath};
-
-use super::Deliver;
 
 /// Accepts and drops every message.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Discard;
 
+/// A transaction, and then a message, of [`Discard`]: nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Discarded;
+
 impl Deliver for Discard {
-    type Message = ();
+    type Transaction = Discarded;
 
-    async fn start(&self, _: &ReversePath<'static>, _: &MailParams) -> Result<(), DeliveryError> {
+    fn name(&self) -> &'static str {
+        "discard"
+    }
+
+    async fn start(
+        &self,
+        _: &ReversePath<'static>,
+        _: &MailParams,
+    ) -> Result<Discarded, DeliveryError> {
+        Ok(Discarded)
+    }
+}
+
+impl Transaction for Discarded {
+    type Message = Self;
+
+    async fn begin(self, _: &Envelope) -> Result<Self, DeliveryError> {
+        Ok(self)
+    }
+}
+
+impl Message for Discarded {
+    async fn write(&mut self, _: &[u8]) -> Result<(), DeliveryError> {
         Ok(())
     }
 
-    async fn body(&self, _: &mut (), _: &Envelope) -> Result<(), DeliveryError> {
-        Ok(())
-    }
-
-    async fn write(&self, _: &mut (), _: &[u8]) -> Result<(), DeliveryError> {
-        Ok(())
-    }
-
-    async fn commit(&self, _: ()) -> Result<(), DeliveryError> {
+    async fn commit(self) -> Result<(), DeliveryError> {
         Ok(())
     }
 }

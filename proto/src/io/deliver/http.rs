@@ -22,13 +22,14 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_lite::FutureExt as _;
 
-use super::Deliver;
 use super::client::Client;
 use super::spool::Spool;
+use super::{Deliver, Message, Transaction};
 use crate::config::{Config, ConfigError, HttpConfig, HttpUrl};
 use crate::deliver as handoff;
 use crate::delivery::DeliveryError;
@@ -40,7 +41,11 @@ use crate::syntax::{MailParams, ReversePath};
 const MAX_ANSWER: usize = 16 * 1024;
 
 /// The HTTP destination.
-pub struct Http<R: Runtime> {
+#[derive(Debug)]
+pub struct Http<R: Runtime>(Arc<Inner<R>>);
+
+/// What the HTTP destination's transactions share.
+struct Inner<R: Runtime> {
     rt: R,
     url: HttpUrl,
     cfg: HttpConfig,
@@ -50,7 +55,7 @@ pub struct Http<R: Runtime> {
     client: Client<R>,
 }
 
-impl<R: Runtime> std::fmt::Debug for Http<R> {
+impl<R: Runtime> std::fmt::Debug for Inner<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The secret is never shown.
         f.debug_struct("Http")
@@ -60,10 +65,16 @@ impl<R: Runtime> std::fmt::Debug for Http<R> {
     }
 }
 
-/// A transaction for the HTTP destination.
-#[derive(Debug, Default)]
-pub struct HttpMessage {
-    text: Option<Box<(Envelope, Spool)>>,
+/// A transaction of the HTTP destination.
+#[derive(Debug)]
+pub struct HttpTransaction<R: Runtime>(Arc<Inner<R>>);
+
+/// A message of the HTTP destination: its envelope and its text, spooled.
+#[derive(Debug)]
+pub struct HttpMessage<R: Runtime> {
+    http: Arc<Inner<R>>,
+    env: Box<Envelope>,
+    spool: Spool,
 }
 
 impl<R: Runtime> Http<R> {
@@ -86,7 +97,7 @@ impl<R: Runtime> Http<R> {
             .secret
             .as_ref()
             .map(|s| ring::hmac::Key::new(ring::hmac::HMAC_SHA256, s.expose().as_bytes()));
-        Ok(Self {
+        Ok(Self(Arc::new(Inner {
             rt,
             url,
             cfg: cfg.http.clone(),
@@ -94,9 +105,11 @@ impl<R: Runtime> Http<R> {
             spool_dir: super::spool_dir(cfg)?,
             secret,
             client,
-        })
+        })))
     }
+}
 
+impl<R: Runtime> Inner<R> {
     /// Sends the message and reads the answer: its status and its first line. The body
     /// is `multipart/form-data`: the JSON envelope, then the message read from the
     /// spool, between delimiters drawn at random now that the message is complete.
@@ -163,72 +176,82 @@ fn boundary() -> io::Result<String> {
 }
 
 impl<R: Runtime> Deliver for Http<R> {
-    type Message = HttpMessage;
+    type Transaction = HttpTransaction<R>;
 
-    async fn start(
-        &self,
-        _: &ReversePath<'static>,
-        _: &MailParams,
-    ) -> Result<HttpMessage, DeliveryError> {
-        Ok(HttpMessage::default())
+    fn name(&self) -> &'static str {
+        "http"
     }
 
     /// The receiver answers a `HEAD` of the URL (within `GSMTP_HTTP_TIMEOUT`), whatever
     /// it answers but `502`, `503` and `504`, which say it is not there.
     async fn probe(&self) -> Result<(), DeliveryError> {
-        let req = hyper::Request::head(self.url.path.as_str())
-            .header(hyper::header::HOST, self.url.authority())
+        let http = &self.0;
+        let req = hyper::Request::head(http.url.path.as_str())
+            .header(hyper::header::HOST, http.url.authority())
             .header(hyper::header::USER_AGENT, "Guerrilla-SMTPd")
             .body(Client::<R>::full(""))
             .map_err(|e| DeliveryError::transient().because(e))?;
         let timer = async {
-            async_io::Timer::after(self.cfg.timeout).await;
+            async_io::Timer::after(http.cfg.timeout).await;
             Err(io::Error::from(io::ErrorKind::TimedOut))
         };
         let fail = |why: String| {
             let err = handoff::http::result(0, "").unwrap_err();
-            err.because(format_args!("HEAD {}: {why}", self.url))
+            err.because(format_args!("HEAD {}: {why}", http.url))
         };
-        match Box::pin(self.client.send(req, MAX_ANSWER).or(timer)).await {
+        match Box::pin(http.client.send(req, MAX_ANSWER).or(timer)).await {
             Ok(a) if matches!(a.status, 502..=504) => Err(fail(format!("answered {}", a.status))),
             Ok(_) => Ok(()),
             Err(e) => Err(fail(e.to_string())),
         }
     }
 
-    async fn body(&self, m: &mut HttpMessage, env: &Envelope) -> Result<(), DeliveryError> {
-        let prefix = handoff::prefix(env, &self.host, SystemTime::now(), true);
-        m.text = Some(Box::new((env.clone(), Spool::new(prefix))));
-        Ok(())
+    async fn start(
+        &self,
+        _: &ReversePath<'static>,
+        _: &MailParams,
+    ) -> Result<HttpTransaction<R>, DeliveryError> {
+        Ok(HttpTransaction(Arc::clone(&self.0)))
+    }
+}
+
+impl<R: Runtime> Transaction for HttpTransaction<R> {
+    type Message = HttpMessage<R>;
+
+    async fn begin(self, env: &Envelope) -> Result<HttpMessage<R>, DeliveryError> {
+        let prefix = handoff::prefix(env, &self.0.host, SystemTime::now(), true);
+        Ok(HttpMessage {
+            http: self.0,
+            env: Box::new(env.clone()),
+            spool: Spool::new(prefix),
+        })
+    }
+}
+
+impl<R: Runtime> Message for HttpMessage<R> {
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), DeliveryError> {
+        let http = &self.http;
+        self.spool.write_in(&http.rt, &http.spool_dir, bytes).await
     }
 
-    async fn write(&self, m: &mut HttpMessage, bytes: &[u8]) -> Result<(), DeliveryError> {
-        match m.text.as_deref_mut() {
-            Some((_, spool)) => spool.write(&self.rt, &self.spool_dir, bytes).await,
-            None => Err(DeliveryError::transient()),
-        }
-    }
-
-    async fn commit(&self, m: HttpMessage) -> Result<(), DeliveryError> {
-        let Some((env, spool)) = m.text.map(|t| *t) else {
-            return Err(DeliveryError::transient());
-        };
+    async fn commit(self) -> Result<(), DeliveryError> {
+        let Self { http, env, spool } = self;
         let timer = async {
-            async_io::Timer::after(self.cfg.timeout).await;
+            async_io::Timer::after(http.cfg.timeout).await;
             Err(io::Error::from(io::ErrorKind::TimedOut))
         };
-        let sent = self.post(&env, spool);
+        let sent = http.post(&env, spool);
         let (status, first) = match Box::pin(sent.or(timer)).await {
             Ok(answer) => answer,
             Err(e) => {
                 let err = handoff::http::result(0, "").unwrap_err();
-                return Err(err.because(format_args!("POST {}: {e}", self.url)));
+                return Err(err.because(format_args!("POST {}: {e}", http.url)));
             }
         };
         handoff::http::result(status, &first).map_err(|e| {
             e.because(format_args!(
                 "POST {} answered {status}: {}",
-                self.url,
+                http.url,
                 crate::syntax::escape_for_log(first.as_bytes())
             ))
         })

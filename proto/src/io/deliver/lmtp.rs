@@ -1,71 +1,72 @@
 //! `GSMTP_STORAGE=lmtp`: each transaction is relayed, live, to an LMTP server (RFC 2033),
 //! the way mail reaches Dovecot or Cyrus.
 //!
-//! MAIL opens an LMTP session's transaction (one kept alive, or a new one), each RCPT is
-//! asked of the LMTP server there and then, so an unknown user is refused at RCPT with the
-//! server's own reply (`550 5.1.1`), and the text is streamed to it as it arrives
-//! (dot-stuffed, with our `Received` header first; the LMTP server writes its own
+//! MAIL opens a transaction on a link to the LMTP server (one kept alive, or a new one),
+//! each RCPT is asked of the LMTP server there and then, so an unknown user is refused at
+//! RCPT with the server's own reply (`550 5.1.1`), and the text is streamed to it as it
+//! arrives (dot-stuffed, with our `Received` header first; the LMTP server writes its own
 //! `Return-Path` and `Delivered-To`). After the final dot it answers once per accepted
-//! recipient, and [`crate::deliver::lmtp_outcome`] turns those answers into the one SMTP
+//! recipient, and [`crate::deliver::lmtp::outcome`] turns those answers into the one SMTP
 //! reply: all delivered is `250`; all refused alike is that refusal; a mix is `451`, so
 //! that no copy is ever lost or claimed, at the price of a duplicate for the recipients
 //! that had theirs when the client sends it again.
 //!
 //! Every wait on the server is bounded by `GSMTP_LMTP_TIMEOUT`; a server that is down,
 //! slow or talks nonsense is `451`, and a transaction it had not finished is dropped with
-//! its connection (an LMTP server delivers nothing of a DATA that did not end with its
-//! dot). At most `GSMTP_LMTP_CONNECTIONS` sessions are open at once; each transaction
-//! holds one from MAIL to its end.
+//! its link (an LMTP server delivers nothing of a DATA that did not end with its dot). At
+//! most `GSMTP_LMTP_CONNECTIONS` links are open at once; each transaction holds one from
+//! MAIL to its end.
 
-use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use async_lock::{Semaphore, SemaphoreGuardArc};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
-use futures_lite::{AsyncRead, AsyncWrite, FutureExt as _};
+use futures_lite::{AsyncRead, AsyncWrite};
 
-use super::Deliver;
+use super::pool::{self, Pool};
+use super::{Deliver, Message, Transaction};
 use crate::config::{Config, ConfigError, LmtpAddr, LmtpConfig};
-use crate::deliver as handoff;
-use crate::deliver::lmtp::{DotStuffer, ServerReply};
-use crate::delivery::DeliveryError;
-use crate::delivery::Envelope;
-use crate::delivery::Recipient;
+use crate::deliver::lmtp::{self as pure, Capabilities, DotStuffer, ServerReply};
+use crate::delivery::{DeliveryError, Envelope, Recipient};
 use crate::io::runtime::Runtime;
+use crate::io::time::with_timeout;
 use crate::syntax::{MailParams, ReversePath};
 
 /// How much stuffed text is gathered before it is written.
 const WRITE_CHUNK: usize = 64 * 1024;
 
+/// The reply's text when the LMTP server fails (down, silent, breaking off).
+const FAILED: &str = "Error: the delivery agent failed, try again later";
+
 /// A stream to the LMTP server: TCP or a Unix socket.
 trait Duplex: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Duplex for T {}
 
-/// An LMTP session after its LHLO, between transactions.
-struct Session {
+/// A connection to the LMTP server after its LHLO.
+struct Link {
     stream: Box<dyn Duplex>,
     /// Read but not yet parsed.
     buf: Vec<u8>,
-    /// What the server offered at LHLO.
-    size: bool,
-    eight_bit: bool,
-    utf8: bool,
+    caps: Capabilities,
 }
 
 /// The LMTP destination.
-pub struct Lmtp<R: Runtime> {
+#[derive(Debug)]
+pub struct Lmtp<R: Runtime>(Arc<Inner<R>>);
+
+/// What the LMTP destination's transactions share.
+struct Inner<R: Runtime> {
     rt: R,
     addr: LmtpAddr,
     cfg: LmtpConfig,
     host: String,
-    idle: Mutex<Vec<Session>>,
+    idle: Pool<Link>,
     slots: Arc<Semaphore>,
 }
 
-impl<R: Runtime> std::fmt::Debug for Lmtp<R> {
+impl<R: Runtime> std::fmt::Debug for Inner<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lmtp")
             .field("addr", &self.addr)
@@ -73,23 +74,39 @@ impl<R: Runtime> std::fmt::Debug for Lmtp<R> {
     }
 }
 
-/// A transaction relayed to the LMTP server.
-pub struct LmtpMessage {
-    session: Option<Session>,
+/// A transaction relayed to the LMTP server: MAIL accepted, recipients being asked.
+pub struct LmtpTransaction<R: Runtime> {
+    lmtp: Arc<Inner<R>>,
+    /// `None` once the link broke: the transaction can only fail from then on.
+    link: Option<Link>,
     _slot: SemaphoreGuardArc,
     /// Recipients the server accepted: as many answers come after the dot.
     accepted: usize,
-    /// Set once DATA was answered `354`.
-    in_data: bool,
+}
+
+/// A message being streamed to the LMTP server, after its DATA was answered `354`.
+pub struct LmtpMessage<R: Runtime> {
+    lmtp: Arc<Inner<R>>,
+    /// `None` once the link broke.
+    link: Option<Link>,
+    _slot: SemaphoreGuardArc,
+    accepted: usize,
     stuffer: DotStuffer,
     out: Vec<u8>,
 }
 
-impl std::fmt::Debug for LmtpMessage {
+impl<R: Runtime> std::fmt::Debug for LmtpTransaction<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LmtpTransaction")
+            .field("accepted", &self.accepted)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Runtime> std::fmt::Debug for LmtpMessage<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LmtpMessage")
             .field("accepted", &self.accepted)
-            .field("in_data", &self.in_data)
             .finish_non_exhaustive()
     }
 }
@@ -101,94 +118,94 @@ impl<R: Runtime> Lmtp<R> {
             key: "GSMTP_LMTP_ADDR".into(),
             message: "GSMTP_STORAGE=lmtp needs an address".into(),
         })?;
-        Ok(Self {
+        Ok(Self(Arc::new(Inner {
             rt,
             addr,
             cfg: cfg.lmtp.clone(),
             host: cfg.host_name.clone(),
-            idle: Mutex::new(Vec::new()),
+            idle: Pool::new(cfg.lmtp.connections),
             slots: Arc::new(Semaphore::new(cfg.lmtp.connections)),
-        })
+        })))
     }
+}
 
-    /// A session: one kept alive (`true`), or a new one, greeted and LHLO done.
-    async fn session(&self, deadline: Instant) -> io::Result<(Session, bool)> {
-        if let Some(s) = self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
-            return Ok((s, true));
+impl<R: Runtime> Inner<R> {
+    /// A link: one kept alive (`true`), or a new one, greeted and LHLO done.
+    async fn link(&self, deadline: Instant) -> io::Result<(Link, bool)> {
+        if let Some(l) = self.idle.take(|_| true) {
+            return Ok((l, true));
         }
         let stream: Box<dyn Duplex> = match &self.addr {
             LmtpAddr::Unix(path) => {
                 Box::new(async_io::Async::<std::os::unix::net::UnixStream>::connect(path).await?)
             }
-            LmtpAddr::Tcp(hostport) => {
-                let hostport = hostport.clone();
-                let addrs: Vec<SocketAddr> = self
-                    .rt
-                    .unblock(move || std::net::ToSocketAddrs::to_socket_addrs(&hostport))
-                    .await?
-                    .collect();
-                let mut last = io::Error::other("no address for the LMTP server");
-                let mut connected = None;
-                for addr in addrs {
-                    match async_io::Async::<std::net::TcpStream>::connect(addr).await {
-                        Ok(tcp) => {
-                            let _ = tcp.get_ref().set_nodelay(true);
-                            connected = Some(tcp);
-                            break;
-                        }
-                        Err(e) => last = e,
-                    }
-                }
-                Box::new(connected.ok_or(last)?)
-            }
+            LmtpAddr::Tcp(hostport) => Box::new(pool::connect(&self.rt, hostport.clone()).await?),
         };
-        let mut s = Session {
+        let mut l = Link {
             stream,
             buf: Vec::new(),
-            size: false,
-            eight_bit: false,
-            utf8: false,
+            caps: Capabilities::default(),
         };
-        expect(read_reply(&mut s, deadline).await?, 220)?;
+        expect(read_reply(&mut l, deadline).await?, 220)?;
         send(
-            &mut s,
+            &mut l,
             format!("LHLO {}\r\n", self.host).as_bytes(),
             deadline,
         )
         .await?;
-        let lines = read_lines(&mut s, deadline).await?;
-        for line in &lines {
-            let word = line.get(4..).unwrap_or("").split(' ').next().unwrap_or("");
-            match word.to_ascii_uppercase().as_str() {
-                "SIZE" => s.size = true,
-                "8BITMIME" => s.eight_bit = true,
-                "SMTPUTF8" => s.utf8 = true,
-                _ => {}
-            }
-        }
+        let lines = read_lines(&mut l, deadline).await?;
         if !lines.last().is_some_and(|l| l.starts_with("250")) {
             return Err(io::Error::other(format!("LHLO refused: {lines:?}")));
         }
-        Ok((s, false))
+        l.caps = Capabilities::parse(lines.iter().map(String::as_str));
+        Ok((l, false))
     }
 
-    /// Bounds `fut` by the LMTP timeout from now; a timeout is an error of its own.
-    async fn bounded<T>(
+    /// A link with a transaction open: MAIL accepted. A kept-alive link the server has
+    /// closed meanwhile is replaced (nothing of this transaction reached it).
+    async fn open_transaction(
         &self,
-        fut: impl Future<Output = Result<T, DeliveryError>>,
-    ) -> Result<T, DeliveryError> {
-        let timer = async {
-            async_io::Timer::after(self.cfg.timeout).await;
-            Err(DeliveryError::timeout())
-        };
-        fut.or(timer).await
+        from: &ReversePath<'static>,
+        params: &MailParams,
+    ) -> Result<Link, DeliveryError> {
+        let deadline = Instant::now() + self.cfg.timeout;
+        loop {
+            let (mut l, reused) = self
+                .link(deadline)
+                .await
+                .map_err(|e| self.fault("connect and LHLO", &e))?;
+            let cmd = l.caps.mail_command(from, params);
+            let reply = match send(&mut l, cmd.as_bytes(), deadline).await {
+                Ok(()) => read_reply(&mut l, deadline).await,
+                Err(e) => Err(e),
+            };
+            match reply {
+                Ok(r) if r.is_ok() => return Ok(l),
+                // A kept link the server is closing (Dovecot says 421 as it stops).
+                Ok(r) if r.code == 421 && reused => continue,
+                Ok(r) if r.code == 421 => return Err(self.refused("MAIL", &r)),
+                Ok(r) => {
+                    self.keep(l, deadline).await;
+                    return Err(self.refused("MAIL", &r));
+                }
+                Err(_) if reused => continue,
+                Err(e) => return Err(self.fault("MAIL", &e)),
+            }
+        }
     }
-}
 
-/// The reply's text when the LMTP server fails (down, silent, talking nonsense).
-const FAILED: &str = "Error: the delivery agent failed, try again later";
+    /// Resets a link and keeps it for the next transaction (or drops it, if it does not
+    /// answer).
+    async fn keep(&self, mut l: Link, deadline: Instant) {
+        let reset = async {
+            send(&mut l, b"RSET\r\n", deadline).await?;
+            expect(read_reply(&mut l, deadline).await?, 250)
+        };
+        if reset.await.is_ok() {
+            self.idle.put(l);
+        }
+    }
 
-impl<R: Runtime> Lmtp<R> {
     /// An I/O failure with the LMTP server during `what`: a `451` naming the server in
     /// its cause.
     fn fault(&self, what: &str, e: &io::Error) -> DeliveryError {
@@ -198,6 +215,16 @@ impl<R: Runtime> Lmtp<R> {
             DeliveryError::transient().with_text(FAILED)
         };
         err.because(format_args!("LMTP server {} during {what}: {e}", self.addr))
+    }
+
+    /// The link broke earlier in this transaction.
+    fn broken(&self) -> DeliveryError {
+        DeliveryError::transient()
+            .with_text(FAILED)
+            .because(format_args!(
+                "the link to the LMTP server {} broke earlier in this transaction",
+                self.addr
+            ))
     }
 
     /// The LMTP server's refusal of `what`, as the client's reply, naming the server
@@ -222,295 +249,243 @@ fn expect(r: ServerReply, code: u16) -> io::Result<ServerReply> {
 }
 
 /// Writes `bytes`, by `deadline`.
-async fn send(s: &mut Session, bytes: &[u8], deadline: Instant) -> io::Result<()> {
+async fn send(l: &mut Link, bytes: &[u8], deadline: Instant) -> io::Result<()> {
     let write = async {
-        s.stream.write_all(bytes).await?;
-        s.stream.flush().await
+        l.stream.write_all(bytes).await?;
+        l.stream.flush().await
     };
-    let timer = async {
-        async_io::Timer::at(deadline).await;
-        Err(io::ErrorKind::TimedOut.into())
-    };
-    write.or(timer).await
+    with_timeout(deadline, write).await?
 }
 
 /// Reads one reply, by `deadline`.
-async fn read_reply(s: &mut Session, deadline: Instant) -> io::Result<ServerReply> {
+async fn read_reply(l: &mut Link, deadline: Instant) -> io::Result<ServerReply> {
     let read = async {
         loop {
-            match handoff::lmtp::parse_reply(&s.buf) {
+            match pure::parse_reply(&l.buf) {
                 Ok(Some((reply, n))) => {
-                    s.buf.drain(..n);
+                    l.buf.drain(..n);
                     return Ok(reply);
                 }
                 Ok(None) => {}
                 Err(()) => return Err(io::Error::other("not an LMTP reply")),
             }
-            if fill(s).await? == 0 {
+            if fill(l).await? == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
         }
     };
-    let timer = async {
-        async_io::Timer::at(deadline).await;
-        Err(io::ErrorKind::TimedOut.into())
-    };
-    read.or(timer).await
+    with_timeout(deadline, read).await?
 }
 
-/// Reads what the server sent next onto the session's buffer (no buffer on the stack:
-/// it would make every future that reads large). Returns how much came; 0 at its end.
-async fn fill(s: &mut Session) -> io::Result<usize> {
-    let had = s.buf.len();
-    s.buf.resize(had + 4096, 0);
-    let n = s.stream.read(&mut s.buf[had..]).await;
-    s.buf.truncate(had + *n.as_ref().unwrap_or(&0));
+/// Reads what the server sent next onto the link's buffer (no buffer on the stack: it
+/// would make every future that reads large). Returns how much came; 0 at its end.
+async fn fill(l: &mut Link) -> io::Result<usize> {
+    let had = l.buf.len();
+    l.buf.resize(had + 4096, 0);
+    let n = l.stream.read(&mut l.buf[had..]).await;
+    l.buf.truncate(had + *n.as_ref().unwrap_or(&0));
     n
 }
 
 /// Reads one multi-line reply's lines (for LHLO's capabilities).
-async fn read_lines(s: &mut Session, deadline: Instant) -> io::Result<Vec<String>> {
+async fn read_lines(l: &mut Link, deadline: Instant) -> io::Result<Vec<String>> {
     let mut lines = Vec::new();
     loop {
-        while let Some(lf) = memchr::memchr(b'\n', &s.buf) {
-            let line: Vec<u8> = s.buf.drain(..=lf).collect();
+        while let Some(lf) = memchr::memchr(b'\n', &l.buf) {
+            let line: Vec<u8> = l.buf.drain(..=lf).collect();
             let line = String::from_utf8_lossy(&line).trim_end().to_string();
             let last = line.as_bytes().get(3) != Some(&b'-');
             lines.push(line);
-            if last || lines.len() > handoff::lmtp::MAX_REPLY_LINES {
+            if last || lines.len() > pure::MAX_REPLY_LINES {
                 return Ok(lines);
             }
         }
-        if s.buf.len() > handoff::lmtp::MAX_REPLY_LINE {
+        if l.buf.len() > pure::MAX_REPLY_LINE {
             return Err(io::Error::other("an overlong LHLO reply"));
         }
-        let timer = async {
-            async_io::Timer::at(deadline).await;
-            Err(io::ErrorKind::TimedOut.into())
-        };
-        if fill(s).or(timer).await? == 0 {
+        if with_timeout(deadline, fill(l)).await?? == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
     }
 }
 
-/// The MAIL command for `from`, with the parameters the server offered.
-fn mail_command(s: &Session, from: &ReversePath<'static>, params: &MailParams) -> String {
-    let mut cmd = format!("MAIL FROM:{from}");
-    if let (true, Some(n)) = (s.size, params.size) {
-        cmd.push_str(&format!(" SIZE={n}"));
-    }
-    if s.eight_bit && params.body == Some(crate::syntax::Body::EightBitMime) {
-        cmd.push_str(" BODY=8BITMIME");
-    }
-    if s.utf8 && params.smtputf8 {
-        cmd.push_str(" SMTPUTF8");
-    }
-    cmd.push_str("\r\n");
-    cmd
-}
-
-impl<R: Runtime> Lmtp<R> {
-    /// Opens a transaction: a session, then MAIL. A kept-alive session the server has
-    /// closed meanwhile is replaced once (nothing of this transaction reached it).
-    async fn open_transaction(
-        &self,
-        from: &ReversePath<'static>,
-        params: &MailParams,
-    ) -> Result<Session, DeliveryError> {
-        let deadline = Instant::now() + self.cfg.timeout;
-        loop {
-            let (mut s, reused) = self
-                .session(deadline)
-                .await
-                .map_err(|e| self.fault("connect and LHLO", &e))?;
-            let cmd = mail_command(&s, from, params);
-            let reply = match send(&mut s, cmd.as_bytes(), deadline).await {
-                Ok(()) => read_reply(&mut s, deadline).await,
-                Err(e) => Err(e),
-            };
-            match reply {
-                Ok(r) if r.is_ok() => return Ok(s),
-                // A kept session the server is closing (Dovecot says 421 as it stops).
-                Ok(r) if r.code == 421 && reused => continue,
-                Ok(r) if r.code == 421 => return Err(self.refused("MAIL", &r)),
-                Ok(r) => {
-                    self.keep(s, deadline).await;
-                    return Err(self.refused("MAIL", &r));
-                }
-                Err(_) if reused => continue,
-                Err(e) => return Err(self.fault("MAIL", &e)),
-            }
-        }
-    }
-
-    /// Resets a session and keeps it for the next transaction (or drops it, if it does
-    /// not answer).
-    async fn keep(&self, mut s: Session, deadline: Instant) {
-        let reset = async {
-            send(&mut s, b"RSET\r\n", deadline).await?;
-            expect(read_reply(&mut s, deadline).await?, 250)
-        };
-        if reset.await.is_ok() {
-            self.park(s);
-        }
-    }
-
-    /// Keeps a session that is between transactions.
-    fn park(&self, s: Session) {
-        if let Ok(mut idle) = self.idle.lock()
-            && idle.len() < self.cfg.connections
-        {
-            idle.push(s);
-        }
-    }
-
-    /// Writes the stuffed text gathered so far.
-    async fn flush(&self, m: &mut LmtpMessage) -> Result<(), DeliveryError> {
-        let deadline = Instant::now() + self.cfg.timeout;
-        let Some(s) = m.session.as_mut() else {
-            return Err(DeliveryError::transient());
-        };
-        let result = send(s, &m.out, deadline).await;
-        m.out.clear();
-        result.map_err(|e| {
-            m.session = None;
-            self.fault("DATA", &e)
-        })
-    }
-}
-
 impl<R: Runtime> Deliver for Lmtp<R> {
-    type Message = LmtpMessage;
+    type Transaction = LmtpTransaction<R>;
+
+    fn name(&self) -> &'static str {
+        "lmtp"
+    }
+
+    /// The server greets and answers LHLO (within `GSMTP_LMTP_TIMEOUT`); then QUIT.
+    async fn probe(&self) -> Result<(), DeliveryError> {
+        let lmtp = &self.0;
+        let deadline = Instant::now() + lmtp.cfg.timeout;
+        let (mut l, _) = Box::pin(lmtp.link(deadline))
+            .await
+            .map_err(|e| lmtp.fault("connect and LHLO", &e))?;
+        let _ = send(&mut l, b"QUIT\r\n", deadline).await;
+        Ok(())
+    }
 
     async fn start(
         &self,
         from: &ReversePath<'static>,
         params: &MailParams,
-    ) -> Result<LmtpMessage, DeliveryError> {
-        let slot = self
-            .bounded(async { Ok(self.slots.acquire_arc().await) })
-            .await?;
-        let session = Box::pin(self.open_transaction(from, params)).await?;
-        Ok(LmtpMessage {
-            session: Some(session),
+    ) -> Result<LmtpTransaction<R>, DeliveryError> {
+        let lmtp = &self.0;
+        let deadline = Instant::now() + lmtp.cfg.timeout;
+        let slot = with_timeout(deadline, lmtp.slots.acquire_arc())
+            .await
+            .map_err(|_| {
+                DeliveryError::timeout().because(format_args!(
+                    "all GSMTP_LMTP_CONNECTIONS ({}) links to {} stayed busy",
+                    lmtp.cfg.connections, lmtp.addr
+                ))
+            })?;
+        let link = Box::pin(lmtp.open_transaction(from, params)).await?;
+        Ok(LmtpTransaction {
+            lmtp: Arc::clone(lmtp),
+            link: Some(link),
             _slot: slot,
             accepted: 0,
-            in_data: false,
-            stuffer: DotStuffer::default(),
-            out: Vec::new(),
         })
     }
+}
 
-    /// The server greets and answers LHLO (within `GSMTP_LMTP_TIMEOUT`); then QUIT.
-    async fn probe(&self) -> Result<(), DeliveryError> {
-        let deadline = Instant::now() + self.cfg.timeout;
-        let timer = async {
-            async_io::Timer::at(deadline).await;
-            Err(io::Error::from(io::ErrorKind::TimedOut))
-        };
-        let (mut s, _) = Box::pin(self.session(deadline).or(timer))
-            .await
-            .map_err(|e| self.fault("connect and LHLO", &e))?;
-        let _ = send(&mut s, b"QUIT\r\n", deadline).await;
-        Ok(())
-    }
+impl<R: Runtime> Transaction for LmtpTransaction<R> {
+    type Message = LmtpMessage<R>;
 
     /// Asks the LMTP server: its refusal is the client's reply.
-    async fn add_recipient(&self, m: &mut LmtpMessage, r: &Recipient) -> Result<(), DeliveryError> {
-        let deadline = Instant::now() + self.cfg.timeout;
-        let Some(s) = m.session.as_mut() else {
-            return Err(DeliveryError::transient());
+    async fn add_recipient(&mut self, r: &Recipient) -> Result<(), DeliveryError> {
+        let lmtp = &self.lmtp;
+        let deadline = Instant::now() + lmtp.cfg.timeout;
+        let Some(l) = self.link.as_mut() else {
+            return Err(lmtp.broken());
         };
         let cmd = format!("RCPT TO:<{}>\r\n", r.delivered_to);
-        let reply = match send(s, cmd.as_bytes(), deadline).await {
-            Ok(()) => read_reply(s, deadline).await,
+        let reply = match send(l, cmd.as_bytes(), deadline).await {
+            Ok(()) => read_reply(l, deadline).await,
             Err(e) => Err(e),
         };
         match reply {
             Ok(reply) if reply.is_ok() => {
-                m.accepted += 1;
+                self.accepted += 1;
                 Ok(())
             }
-            Ok(reply) => Err(self.refused(&format!("RCPT TO:<{}>", r.delivered_to), &reply)),
+            Ok(reply) => Err(lmtp.refused(&format!("RCPT TO:<{}>", r.delivered_to), &reply)),
             Err(e) => {
-                m.session = None;
-                Err(self.fault("RCPT", &e))
+                self.link = None;
+                Err(lmtp.fault("RCPT", &e))
             }
         }
     }
 
     /// DATA, then our `Received` header.
-    async fn body(&self, m: &mut LmtpMessage, env: &Envelope) -> Result<(), DeliveryError> {
-        let deadline = Instant::now() + self.cfg.timeout;
-        let Some(s) = m.session.as_mut() else {
-            return Err(DeliveryError::transient());
+    async fn begin(self, env: &Envelope) -> Result<LmtpMessage<R>, DeliveryError> {
+        let Self {
+            lmtp,
+            link,
+            _slot,
+            accepted,
+        } = self;
+        let deadline = Instant::now() + lmtp.cfg.timeout;
+        let Some(mut l) = link else {
+            return Err(lmtp.broken());
         };
-        let reply = match send(s, b"DATA\r\n", deadline).await {
-            Ok(()) => read_reply(s, deadline).await,
+        let reply = match send(&mut l, b"DATA\r\n", deadline).await {
+            Ok(()) => read_reply(&mut l, deadline).await,
             Err(e) => Err(e),
         };
         match reply {
             Ok(r) if r.code == 354 => {}
-            Ok(r) => return Err(self.refused("DATA", &r)),
-            Err(e) => {
-                m.session = None;
-                return Err(self.fault("DATA", &e));
+            Ok(r) => {
+                lmtp.keep(l, deadline).await;
+                return Err(lmtp.refused("DATA", &r));
             }
+            Err(e) => return Err(lmtp.fault("DATA", &e)),
         }
-        m.in_data = true;
-        let prefix = handoff::prefix(env, &self.host, SystemTime::now(), false);
+        let mut m = LmtpMessage {
+            lmtp,
+            link: Some(l),
+            _slot,
+            accepted,
+            stuffer: DotStuffer::default(),
+            out: Vec::new(),
+        };
+        let prefix = crate::deliver::prefix(env, &m.lmtp.host, SystemTime::now(), false);
         m.stuffer.stuff(&prefix, &mut m.out);
-        Ok(())
+        Ok(m)
     }
 
-    async fn write(&self, m: &mut LmtpMessage, bytes: &[u8]) -> Result<(), DeliveryError> {
-        m.stuffer.stuff(bytes, &mut m.out);
-        if m.out.len() < WRITE_CHUNK {
+    /// RSET keeps the link for the next transaction.
+    async fn abort(self) {
+        if let Some(l) = self.link {
+            let deadline = Instant::now() + self.lmtp.cfg.timeout;
+            self.lmtp.keep(l, deadline).await;
+        }
+    }
+}
+
+impl<R: Runtime> LmtpMessage<R> {
+    /// Writes the stuffed text gathered so far.
+    async fn flush(&mut self) -> Result<(), DeliveryError> {
+        let deadline = Instant::now() + self.lmtp.cfg.timeout;
+        let Some(l) = self.link.as_mut() else {
+            return Err(self.lmtp.broken());
+        };
+        let result = send(l, &self.out, deadline).await;
+        self.out.clear();
+        result.map_err(|e| {
+            self.link = None;
+            self.lmtp.fault("DATA", &e)
+        })
+    }
+}
+
+impl<R: Runtime> Message for LmtpMessage<R> {
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), DeliveryError> {
+        self.stuffer.stuff(bytes, &mut self.out);
+        if self.out.len() < WRITE_CHUNK {
             return Ok(());
         }
-        Box::pin(self.flush(m)).await
+        Box::pin(self.flush()).await
     }
 
     /// The final dot, then one answer per accepted recipient.
-    async fn commit(&self, mut m: LmtpMessage) -> Result<(), DeliveryError> {
-        m.stuffer.finish(&mut m.out);
-        Box::pin(self.flush(&mut m)).await?;
-        let deadline = Instant::now() + self.cfg.timeout;
-        let Some(mut s) = m.session.take() else {
-            return Err(DeliveryError::transient());
+    async fn commit(mut self) -> Result<(), DeliveryError> {
+        self.stuffer.finish(&mut self.out);
+        Box::pin(self.flush()).await?;
+        let lmtp = &self.lmtp;
+        let deadline = Instant::now() + lmtp.cfg.timeout;
+        let Some(mut l) = self.link.take() else {
+            return Err(lmtp.broken());
         };
-        let mut replies = Vec::with_capacity(m.accepted);
-        for _ in 0..m.accepted {
-            match read_reply(&mut s, deadline).await {
+        let mut replies = Vec::with_capacity(self.accepted);
+        for _ in 0..self.accepted {
+            match read_reply(&mut l, deadline).await {
                 Ok(r) => replies.push(r),
                 // The server may have delivered some copies: 451, and a duplicate at
                 // worst when the client retries.
-                Err(e) => return Err(self.fault("the end of DATA", &e)),
+                Err(e) => return Err(lmtp.fault("the end of DATA", &e)),
             }
         }
-        self.park(s);
-        handoff::lmtp::outcome(&replies).map_err(|e| {
+        lmtp.idle.put(l);
+        pure::outcome(&replies).map_err(|e| {
             let answers: Vec<String> = replies
                 .iter()
                 .map(|r| format!("{} {} {}", r.code, r.status, r.text))
                 .collect();
             e.because(format_args!(
                 "LMTP server {} answered the end of DATA with {}",
-                self.addr,
+                lmtp.addr,
                 answers.join(" | ")
             ))
         })
     }
 
-    /// Before DATA, RSET keeps the session; during DATA, the session is dropped, which
-    /// throws the unfinished message away on the server's side.
-    async fn abort(&self, mut m: LmtpMessage) {
-        if let Some(s) = m.session.take()
-            && !m.in_data
-        {
-            let deadline = Instant::now() + self.cfg.timeout;
-            self.keep(s, deadline).await;
-        }
+    /// The link is dropped, which throws the unfinished message away on the server's
+    /// side.
+    async fn abort(self) {
+        drop(self);
     }
 }

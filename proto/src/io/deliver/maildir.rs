@@ -1,7 +1,8 @@
 //! `GSMTP_STORAGE=maildir` (the default): Maildir delivery with group commit.
 //!
-//! A message is spooled in memory while it is small; past [`SPOOL_MEMORY`] octets it is
-//! streamed to a file in the first recipient's `tmp/`, so a 25 MiB message never sits in
+//! A message is spooled in memory while it is small; past [`super::SPOOL_MEMORY`] octets it
+//! is streamed to a file in the first recipient's `tmp/` (the spool all destinations
+//! share), so a 25 MiB message never sits in
 //! memory whole. When the body is complete:
 //!
 //! 1. the session writes each recipient's file in its `tmp/` (`Delivered-To` and
@@ -41,7 +42,8 @@ use std::time::{Duration, SystemTime};
 use nix::errno::Errno;
 use nix::unistd::AccessFlags;
 
-use super::Deliver;
+use super::spool::Spool;
+use super::{Deliver, Message, Transaction};
 use crate::config::Config;
 use crate::deliver::maildir;
 use crate::delivery::DeliveryError;
@@ -51,8 +53,6 @@ use crate::io::runtime::Runtime;
 use crate::syntax::{MailParams, ReversePath};
 use crate::trace;
 
-/// Bodies up to this size are spooled in memory; larger ones stream to `tmp/`.
-pub const SPOOL_MEMORY: usize = 64 * 1024;
 /// From this many files (or `new/` directories), a batch is synced with one `syncfs`
 /// rather than one by one.
 pub const SYNCFS_BATCH: usize = 2;
@@ -60,7 +60,11 @@ pub const SYNCFS_BATCH: usize = 2;
 /// The Maildir destination (`GSMTP_STORAGE=maildir`): a root and the way to its
 /// committer thread, which ends when the destination is dropped.
 #[derive(Debug)]
-pub struct Maildir<R: Runtime> {
+pub struct Maildir<R: Runtime>(Arc<Inner<R>>);
+
+/// What the Maildir's transactions share.
+#[derive(Debug)]
+struct Inner<R: Runtime> {
     rt: R,
     dir: Arc<Dir>,
     jobs: mpsc::Sender<Job>,
@@ -77,6 +81,8 @@ struct Dir {
     pid: u32,
     /// Files' mode (`GSMTP_MAILDIR_MODE`); folders get the matching search bits.
     mode: u32,
+    /// Where the committer records the size of each batch.
+    batch: prometheus::Histogram,
 }
 
 /// One recipient folder's copy: where it goes and the headers it starts with.
@@ -86,15 +92,23 @@ struct Target {
     prefix: Vec<u8>,
 }
 
-/// A transaction: nothing until its text begins, then the message being received.
-#[derive(Debug, Default)]
-pub struct Message {
-    spool: Option<Spool>,
+/// A transaction of the Maildir: its recipients' folders are checked as they come.
+#[derive(Debug)]
+pub struct MaildirTransaction<R: Runtime>(Arc<Inner<R>>);
+
+/// A message of the Maildir: its copies' folders and headers, and its text, in memory
+/// or streaming into the first copy's `tmp/` file.
+#[derive(Debug)]
+pub struct MaildirMessage<R: Runtime> {
+    maildir: Arc<Inner<R>>,
+    targets: Vec<Target>,
+    spool: Spool<(File, PathBuf)>,
 }
 
-/// A message being received.
+/// A message's copies, at its end: the first target's file (if the text outgrew memory)
+/// and the rest of its text.
 #[derive(Debug)]
-struct Spool {
+struct Copies {
     targets: Vec<Target>,
     /// Bytes not yet written: the first target's prefix, then body bytes.
     buf: Vec<u8>,
@@ -134,71 +148,40 @@ impl<R: Runtime> Maildir<R> {
             fsync: cfg.fsync,
             pid: std::process::id(),
             mode: cfg.maildir_mode,
+            batch: crate::io::observe::metrics().batch.clone(),
         });
         let committer = Arc::clone(&dir);
         std::thread::Builder::new()
             .name("maildir-commit".into())
             .spawn(move || committer.run(rx))?;
-        Ok(Self { rt, dir, jobs })
-    }
-
-    /// Writes what the spool holds to its file in the first recipient's `tmp/`, creating
-    /// it on first use, on the runtime's thread pool. On failure the file is removed at
-    /// once.
-    async fn flush(&self, spool: &mut Spool) -> Result<(), DeliveryError> {
-        let buf = std::mem::take(&mut spool.buf);
-        let file = spool.file.take();
-        let dir = Arc::clone(&self.dir);
-        let first = spool.targets[0].path.clone();
-        let written = self
-            .rt
-            .unblock(move || -> io::Result<((File, PathBuf), Vec<u8>)> {
-                let (mut f, path) = match file {
-                    Some(f) => f,
-                    None => dir.create_tmp(&first)?,
-                };
-                match f.write_all(&buf) {
-                    Ok(()) => Ok(((f, path), buf)),
-                    Err(e) => {
-                        drop(f);
-                        let _ = fs::remove_file(&path);
-                        Err(context(e, "cannot write", &path))
-                    }
-                }
-            })
-            .await;
-        match written {
-            Ok((file, mut buf)) => {
-                buf.clear();
-                spool.buf = buf;
-                spool.file = Some(file);
-                Ok(())
-            }
-            Err(e) => Err(classify(&e)),
-        }
+        Ok(Self(Arc::new(Inner { rt, dir, jobs })))
     }
 }
 
 impl<R: Runtime> Deliver for Maildir<R> {
-    type Message = Message;
+    type Transaction = MaildirTransaction<R>;
+
+    fn name(&self) -> &'static str {
+        "maildir"
+    }
 
     /// A file can be made, written, synced and removed in the root.
     async fn probe(&self) -> Result<(), DeliveryError> {
-        let path = self
-            .dir
+        let dir = &self.0.dir;
+        let path = dir
             .root
             .join(format!(".guerrilla-probe-{}", std::process::id()));
         let made = (|| {
             let mut f = OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .mode(self.dir.mode)
+                .mode(dir.mode)
                 .open(&path)?;
             f.write_all(b"probe\r\n")?;
             f.sync_data()
         })();
         let _ = fs::remove_file(&path);
-        made.map_err(|e| classify(&context(e, "cannot write a file in", &self.dir.root)))
+        made.map_err(|e| classify(&context(e, "cannot write a file in", &dir.root)))
     }
 
     /// A declared `SIZE=` must fit in the file system's free space.
@@ -206,19 +189,23 @@ impl<R: Runtime> Deliver for Maildir<R> {
         &self,
         _: &ReversePath<'static>,
         params: &MailParams,
-    ) -> Result<Message, DeliveryError> {
-        params.size.map_or(Ok(()), |n| self.dir.room(n))?;
-        Ok(Message::default())
+    ) -> Result<MaildirTransaction<R>, DeliveryError> {
+        params.size.map_or(Ok(()), |n| self.0.dir.room(n))?;
+        Ok(MaildirTransaction(Arc::clone(&self.0)))
     }
+}
+
+impl<R: Runtime> Transaction for MaildirTransaction<R> {
+    type Message = MaildirMessage<R>;
 
     /// The recipient's folder must take mail; missing parts of it are made.
-    async fn add_recipient(&self, _: &mut Message, r: &Recipient) -> Result<(), DeliveryError> {
-        self.dir.check_folder(&r.path)
+    async fn add_recipient(&mut self, r: &Recipient) -> Result<(), DeliveryError> {
+        self.0.dir.check_folder(&r.path)
     }
 
     /// One target per distinct recipient folder, each with its own `Return-Path`,
     /// `Delivered-To` and `Received` headers dated now.
-    async fn body(&self, message: &mut Message, env: &Envelope) -> Result<(), DeliveryError> {
+    async fn begin(self, env: &Envelope) -> Result<MaildirMessage<R>, DeliveryError> {
         let now = SystemTime::now();
         let mut seen = HashSet::new();
         let targets: Vec<Target> = env
@@ -227,7 +214,7 @@ impl<R: Runtime> Deliver for Maildir<R> {
             .filter(|r| seen.insert(r.path.clone()))
             .map(|r| {
                 let mut prefix = Vec::with_capacity(300);
-                let trace = trace::Trace::new(env, &self.dir.host, r, now);
+                let trace = trace::Trace::new(env, &self.0.dir.host, r, now);
                 trace::write_prefix(
                     &mut prefix,
                     r.original_to.as_deref(),
@@ -241,54 +228,60 @@ impl<R: Runtime> Deliver for Maildir<R> {
             })
             .collect();
         let Some(first) = targets.first() else {
-            return Err(DeliveryError::transient());
+            return Err(DeliveryError::permanent().because("a message without recipients"));
         };
         let mut buf = Vec::with_capacity(8 * 1024);
         buf.extend_from_slice(&first.prefix);
-        message.spool = Some(Spool {
+        Ok(MaildirMessage {
+            maildir: self.0,
             targets,
-            buf,
-            file: None,
-        });
-        Ok(())
+            spool: Spool::new(buf),
+        })
     }
+}
 
-    /// Held in memory up to [`SPOOL_MEMORY`], then streamed to the first folder's `tmp/`.
-    async fn write(&self, message: &mut Message, bytes: &[u8]) -> Result<(), DeliveryError> {
-        let Some(spool) = message.spool.as_mut() else {
-            return Err(DeliveryError::transient());
-        };
-        spool.buf.extend_from_slice(bytes);
-        if spool.buf.len() < SPOOL_MEMORY {
-            return Ok(());
-        }
+impl<R: Runtime> Message for MaildirMessage<R> {
+    /// Held in memory up to [`super::SPOOL_MEMORY`], then streamed to the first folder's
+    /// `tmp/`.
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), DeliveryError> {
+        let dir = Arc::clone(&self.maildir.dir);
+        let first = self.targets[0].path.clone();
         // Big futures on cold paths are boxed so that an idle session's task stays small.
-        Box::pin(self.flush(spool)).await
+        Box::pin(
+            self.spool
+                .write(&self.maildir.rt, bytes, move || dir.create_tmp(&first)),
+        )
+        .await
+        .map_err(|e| classify(&e))
     }
 
     /// Makes the message durable in every recipient's `new/`; `Ok` means on disk. See
     /// the module docs for the steps.
-    async fn commit(&self, message: Message) -> Result<(), DeliveryError> {
-        let Some(spool) = message.spool else {
-            return Err(DeliveryError::transient());
-        };
-        let dir = Arc::clone(&self.dir);
+    async fn commit(self) -> Result<(), DeliveryError> {
+        let Self {
+            maildir,
+            targets,
+            spool,
+        } = self;
+        let (file, buf) = spool.into_parts();
+        let copies = Copies { targets, buf, file };
+        let dir = Arc::clone(&maildir.dir);
         // A small message held in memory is written into the page cache at once, which
         // costs less than handing it to another thread; one that streamed to disk may
         // have more to copy, so it goes to the blocking pool.
-        let staged = if spool.file.is_none() && spool.targets.len() == 1 {
-            dir.stage(spool)
+        let staged = if copies.file.is_none() && copies.targets.len() == 1 {
+            dir.stage(copies)
         } else {
-            self.rt.unblock(move || dir.stage(spool)).await
+            maildir.rt.unblock(move || dir.stage(copies)).await
         };
         let tmp = match staged {
             Ok(tmp) => tmp,
             Err(e) => return Err(classify(&e)),
         };
         let (done, outcome) = async_channel::bounded(1);
-        if let Err(mpsc::SendError(job)) = self.jobs.send(Job { tmp, done }) {
+        if let Err(mpsc::SendError(job)) = maildir.jobs.send(Job { tmp, done }) {
             job.tmp.iter().for_each(|(_, p)| drop(fs::remove_file(p)));
-            return Err(DeliveryError::transient());
+            return Err(DeliveryError::transient().because("the Maildir committer is gone"));
         }
         outcome.recv().await.unwrap_or_else(|_| {
             Err(DeliveryError::transient().because("the Maildir committer is gone"))
@@ -296,14 +289,10 @@ impl<R: Runtime> Deliver for Maildir<R> {
     }
 
     /// Removes the message's `tmp/` file, if it has one.
-    async fn abort(&self, message: Message) {
-        if let Some((file, path)) = message.spool.and_then(|s| s.file) {
-            self.rt
-                .unblock(move || {
-                    drop(file);
-                    let _ = fs::remove_file(path);
-                })
-                .await;
+    async fn abort(self) {
+        if self.spool.spilled() {
+            let spool = self.spool;
+            self.maildir.rt.unblock(move || spool.discard()).await;
         }
     }
 }
@@ -396,7 +385,7 @@ impl Dir {
 
     /// Step 1: every target's file in its `tmp/`, written
     /// but not synced. On error removes what it wrote.
-    fn stage(&self, mut spool: Spool) -> io::Result<Vec<(File, PathBuf)>> {
+    fn stage(&self, mut spool: Copies) -> io::Result<Vec<(File, PathBuf)>> {
         let mut written = Vec::with_capacity(spool.targets.len());
         let result = self.write_files(&mut spool, &mut written);
         if result.is_err() {
@@ -405,7 +394,11 @@ impl Dir {
         result.map(|()| written)
     }
 
-    fn write_files(&self, spool: &mut Spool, written: &mut Vec<(File, PathBuf)>) -> io::Result<()> {
+    fn write_files(
+        &self,
+        spool: &mut Copies,
+        written: &mut Vec<(File, PathBuf)>,
+    ) -> io::Result<()> {
         let body_start = spool.targets[0].prefix.len();
         // The first target's file: the spool file, or a new one from memory.
         let streamed = spool.file.is_some();
@@ -442,9 +435,7 @@ impl Dir {
         while let Ok(first) = jobs.recv() {
             let mut batch = vec![first];
             batch.extend(jobs.try_iter().take(4095));
-            crate::io::metrics::metrics()
-                .batch
-                .observe(batch.len() as f64);
+            self.batch.observe(batch.len() as f64);
             let files: Vec<&File> = batch
                 .iter()
                 .flat_map(|j| j.tmp.iter().map(|(f, _)| f))

@@ -1,10 +1,13 @@
 //! Where accepted mail goes: the [`Deliver`] interface, and the destinations built in.
 //!
 //! A destination sees each mail transaction in the shape SMTP gives it (as maddy's
-//! `DeliveryTarget` does): [`Deliver::start`] at MAIL, [`Deliver::add_recipient`] at each
-//! RCPT, [`Deliver::body`] when the message's text begins, [`Deliver::write`] for each
-//! piece of it, then [`Deliver::commit`] or [`Deliver::abort`]. Each step may refuse, and
-//! its refusal is the client's reply:
+//! `DeliveryTarget` does), each step owned by the value the step before gave:
+//! [`Deliver::start`] at MAIL gives a [`Transaction`]; [`Transaction::add_recipient`] at
+//! each RCPT; [`Transaction::begin`] when the text begins gives a [`Message`];
+//! [`Message::write`] for each piece of it; then [`Message::commit`], or `abort` of
+//! whichever is open. The types leave no state to check: a message cannot be written
+//! before it began, nor committed twice. Each step may refuse, and its refusal is the
+//! client's reply:
 //!
 //! | the destination says | the client gets |
 //! |---|---|
@@ -36,8 +39,9 @@ mod client;
 mod discard;
 mod http;
 mod lmtp;
-pub mod maildir;
+mod maildir;
 mod pipe;
+mod pool;
 mod s3;
 mod spool;
 
@@ -48,78 +52,31 @@ use futures_lite::FutureExt as _;
 
 use super::runtime::Runtime;
 use crate::config::{Config, ConfigError, Storage};
-use crate::delivery::DeliveryError;
-use crate::delivery::Envelope;
-use crate::delivery::Recipient;
+use crate::delivery::{DeliveryError, Envelope, Recipient};
 use crate::syntax::{MailParams, ReversePath};
 
-pub use discard::Discard;
-pub use http::{Http, HttpMessage};
-pub use lmtp::{Lmtp, LmtpMessage};
-pub use maildir::Maildir;
-pub use pipe::{Pipe, PipeMessage};
-pub use s3::{S3, S3Message};
+pub use discard::{Discard, Discarded};
+pub use http::{Http, HttpMessage, HttpTransaction};
+pub use lmtp::{Lmtp, LmtpMessage, LmtpTransaction};
+pub use maildir::{Maildir, MaildirMessage, MaildirTransaction, SYNCFS_BATCH};
+pub use pipe::{Pipe, PipeMessage, PipeTransaction};
+pub use s3::{S3, S3Message, S3Transaction};
+pub use spool::MEMORY as SPOOL_MEMORY;
 
-/// A destination for accepted mail. See the module docs for the order of calls and what
-/// each result becomes.
+/// A destination for accepted mail: where each mail transaction goes. See the module
+/// docs for the order of calls and what each result becomes.
 ///
 /// Every method may be written as an `async fn` in the implementation. The futures must
 /// be `Send`; they run on the session's task, so a method that blocks (file I/O of some
 /// size, a synchronous client) should hand its work to a thread pool.
 pub trait Deliver: Send + Sync + 'static {
-    /// One transaction in progress: from [`Deliver::start`] to [`Deliver::commit`] or
-    /// [`Deliver::abort`].
-    type Message: Send + 'static;
+    /// A transaction begun at MAIL: it takes recipients, then its message.
+    type Transaction: Transaction;
 
-    /// The destination's name in the metrics (`smtp_delivery_seconds{destination=...}`).
+    /// The destination's name in the logs and metrics (`destination=...`).
     fn name(&self) -> &'static str {
         "custom"
     }
-
-    /// MAIL: a transaction begins. Refuse here what can be refused before any recipient
-    /// (a declared `SIZE=` that cannot fit, say).
-    fn start(
-        &self,
-        from: &ReversePath<'static>,
-        params: &MailParams,
-    ) -> impl Future<Output = Result<Self::Message, DeliveryError>> + Send;
-
-    /// RCPT: can this recipient take the message? Its domain is already one the server
-    /// accepts mail for. A refusal refuses only this recipient. Accepts by default.
-    fn add_recipient(
-        &self,
-        message: &mut Self::Message,
-        recipient: &Recipient,
-    ) -> impl Future<Output = Result<(), DeliveryError>> + Send {
-        let _ = (message, recipient);
-        std::future::ready(Ok(()))
-    }
-
-    /// The message's text begins (after DATA's `354`, or with the first BDAT chunk).
-    /// `envelope` is complete: sender, accepted recipients, client, queue id. An error
-    /// here, in [`Deliver::write`], refuses the message at its end, after the rest of
-    /// its text was read (and dropped).
-    fn body(
-        &self,
-        message: &mut Self::Message,
-        envelope: &Envelope,
-    ) -> impl Future<Output = Result<(), DeliveryError>> + Send;
-
-    /// The next piece of the message's text, dot-unstuffed, CRLF line ends, exactly as
-    /// received, in pieces of up to about 32 KiB (the whole of a small message at
-    /// once, just before [`Deliver::commit`]).
-    fn write(
-        &self,
-        message: &mut Self::Message,
-        bytes: &[u8],
-    ) -> impl Future<Output = Result<(), DeliveryError>> + Send;
-
-    /// The message is complete: make it safe where it goes. `Ok` means committed, and
-    /// is answered `250`.
-    fn commit(
-        &self,
-        message: Self::Message,
-    ) -> impl Future<Output = Result<(), DeliveryError>> + Send;
 
     /// Checks, without delivering anything, that the destination can take mail now: the
     /// server answers, the credentials are taken, the command starts. `--check-config
@@ -128,10 +85,73 @@ pub trait Deliver: Send + Sync + 'static {
         std::future::ready(Ok(()))
     }
 
-    /// The transaction ended without a message (RSET, a refused body, a lost client):
-    /// throw away whatever was started. Nothing of it may ever be committed.
-    fn abort(&self, message: Self::Message) -> impl Future<Output = ()> + Send {
-        drop(message);
+    /// MAIL: a transaction begins. Refuse here what can be refused before any recipient
+    /// (a declared `SIZE=` that cannot fit, a server that is down).
+    fn start(
+        &self,
+        from: &ReversePath<'static>,
+        params: &MailParams,
+    ) -> impl Future<Output = Result<Self::Transaction, DeliveryError>> + Send;
+}
+
+/// A mail transaction of a [`Deliver`], from MAIL until its message begins (or it is
+/// aborted). It holds what it needs of its destination (an `Arc`, a connection), so the
+/// session keeps it on its own.
+pub trait Transaction: Send + 'static {
+    /// The message this transaction's text goes into.
+    type Message: Message;
+
+    /// RCPT: can this recipient take the message? Its domain is already one the server
+    /// accepts mail for. A refusal refuses only this recipient. Accepts by default.
+    fn add_recipient(
+        &mut self,
+        recipient: &Recipient,
+    ) -> impl Future<Output = Result<(), DeliveryError>> + Send {
+        let _ = recipient;
+        std::future::ready(Ok(()))
+    }
+
+    /// The message's text begins (after DATA's `354`, or with the first BDAT chunk).
+    /// `envelope` is complete: sender, accepted recipients, client, queue id. An error
+    /// here refuses the message at its end, after the rest of its text was read (and
+    /// dropped).
+    fn begin(
+        self,
+        envelope: &Envelope,
+    ) -> impl Future<Output = Result<Self::Message, DeliveryError>> + Send;
+
+    /// The transaction ended without a message (RSET, a lost client, no recipient):
+    /// throw away whatever was started.
+    fn abort(self) -> impl Future<Output = ()> + Send
+    where
+        Self: Sized,
+    {
+        drop(self);
+        std::future::ready(())
+    }
+}
+
+/// A message's text on its way into a destination, from [`Transaction::begin`] to
+/// [`Message::commit`] or [`Message::abort`].
+pub trait Message: Send + 'static {
+    /// The next piece of the message's text, dot-unstuffed, CRLF line ends, exactly as
+    /// received, in pieces of up to about 32 KiB (the whole of a small message at
+    /// once, just before [`Message::commit`]). An error refuses the message at its end.
+    fn write(&mut self, bytes: &[u8]) -> impl Future<Output = Result<(), DeliveryError>> + Send;
+
+    /// The text is complete: make it safe where it goes. `Ok` means committed, and is
+    /// answered `250`. It may fail, and must be able to: the commit is where a store
+    /// gives its final word (a sync that finds the disk full, an S3 upload's Complete,
+    /// an LMTP server's answers after the dot), and that word is the client's reply.
+    fn commit(self) -> impl Future<Output = Result<(), DeliveryError>> + Send;
+
+    /// The message was refused, or the client went away: nothing of it may ever be
+    /// committed.
+    fn abort(self) -> impl Future<Output = ()> + Send
+    where
+        Self: Sized,
+    {
+        drop(self);
         std::future::ready(())
     }
 }
@@ -139,7 +159,6 @@ pub trait Deliver: Send + Sync + 'static {
 /// The destinations built in, chosen by `GSMTP_STORAGE`.
 #[derive(Debug)]
 #[non_exhaustive]
-#[allow(clippy::large_enum_variant, reason = "one per server, never moved")]
 pub enum Destination<R: Runtime> {
     /// `maildir`: Maildir folders on the local disk, synced before `250`.
     Maildir(Maildir<R>),
@@ -189,52 +208,67 @@ pub(crate) fn spool_dir(cfg: &Config) -> Result<std::path::PathBuf, ConfigError>
     }
 }
 
+/// A transaction of one of the [`Destination`]s.
+#[derive(Debug)]
+pub enum DestinationTransaction<R: Runtime> {
+    /// Of [`Destination::Maildir`].
+    Maildir(MaildirTransaction<R>),
+    /// Of [`Destination::Discard`].
+    Discard(Discarded),
+    /// Of [`Destination::Pipe`].
+    Pipe(PipeTransaction<R>),
+    /// Of [`Destination::Http`].
+    Http(HttpTransaction<R>),
+    /// Of [`Destination::Lmtp`].
+    Lmtp(LmtpTransaction<R>),
+    /// Of [`Destination::S3`].
+    S3(S3Transaction<R>),
+}
+
 /// A message of one of the [`Destination`]s.
 #[derive(Debug)]
 pub enum DestinationMessage<R: Runtime> {
-    /// For [`Destination::Maildir`].
-    Maildir(<Maildir<R> as Deliver>::Message),
-    /// For [`Destination::Discard`].
-    Discard(<Discard as Deliver>::Message),
-    /// For [`Destination::Pipe`].
-    Pipe(PipeMessage),
-    /// For [`Destination::Http`].
-    Http(HttpMessage),
-    /// For [`Destination::Lmtp`].
-    Lmtp(LmtpMessage),
-    /// For [`Destination::S3`].
-    S3(S3Message),
+    /// Of [`Destination::Maildir`].
+    Maildir(MaildirMessage<R>),
+    /// Of [`Destination::Discard`].
+    Discard(Discarded),
+    /// Of [`Destination::Pipe`].
+    Pipe(PipeMessage<R>),
+    /// Of [`Destination::Http`].
+    Http(HttpMessage<R>),
+    /// Of [`Destination::Lmtp`].
+    Lmtp(LmtpMessage<R>),
+    /// Of [`Destination::S3`].
+    S3(S3Message<R>),
 }
 
-/// Calls the same method on whichever destination this is, with its own message; a
-/// message of another destination (which cannot happen) gets `$other`. The hand-offs'
-/// futures are large (buffers, requests, timers): they are boxed, so that every
-/// destination's calls do not carry, and copy, the largest one's size.
+/// Runs `$call` on whichever variant `$value` is, with `$v` bound to its content, and
+/// wraps what it gives in `$wrap`'s same variant; the hand-offs' calls are boxed.
 macro_rules! dispatch {
-    ($self:ident, $message:expr, |$d:ident, $m:ident| $call:expr, $other:expr) => {
-        match ($self, $message) {
-            (Destination::Maildir($d), DestinationMessage::Maildir($m)) => $call,
-            (Destination::Discard($d), DestinationMessage::Discard($m)) => $call,
-            (Destination::Pipe($d), DestinationMessage::Pipe($m)) => {
-                Box::pin(async move { $call }).await
-            }
-            (Destination::Http($d), DestinationMessage::Http($m)) => {
-                Box::pin(async move { $call }).await
-            }
-            (Destination::Lmtp($d), DestinationMessage::Lmtp($m)) => {
-                Box::pin(async move { $call }).await
-            }
-            (Destination::S3($d), DestinationMessage::S3($m)) => {
-                Box::pin(async move { $call }).await
-            }
-            #[allow(unreachable_patterns)]
-            _ => $other,
+    ($value:expr, $ty:ident, |$v:ident| $call:expr) => {
+        match $value {
+            $ty::Maildir($v) => $call,
+            $ty::Discard($v) => $call,
+            $ty::Pipe($v) => Box::pin(async move { $call }).await,
+            $ty::Http($v) => Box::pin(async move { $call }).await,
+            $ty::Lmtp($v) => Box::pin(async move { $call }).await,
+            $ty::S3($v) => Box::pin(async move { $call }).await,
+        }
+    };
+    ($value:expr, $ty:ident, |$v:ident| $call:expr, wrap $wrap:ident) => {
+        match $value {
+            $ty::Maildir($v) => $call.map($wrap::Maildir),
+            $ty::Discard($v) => $call.map($wrap::Discard),
+            $ty::Pipe($v) => Box::pin(async move { $call }).await.map($wrap::Pipe),
+            $ty::Http($v) => Box::pin(async move { $call }).await.map($wrap::Http),
+            $ty::Lmtp($v) => Box::pin(async move { $call }).await.map($wrap::Lmtp),
+            $ty::S3($v) => Box::pin(async move { $call }).await.map($wrap::S3),
         }
     };
 }
 
 impl<R: Runtime> Deliver for Destination<R> {
-    type Message = DestinationMessage<R>;
+    type Transaction = DestinationTransaction<R>;
 
     fn name(&self) -> &'static str {
         match self {
@@ -248,68 +282,45 @@ impl<R: Runtime> Deliver for Destination<R> {
     }
 
     async fn probe(&self) -> Result<(), DeliveryError> {
-        match self {
-            Self::Maildir(d) => d.probe().await,
-            Self::Discard(d) => d.probe().await,
-            Self::Pipe(d) => Box::pin(d.probe()).await,
-            Self::Http(d) => Box::pin(d.probe()).await,
-            Self::Lmtp(d) => Box::pin(d.probe()).await,
-            Self::S3(d) => Box::pin(d.probe()).await,
-        }
+        dispatch!(self, Self, |d| d.probe().await)
     }
 
     async fn start(
         &self,
         from: &ReversePath<'static>,
         params: &MailParams,
-    ) -> Result<Self::Message, DeliveryError> {
-        match self {
-            Self::Maildir(d) => d.start(from, params).await.map(DestinationMessage::Maildir),
-            Self::Discard(d) => d.start(from, params).await.map(DestinationMessage::Discard),
-            Self::Pipe(d) => d.start(from, params).await.map(DestinationMessage::Pipe),
-            Self::Http(d) => d.start(from, params).await.map(DestinationMessage::Http),
-            Self::Lmtp(d) => Box::pin(d.start(from, params))
-                .await
-                .map(DestinationMessage::Lmtp),
-            Self::S3(d) => d.start(from, params).await.map(DestinationMessage::S3),
-        }
+    ) -> Result<Self::Transaction, DeliveryError> {
+        dispatch!(self, Self, |d| d.start(from, params).await, wrap DestinationTransaction)
+    }
+}
+
+impl<R: Runtime> Transaction for DestinationTransaction<R> {
+    type Message = DestinationMessage<R>;
+
+    async fn add_recipient(&mut self, recipient: &Recipient) -> Result<(), DeliveryError> {
+        dispatch!(self, Self, |t| t.add_recipient(recipient).await)
     }
 
-    async fn add_recipient(
-        &self,
-        message: &mut Self::Message,
-        recipient: &Recipient,
-    ) -> Result<(), DeliveryError> {
-        let wrong = Err(DeliveryError::transient());
-        dispatch!(
-            self,
-            message,
-            |d, m| d.add_recipient(m, recipient).await,
-            wrong
-        )
+    async fn begin(self, envelope: &Envelope) -> Result<Self::Message, DeliveryError> {
+        dispatch!(self, Self, |t| t.begin(envelope).await, wrap DestinationMessage)
     }
 
-    async fn body(
-        &self,
-        message: &mut Self::Message,
-        envelope: &Envelope,
-    ) -> Result<(), DeliveryError> {
-        let wrong = Err(DeliveryError::transient());
-        dispatch!(self, message, |d, m| d.body(m, envelope).await, wrong)
+    async fn abort(self) {
+        dispatch!(self, Self, |t| Transaction::abort(t).await)
+    }
+}
+
+impl<R: Runtime> Message for DestinationMessage<R> {
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), DeliveryError> {
+        dispatch!(self, Self, |m| m.write(bytes).await)
     }
 
-    async fn write(&self, message: &mut Self::Message, bytes: &[u8]) -> Result<(), DeliveryError> {
-        let wrong = Err(DeliveryError::transient());
-        dispatch!(self, message, |d, m| d.write(m, bytes).await, wrong)
+    async fn commit(self) -> Result<(), DeliveryError> {
+        dispatch!(self, Self, |m| m.commit().await)
     }
 
-    async fn commit(&self, message: Self::Message) -> Result<(), DeliveryError> {
-        let wrong = Err(DeliveryError::transient());
-        dispatch!(self, message, |d, m| d.commit(m).await, wrong)
-    }
-
-    async fn abort(&self, message: Self::Message) {
-        dispatch!(self, message, |d, m| d.abort(m).await, ())
+    async fn abort(self) {
+        dispatch!(self, Self, |m| Message::abort(m).await)
     }
 }
 

@@ -24,8 +24,8 @@ use async_lock::Semaphore;
 use futures_lite::io::AsyncReadExt;
 use futures_lite::{FutureExt as _, future};
 
-use super::Deliver;
 use super::spool::Spool;
+use super::{Deliver, Message, Transaction};
 use crate::config::{Config, ConfigError, PipeConfig};
 use crate::deliver::{self as handoff, pipe::Exit};
 use crate::delivery::DeliveryError;
@@ -40,7 +40,11 @@ const MAX_OUTPUT: usize = 4096;
 
 /// The pipe destination.
 #[derive(Debug)]
-pub struct Pipe<R: Runtime> {
+pub struct Pipe<R: Runtime>(Arc<Inner<R>>);
+
+/// What the pipe destination's transactions share.
+#[derive(Debug)]
+struct Inner<R: Runtime> {
     rt: R,
     cfg: PipeConfig,
     host: String,
@@ -51,11 +55,19 @@ pub struct Pipe<R: Runtime> {
     slots: Arc<Semaphore>,
 }
 
-/// A transaction for the pipe destination.
-#[derive(Debug, Default)]
-pub struct PipeMessage {
+/// A transaction of the pipe destination: how many recipients it has.
+#[derive(Debug)]
+pub struct PipeTransaction<R: Runtime> {
+    pipe: Arc<Inner<R>>,
     recipients: usize,
-    text: Option<Box<(Envelope, Spool)>>,
+}
+
+/// A message of the pipe destination: its envelope and its text, spooled.
+#[derive(Debug)]
+pub struct PipeMessage<R: Runtime> {
+    pipe: Arc<Inner<R>>,
+    env: Box<Envelope>,
+    spool: Spool,
 }
 
 impl<R: Runtime> Pipe<R> {
@@ -80,7 +92,7 @@ impl<R: Runtime> Pipe<R> {
             )
         })?;
         let spool_dir = super::spool_dir(cfg)?;
-        Ok(Self {
+        Ok(Self(Arc::new(Inner {
             rt,
             cfg: cfg.pipe.clone(),
             host: cfg.host_name.clone(),
@@ -88,9 +100,11 @@ impl<R: Runtime> Pipe<R> {
             program,
             path_env,
             slots: Arc::new(Semaphore::new(cfg.pipe.concurrency)),
-        })
+        })))
     }
+}
 
+impl<R: Runtime> Inner<R> {
     /// Runs the command over the message; the whole of it is bounded by the timeout
     /// (waiting for a turn included). A command whose time is up by the time its turn
     /// comes is never started: the timer is asked first, and the clock again once the
@@ -252,29 +266,26 @@ fn find_program(name: &str, path: &str) -> Option<PathBuf> {
 }
 
 impl<R: Runtime> Deliver for Pipe<R> {
-    type Message = PipeMessage;
+    type Transaction = PipeTransaction<R>;
 
-    async fn start(
-        &self,
-        _: &ReversePath<'static>,
-        _: &MailParams,
-    ) -> Result<PipeMessage, DeliveryError> {
-        Ok(PipeMessage::default())
+    fn name(&self) -> &'static str {
+        "pipe"
     }
 
     /// The command starts: it is run with an empty environment but `PATH` and an input
     /// that never ends, and its process group is killed at once, before it can have
     /// read anything (a command that stores what it reads stores nothing).
     async fn probe(&self) -> Result<(), DeliveryError> {
-        let program = self.program.display();
-        let mut cmd = std::process::Command::new(&self.program);
+        let pipe = &self.0;
+        let program = pipe.program.display();
+        let mut cmd = std::process::Command::new(&pipe.program);
         cmd.args(
-            self.cfg.command[1..]
+            pipe.cfg.command[1..]
                 .iter()
                 .map(|a| handoff::pipe::expand(a, &[])),
         )
         .env_clear()
-        .env("PATH", &self.path_env)
+        .env("PATH", &pipe.path_env)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -289,33 +300,48 @@ impl<R: Runtime> Deliver for Pipe<R> {
         Ok(())
     }
 
+    async fn start(
+        &self,
+        _: &ReversePath<'static>,
+        _: &MailParams,
+    ) -> Result<PipeTransaction<R>, DeliveryError> {
+        Ok(PipeTransaction {
+            pipe: Arc::clone(&self.0),
+            recipients: 0,
+        })
+    }
+}
+
+impl<R: Runtime> Transaction for PipeTransaction<R> {
+    type Message = PipeMessage<R>;
+
     /// With `GSMTP_PIPE_PER_RECIPIENT=Y`, a second recipient gets `452 4.5.3` (RFC 5321
     /// §4.5.3.1.10: the client sends it again in another transaction).
-    async fn add_recipient(&self, m: &mut PipeMessage, _: &Recipient) -> Result<(), DeliveryError> {
-        if self.cfg.per_recipient && m.recipients >= 1 {
+    async fn add_recipient(&mut self, _: &Recipient) -> Result<(), DeliveryError> {
+        if self.pipe.cfg.per_recipient && self.recipients >= 1 {
             return Err(DeliveryError::reply(reply::TOO_MANY_RCPTS));
         }
-        m.recipients += 1;
+        self.recipients += 1;
         Ok(())
     }
 
-    async fn body(&self, m: &mut PipeMessage, env: &Envelope) -> Result<(), DeliveryError> {
-        let prefix = handoff::prefix(env, &self.host, SystemTime::now(), true);
-        m.text = Some(Box::new((env.clone(), Spool::new(prefix))));
-        Ok(())
+    async fn begin(self, env: &Envelope) -> Result<PipeMessage<R>, DeliveryError> {
+        let prefix = handoff::prefix(env, &self.pipe.host, SystemTime::now(), true);
+        Ok(PipeMessage {
+            pipe: self.pipe,
+            env: Box::new(env.clone()),
+            spool: Spool::new(prefix),
+        })
+    }
+}
+
+impl<R: Runtime> Message for PipeMessage<R> {
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), DeliveryError> {
+        let pipe = &self.pipe;
+        self.spool.write_in(&pipe.rt, &pipe.spool_dir, bytes).await
     }
 
-    async fn write(&self, m: &mut PipeMessage, bytes: &[u8]) -> Result<(), DeliveryError> {
-        match m.text.as_deref_mut() {
-            Some((_, spool)) => spool.write(&self.rt, &self.spool_dir, bytes).await,
-            None => Err(DeliveryError::transient()),
-        }
-    }
-
-    async fn commit(&self, m: PipeMessage) -> Result<(), DeliveryError> {
-        let Some((env, spool)) = m.text.map(|t| *t) else {
-            return Err(DeliveryError::transient());
-        };
-        Box::pin(self.run(&env, spool)).await
+    async fn commit(self) -> Result<(), DeliveryError> {
+        Box::pin(self.pipe.run(&self.env, self.spool)).await
     }
 }

@@ -36,9 +36,9 @@ use rusty_s3::actions::{
 };
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 
-use super::Deliver;
 use super::client::{Body, Client};
 use super::spool::{Frozen, Spool};
+use super::{Deliver, Message, Transaction};
 use crate::config::{Config, ConfigError, HttpUrl};
 use crate::deliver as handoff;
 use crate::delivery::DeliveryError;
@@ -58,7 +58,11 @@ const SIGNED_FOR: Duration = Duration::from_secs(600);
 const MAX_ANSWER: usize = 64 * 1024;
 
 /// The S3 destination.
-pub struct S3<R: Runtime> {
+#[derive(Debug)]
+pub struct S3<R: Runtime>(Arc<Inner<R>>);
+
+/// What the S3 destination's transactions share.
+struct Inner<R: Runtime> {
     rt: R,
     endpoint: HttpUrl,
     bucket: Bucket,
@@ -70,7 +74,7 @@ pub struct S3<R: Runtime> {
     client: Client<R>,
 }
 
-impl<R: Runtime> std::fmt::Debug for S3<R> {
+impl<R: Runtime> std::fmt::Debug for Inner<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The credentials are never shown.
         f.debug_struct("S3")
@@ -80,10 +84,15 @@ impl<R: Runtime> std::fmt::Debug for S3<R> {
     }
 }
 
-/// A transaction for the S3 destination.
-#[derive(Debug, Default)]
-pub struct S3Message {
-    text: Option<Box<Text>>,
+/// A transaction of the S3 destination.
+#[derive(Debug)]
+pub struct S3Transaction<R: Runtime>(Arc<Inner<R>>);
+
+/// A message of the S3 destination: its text, spooled, with its key and checksums.
+#[derive(Debug)]
+pub struct S3Message<R: Runtime> {
+    s3: Arc<Inner<R>>,
+    text: Box<Text>,
 }
 
 /// A message on its way: its envelope and key, its spool, and the MD5 of each
@@ -124,11 +133,12 @@ impl Text {
     }
 
     /// The MD5s of every part, the last one included.
-    fn finish(mut self) -> (Envelope, String, Spool, Vec<[u8; 16]>) {
-        if self.current_len > 0 || self.parts.is_empty() {
-            self.parts.push(self.current.finalize().into());
+    fn finish(self: Box<Self>) -> (Envelope, String, Spool, Vec<[u8; 16]>) {
+        let mut this = *self;
+        if this.current_len > 0 || this.parts.is_empty() {
+            this.parts.push(this.current.finalize().into());
         }
-        (self.env, self.key, self.spool, self.parts)
+        (this.env, this.key, this.spool, this.parts)
     }
 }
 
@@ -197,7 +207,7 @@ impl<R: Runtime> S3<R> {
             cfg.http.ca.as_deref(),
             cfg.http.connections,
         )?;
-        Ok(Self {
+        Ok(Self(Arc::new(Inner {
             rt,
             endpoint: origin,
             bucket,
@@ -207,9 +217,11 @@ impl<R: Runtime> S3<R> {
             timeout: cfg.http.timeout,
             spool_dir: super::spool_dir(cfg)?,
             client,
-        })
+        })))
     }
+}
 
+impl<R: Runtime> Inner<R> {
     /// Sends a signed request: `url` from rusty-s3, the signed `headers` with it, and
     /// `body` of `len` octets. Answers other than `2xx` are errors, with their status.
     /// Bounded by the timeout.
@@ -374,20 +386,17 @@ fn b64(bytes: &[u8]) -> String {
 }
 
 impl<R: Runtime> Deliver for S3<R> {
-    type Message = S3Message;
+    type Transaction = S3Transaction<R>;
 
-    async fn start(
-        &self,
-        _: &ReversePath<'static>,
-        _: &MailParams,
-    ) -> Result<S3Message, DeliveryError> {
-        Ok(S3Message::default())
+    fn name(&self) -> &'static str {
+        "s3"
     }
 
     /// The bucket answers a `HeadBucket` signed with these credentials.
     async fn probe(&self) -> Result<(), DeliveryError> {
-        let url = HeadBucket::new(&self.bucket, Some(&self.credentials)).sign(SIGNED_FOR);
-        self.send(hyper::Method::HEAD, url, &[], Client::<R>::full(""), 0)
+        let s3 = &self.0;
+        let url = HeadBucket::new(&s3.bucket, Some(&s3.credentials)).sign(SIGNED_FOR);
+        s3.send(hyper::Method::HEAD, url, &[], Client::<R>::full(""), 0)
             .await
             .map(drop)
             .map_err(|e| {
@@ -395,53 +404,64 @@ impl<R: Runtime> Deliver for S3<R> {
                     .with_text(STORE_FAILED)
                     .because(format_args!(
                         "{} bucket {}: {e}",
-                        self.endpoint,
-                        self.bucket.name()
+                        s3.endpoint,
+                        s3.bucket.name()
                     ))
             })
     }
 
-    async fn body(&self, m: &mut S3Message, env: &Envelope) -> Result<(), DeliveryError> {
+    async fn start(
+        &self,
+        _: &ReversePath<'static>,
+        _: &MailParams,
+    ) -> Result<S3Transaction<R>, DeliveryError> {
+        Ok(S3Transaction(Arc::clone(&self.0)))
+    }
+}
+
+impl<R: Runtime> Transaction for S3Transaction<R> {
+    type Message = S3Message<R>;
+
+    async fn begin(self, env: &Envelope) -> Result<S3Message<R>, DeliveryError> {
+        let s3 = self.0;
         let now = SystemTime::now();
-        let prefix = handoff::prefix(env, &self.host, now, true);
-        let key = handoff::s3::key(&self.prefix, now, env.id);
+        let prefix = handoff::prefix(env, &s3.host, now, true);
+        let key = handoff::s3::key(&s3.prefix, now, env.id);
         let mut current = Md5::new();
         current.update(&prefix);
-        m.text = Some(Box::new(Text {
+        let text = Box::new(Text {
             env: env.clone(),
             key,
             current_len: prefix.len() as u64,
             current,
             spool: Spool::new(prefix),
             parts: Vec::new(),
-        }));
-        Ok(())
+        });
+        Ok(S3Message { s3, text })
+    }
+}
+
+impl<R: Runtime> Message for S3Message<R> {
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), DeliveryError> {
+        self.text.hash(bytes);
+        let s3 = &self.s3;
+        self.text.spool.write_in(&s3.rt, &s3.spool_dir, bytes).await
     }
 
-    async fn write(&self, m: &mut S3Message, bytes: &[u8]) -> Result<(), DeliveryError> {
-        let Some(text) = m.text.as_deref_mut() else {
-            return Err(DeliveryError::transient());
-        };
-        text.hash(bytes);
-        text.spool.write(&self.rt, &self.spool_dir, bytes).await
-    }
-
-    async fn commit(&self, m: S3Message) -> Result<(), DeliveryError> {
-        let Some(text) = m.text.map(|t| *t) else {
-            return Err(DeliveryError::transient());
-        };
-        let (env, key, spool, md5s) = text.finish();
+    async fn commit(self) -> Result<(), DeliveryError> {
+        let s3 = self.s3;
+        let (env, key, spool, md5s) = self.text.finish();
         let meta = handoff::s3::metadata(&env);
         let spool = spool.freeze();
         let result = if md5s.len() == 1 {
-            self.put(&key, &meta, &spool, &md5s[0]).await
+            s3.put(&key, &meta, &spool, &md5s[0]).await
         } else {
-            self.multipart(&key, &meta, &spool, &md5s).await
+            s3.multipart(&key, &meta, &spool, &md5s).await
         };
         result.map_err(|e| {
             DeliveryError::transient()
                 .with_text(STORE_FAILED)
-                .because(format_args!("{} key {key}: {e}", self.endpoint))
+                .because(format_args!("{} key {key}: {e}", s3.endpoint))
         })
     }
 }

@@ -1,33 +1,62 @@
-//! A message's text kept whole for a destination that sends it at the end (a pipe
-//! command, an HTTP request with its `Content-Length`): in memory up to
-//! [`SPOOL_MEMORY`] octets, then in an unnamed file of `GSMTP_SPOOL_DIR`, which the
-//! kernel removes when it is closed, whatever happens to the process. A 25 MiB message
-//! never sits in memory whole.
+//! A message's text while it arrives: in memory up to [`MEMORY`] octets, then in a file,
+//! so that a 25 MiB message never sits in memory whole. Every destination that keeps the
+//! text spools it here: the hand-offs that send it at the end (a pipe command, an HTTP
+//! request or an S3 object with its length) in an unnamed file of `GSMTP_SPOOL_DIR`,
+//! which the kernel removes when it is closed whatever happens to the process
+//! ([`unnamed_file`]); the Maildir in its first recipient's `tmp/` file, which becomes
+//! the stored copy.
 
 use std::fs::File;
 use std::io::{self, Seek, Write};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::delivery::DeliveryError;
 use crate::io::runtime::Runtime;
 
-use super::maildir::SPOOL_MEMORY;
+/// Texts up to this size stay in memory; the rest of a larger one goes to its file.
+pub const MEMORY: usize = 64 * 1024;
 
 /// How much of the spool is read at a time when it is sent.
 pub(crate) const CHUNK: usize = 64 * 1024;
 
-/// A message's text, in memory or in an unnamed file.
+/// The file a spool writes to once its text outgrows memory.
+pub(crate) trait Backing: Send + 'static {
+    /// The open file.
+    fn file(&mut self) -> &mut File;
+    /// Throws the file away after a failure.
+    fn discard(self);
+}
+
+impl Backing for File {
+    fn file(&mut self) -> &mut File {
+        self
+    }
+    fn discard(self) {}
+}
+
+/// A named file (a Maildir `tmp/` file): removed when thrown away.
+impl Backing for (File, PathBuf) {
+    fn file(&mut self) -> &mut File {
+        &mut self.0
+    }
+    fn discard(self) {
+        drop(self.0);
+        let _ = std::fs::remove_file(&self.1);
+    }
+}
+
+/// A message's text, in memory or in memory and a file.
 #[derive(Debug)]
-pub(crate) struct Spool {
+pub(crate) struct Spool<F = File> {
     /// Octets not yet in the file (all of them while there is no file).
     buf: Vec<u8>,
     /// The file, once the text outgrew memory, and how much of it is written.
-    file: Option<(File, u64)>,
+    file: Option<(F, u64)>,
 }
 
-impl Spool {
+impl<F: Backing> Spool<F> {
     /// A spool that starts with `prefix` (the trace headers).
     pub(crate) fn new(prefix: Vec<u8>) -> Self {
         Self {
@@ -36,41 +65,74 @@ impl Spool {
         }
     }
 
-    /// Appends `bytes`; past [`SPOOL_MEMORY`] held in memory, they go to the file in
-    /// `dir` (made on first use), on `rt`'s thread pool. A full disk is
-    /// [`DeliveryError::insufficient_storage()`].
+    /// Whether the text outgrew memory.
+    pub(crate) fn spilled(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// Appends `bytes`; once more than [`MEMORY`] octets are held, they go to the file
+    /// (made by `make` on first use), on `rt`'s thread pool. On failure the file is
+    /// thrown away ([`Backing::discard`]) and the spool holds nothing more.
     pub(crate) async fn write<R: Runtime>(
+        &mut self,
+        rt: &R,
+        bytes: &[u8],
+        make: impl FnOnce() -> io::Result<F> + Send + 'static,
+    ) -> io::Result<()> {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() < MEMORY {
+            return Ok(());
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let file = self.file.take();
+        let written = rt
+            .unblock(move || {
+                let (mut f, n) = match file {
+                    Some(f) => f,
+                    None => (make()?, 0),
+                };
+                match f.file().write_all(&buf) {
+                    Ok(()) => Ok(((f, n + buf.len() as u64), buf)),
+                    Err(e) => {
+                        f.discard();
+                        Err(e)
+                    }
+                }
+            })
+            .await;
+        let (file, mut buf) = written?;
+        buf.clear();
+        self.buf = buf;
+        self.file = Some(file);
+        Ok(())
+    }
+
+    /// The file, if the text outgrew memory, and what is still only in memory.
+    pub(crate) fn into_parts(self) -> (Option<F>, Vec<u8>) {
+        (self.file.map(|(f, _)| f), self.buf)
+    }
+
+    /// Throws the text away, its file included.
+    pub(crate) fn discard(self) {
+        if let Some((f, _)) = self.file {
+            f.discard();
+        }
+    }
+}
+
+impl Spool<File> {
+    /// [`Spool::write`] into an unnamed file of `dir`, with a fault named for the client:
+    /// no room is `452 4.3.1`, anything else `451 4.3.0`.
+    pub(crate) async fn write_in<R: Runtime>(
         &mut self,
         rt: &R,
         dir: &Path,
         bytes: &[u8],
     ) -> Result<(), DeliveryError> {
-        self.buf.extend_from_slice(bytes);
-        if self.buf.len() < SPOOL_MEMORY {
-            return Ok(());
-        }
-        let buf = std::mem::take(&mut self.buf);
-        let file = self.file.take();
         let in_dir = dir.to_path_buf();
-        let written = rt
-            .unblock(move || -> io::Result<((File, u64), Vec<u8>)> {
-                let (mut f, n) = match file {
-                    Some(f) => f,
-                    None => (unnamed_file(&in_dir)?, 0),
-                };
-                f.write_all(&buf)?;
-                Ok(((f, n + buf.len() as u64), buf))
-            })
-            .await;
-        match written {
-            Ok((file, mut buf)) => {
-                buf.clear();
-                self.buf = buf;
-                self.file = Some(file);
-                Ok(())
-            }
-            Err(e) => Err(spool_error(&e, dir)),
-        }
+        self.write(rt, bytes, move || unnamed_file(&in_dir))
+            .await
+            .map_err(|e| spool_error(&e, dir))
     }
 
     /// The whole text as one file, positioned at its start, for a reader that must get
@@ -79,10 +141,10 @@ impl Spool {
     /// with the rest written to it, or, for a text that stayed in memory, a file in
     /// memory (`memfd_create`). On `rt`'s thread pool.
     pub(crate) async fn into_file<R: Runtime>(self, rt: &R) -> io::Result<File> {
-        let Self { buf, file } = self;
+        let (file, buf) = self.into_parts();
         rt.unblock(move || {
             let mut f = match file {
-                Some((f, _)) => f,
+                Some(f) => f,
                 None => {
                     use nix::sys::memfd::{MFdFlags, memfd_create};
                     File::from(memfd_create(c"guerrilla-message", MFdFlags::MFD_CLOEXEC)?)
@@ -102,6 +164,21 @@ impl Spool {
             tail: self.buf,
         })
     }
+}
+
+/// A spool file's fault: no room is `452 4.3.1`, anything else `451 4.3.0`; the cause
+/// names the folder.
+pub(crate) fn spool_error(e: &io::Error, dir: &Path) -> DeliveryError {
+    let err = match e.kind() {
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+            DeliveryError::insufficient_storage()
+        }
+        _ => DeliveryError::transient(),
+    };
+    err.because(format_args!(
+        "cannot spool the message in {}: {e}",
+        dir.display()
+    ))
 }
 
 /// A complete spool: its file (the first octets) and what follows in memory.
@@ -162,21 +239,6 @@ impl SpoolReader {
         self.at += piece.len() as u64;
         Ok(Some(piece))
     }
-}
-
-/// A spool file's fault: no room is `452 4.3.1`, anything else `451 4.3.0`; the cause
-/// names the folder.
-pub(crate) fn spool_error(e: &io::Error, dir: &Path) -> DeliveryError {
-    let err = match e.kind() {
-        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
-            DeliveryError::insufficient_storage()
-        }
-        _ => DeliveryError::transient(),
-    };
-    err.because(format_args!(
-        "cannot spool the message in {}: {e}",
-        dir.display()
-    ))
 }
 
 /// A file with no name in `dir` (`O_TMPFILE`), or, where the file system cannot make

@@ -1,5 +1,6 @@
-//! One accepted connection from start to end: the optional PROXY header, the optional
-//! implicit-TLS handshake, the pump, STARTTLS, and the log line at the end.
+//! One accepted connection from start to end: the `GM_MAX_CLIENTS` gate, the optional
+//! PROXY header, the per-client limit, the optional implicit-TLS handshake, the pump,
+//! STARTTLS, and the log line at the end.
 
 use std::io;
 use std::net::SocketAddr;
@@ -9,14 +10,46 @@ use std::time::{Instant, SystemTime};
 use futures_rustls::server::TlsStream;
 
 use super::deliver::Deliver;
-use super::drive::{Interrupt, Outcome, bounded, drive};
+use super::observe::{self, metrics};
+use super::pump::{self, Outcome};
 use super::runtime::{Plain, Runtime, Transport};
-use super::server::{ActiveGuard, ClientSlot, Shared, instance, refuse};
+use super::shared::{ActiveGuard, ClientSlot, Current, Shared, instance};
+use super::time::{Interrupt, bounded};
 use crate::conn::{Accept, CloseReason, Connection};
 use crate::delivery::TlsInfo;
 
+/// Takes a connection the accept loop of an SMTP listener accepted. Over
+/// `GM_MAX_CLIENTS`, it is answered `421 4.3.2` and closed at once, so waiting clients
+/// never pile up unanswered; else it is served on a task of its own.
+pub(crate) fn admit<R: Runtime, D: Deliver>(
+    current: &Current<R, D>,
+    tcp: async_io::Async<std::net::TcpStream>,
+    peer: SocketAddr,
+    implicit_tls: bool,
+) {
+    let shared = current.get();
+    let n = shared
+        .active
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        + 1;
+    let guard = ActiveGuard::new(Arc::clone(&shared));
+    if n > shared.cfg.max_clients {
+        metrics().connection("busy");
+        shared.rt.spawn(async move {
+            let plain = Plain::new(tcp);
+            refuse(&guard.0, plain, peer, CloseReason::Busy).await;
+            drop(guard);
+        });
+    } else {
+        // No wrapping `async` block: it would hold the session future twice.
+        shared
+            .rt
+            .spawn(serve(Arc::clone(&shared), tcp, peer, implicit_tls, guard));
+    }
+}
+
 /// Serves one connection. `implicit_tls` is set for the RFC 8314 listener.
-pub(crate) async fn serve<R: Runtime, D: Deliver>(
+async fn serve<R: Runtime, D: Deliver>(
     shared: Arc<Shared<R, D>>,
     tcp: async_io::Async<std::net::TcpStream>,
     peer: SocketAddr,
@@ -26,14 +59,10 @@ pub(crate) async fn serve<R: Runtime, D: Deliver>(
     let started = Instant::now();
     let id = shared.next_id();
     let mut plain = Plain::new(tcp);
-    let metrics = super::metrics::metrics();
     let peer = match super::proxy::read_header(&shared, &mut plain, peer).await {
         Ok(p) => p,
         Err(e) => {
-            metrics
-                .connections
-                .with_label_values(&["bad_proxy_header"])
-                .inc();
+            metrics().connection("bad_proxy_header");
             tracing::info!(conn = id, client = %peer.ip(), error = %e, "connection refused: bad PROXY header");
             return;
         }
@@ -43,17 +72,10 @@ pub(crate) async fn serve<R: Runtime, D: Deliver>(
     let mut slot = ClientSlot::new(Arc::clone(&shared));
     if !shared.cfg.is_trusted_proxy(peer.ip()) && !slot.move_to(peer.ip()) {
         drop(slot);
-        metrics
-            .connections
-            .with_label_values(&["client_limit"])
-            .inc();
-        metrics
-            .refusals
-            .with_label_values(&["client_limit", "421"])
-            .inc();
+        metrics().connection("client_limit");
         return refuse(&shared, plain, peer, CloseReason::ClientLimit).await;
     }
-    metrics.connections.with_label_values(&["served"]).inc();
+    metrics().connection("served");
     let accept = Accept {
         peer,
         id,
@@ -66,7 +88,7 @@ pub(crate) async fn serve<R: Runtime, D: Deliver>(
         Box::pin(serve_implicit_tls(&shared, plain, accept, &mut slot)).await
     } else {
         let mut conn = Connection::new(Arc::clone(&shared.cfg), Instant::now(), accept);
-        let result = match drive(&shared, &mut conn, &mut plain, &mut slot).await {
+        let result = match pump::run(&shared, &mut conn, &mut plain, &mut slot).await {
             Ok(Outcome::StartTls) => {
                 Box::pin(start_tls(&shared, &mut conn, plain, &mut slot)).await
             }
@@ -74,45 +96,16 @@ pub(crate) async fn serve<R: Runtime, D: Deliver>(
         };
         (result, Some(conn))
     };
-    let secs = format!("{:.2}", started.elapsed().as_secs_f64());
-    let Some(conn) = conn else {
-        // The implicit-TLS handshake did not complete.
-        let error = result.err().map(tracing::field::display);
-        tracing::info!(conn = id, client = %peer.ip(), %secs, error, "connection closed before the TLS handshake completed");
-        return;
-    };
-    let stats = conn.stats();
     let (reason, error) = match &result {
-        Ok(Outcome::Closed(reason)) => (Some(reason.as_str()), None),
+        Ok(Outcome::Closed(reason)) => (Some(*reason), None),
         Ok(Outcome::StartTls) => (None, None),
         Err(e) => (None, Some(e)),
     };
-    metrics
-        .closed
-        .with_label_values(&[reason.unwrap_or("error")])
-        .inc();
-    if let Ok(Outcome::Closed(r @ (CloseReason::Timeout | CloseReason::TooManyErrors))) = &result {
-        metrics
-            .refusals
-            .with_label_values(&[r.as_str(), "421"])
-            .inc();
+    match conn {
+        Some(conn) => observe::closed(&conn, started.elapsed(), reason, error),
+        // The implicit-TLS handshake did not complete.
+        None => observe::closed_before_tls(id, peer, started.elapsed(), error),
     }
-    tracing::info!(
-        conn = id,
-        client = %conn.client_ip(),
-        client_name = %conn.client_name().unwrap_or("unknown"),
-        helo = %conn.helo().unwrap_or("-"),
-        tls = %conn.tls().map_or("no", |t| t.version.as_str()),
-        cipher = conn.tls().map(|t| tracing::field::display(&t.cipher)),
-        messages = stats.messages,
-        refusals = stats.refusals,
-        commands = stats.commands,
-        bytes = stats.bytes_in,
-        %secs,
-        reason = reason.map(tracing::field::display),
-        error = error.map(tracing::field::display),
-        "{}", if error.is_some() { "connection lost" } else { "connection closed" }
-    );
 }
 
 /// The RFC 3207 upgrade: the handshake (bounded by the idle deadline), then the pump
@@ -131,7 +124,7 @@ async fn start_tls<R: Runtime, D: Deliver>(
     match handshake? {
         Ok(mut tls) => {
             conn.handle_tls_established(Instant::now(), tls_info(&tls));
-            drive(shared, conn, &mut tls, slot).await
+            pump::run(shared, conn, &mut tls, slot).await
         }
         Err(Interrupt::Deadline) => Ok(Outcome::Closed(CloseReason::Timeout)),
         Err(Interrupt::Stop) => Ok(Outcome::Closed(CloseReason::Shutdown)),
@@ -161,7 +154,7 @@ async fn serve_implicit_tls<R: Runtime, D: Deliver>(
     };
     accept.tls = Some(tls_info(&tls));
     let mut conn = Connection::new(Arc::clone(&shared.cfg), Instant::now(), accept);
-    let result = drive(shared, &mut conn, &mut tls, slot).await;
+    let result = pump::run(shared, &mut conn, &mut tls, slot).await;
     (result, Some(conn))
 }
 
@@ -171,10 +164,7 @@ fn count_handshake<S: Transport, I>(handshake: &io::Result<Result<TlsStream<S>, 
         Ok(Ok(tls)) => tls_info(tls).version,
         _ => "failed".into(),
     };
-    super::metrics::metrics()
-        .tls
-        .with_label_values(&[&version])
-        .inc();
+    metrics().handshake(&version);
 }
 
 /// The negotiated version and cipher suite, named as OpenSSL and Postfix name them.
@@ -191,4 +181,27 @@ fn tls_info<S: Transport>(tls: &TlsStream<S>) -> TlsInfo {
         .map(|s| crate::trace::openssl_cipher_name(&format!("{:?}", s.suite())))
         .unwrap_or_default();
     TlsInfo { version, cipher }
+}
+
+/// Answers a connection with `421` and closes it: `why` is [`CloseReason::Busy`] over
+/// `GM_MAX_CLIENTS` (`4.3.2`), [`CloseReason::ClientLimit`] over `GM_MAX_CLIENTS_PER_IP`
+/// (`4.7.0`).
+async fn refuse<R: Runtime, D: Deliver>(
+    shared: &Arc<Shared<R, D>>,
+    mut plain: Plain,
+    peer: SocketAddr,
+    why: CloseReason,
+) {
+    let accept = Accept {
+        peer,
+        id: 0,
+        active: shared.active(),
+        wall: SystemTime::now(),
+        instance: instance(),
+        tls: None,
+    };
+    let mut conn = Connection::refuse(Arc::clone(&shared.cfg), Instant::now(), accept, why);
+    let mut slot = ClientSlot::new(Arc::clone(shared));
+    let _ = pump::run(shared, &mut conn, &mut plain, &mut slot).await;
+    tracing::info!(client = %peer.ip(), reason = %why, "connection refused");
 }

@@ -1,0 +1,332 @@
+//! The pump: moves bytes between a [`Transport`] and a [`Connection`], carries out its
+//! actions on the destination, and races every wait against the connection's deadline
+//! and the shutdown signal. It is the only loop of a session; STARTTLS and implicit TLS
+//! run it twice.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::deliver::{Deliver, Message, Transaction, guarded};
+use super::observe::{log_event, metrics};
+use super::runtime::{Runtime, Transport};
+use super::shared::{ClientSlot, Shared};
+use super::time::{Deadline, Interrupt, Signal, bounded, race_with};
+use crate::conn::{Action, Check, CloseReason, Connection};
+use crate::delivery::{DeliveryError, Envelope};
+
+/// How a run of the pump ended.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// The client asked for STARTTLS and the `220` has been sent.
+    StartTls,
+    /// The session is over.
+    Closed(CloseReason),
+}
+
+/// The destination's side of a session's mail transaction.
+enum Held<T: Transaction> {
+    /// No transaction.
+    Nothing,
+    /// From a MAIL the destination took until the text begins.
+    Transaction(T),
+    /// The text, on its way into the destination.
+    Message(T::Message),
+    /// The text failed ([`Transaction::begin`] or [`Message::write`] refused, or the
+    /// destination panicked): the rest is dropped, and this is the answer at its end.
+    Failed(DeliveryError),
+}
+
+/// A session's transaction with the destination.
+struct Txn<D: Deliver> {
+    held: Held<D::Transaction>,
+    /// Text not yet handed to the destination: the connection gives it a line or a read
+    /// at a time; the destination gets it [`WRITE_BATCH`] at a time.
+    pending: Vec<u8>,
+}
+
+/// How much text is gathered before [`Message::write`] is called.
+const WRITE_BATCH: usize = 32 * 1024;
+
+impl<D: Deliver> Txn<D> {
+    /// Hands the gathered text to the message. A refusal (or a panic) aborts the message
+    /// and is the answer at its end.
+    async fn write(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        if let Held::Message(m) = &mut self.held {
+            match guarded("write", m.write(&self.pending)).await {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    if let Held::Message(m) = std::mem::replace(&mut self.held, Held::Failed(e)) {
+                        guarded("abort", m.abort()).await;
+                    }
+                }
+                None => self.held = Held::Failed(panic_error()),
+            }
+        }
+        self.pending.clear();
+    }
+
+    /// The message begins.
+    async fn begin(&mut self, envelope: &Envelope) {
+        self.held = match std::mem::replace(&mut self.held, Held::Nothing) {
+            Held::Transaction(t) => match guarded("begin", t.begin(envelope)).await {
+                Some(Ok(m)) => Held::Message(m),
+                Some(Err(e)) => Held::Failed(e),
+                None => Held::Failed(panic_error()),
+            },
+            other => other,
+        };
+    }
+
+    /// The message is complete: commit it, or give the answer its text earned.
+    async fn commit(&mut self) -> Result<(), DeliveryError> {
+        self.write().await;
+        self.pending = Vec::new();
+        match std::mem::replace(&mut self.held, Held::Nothing) {
+            Held::Message(m) => guarded("commit", m.commit())
+                .await
+                .unwrap_or_else(|| Err(panic_error())),
+            Held::Failed(e) => Err(e),
+            Held::Transaction(t) => {
+                guarded("abort", t.abort()).await;
+                Err(DeliveryError::transient().because("the message never began"))
+            }
+            Held::Nothing => Err(DeliveryError::transient().because("no transaction")),
+        }
+    }
+
+    /// Throws away whatever the destination holds.
+    async fn abort(&mut self) {
+        match std::mem::replace(&mut self.held, Held::Nothing) {
+            Held::Transaction(t) => drop(guarded("abort", t.abort()).await),
+            Held::Message(m) => drop(guarded("abort", m.abort()).await),
+            Held::Failed(_) | Held::Nothing => {}
+        }
+        self.pending = Vec::new();
+    }
+}
+
+/// Runs the pump until the session closes or asks for TLS. A transaction still open when
+/// it stops (an I/O error mid-body) is aborted.
+pub(crate) async fn run<R: Runtime, D: Deliver, T: Transport>(
+    shared: &Shared<R, D>,
+    conn: &mut Connection,
+    io: &mut T,
+    slot: &mut ClientSlot<R, D>,
+) -> io::Result<Outcome> {
+    let mut txn = Txn::<D> {
+        held: Held::Nothing,
+        pending: Vec::new(),
+    };
+    let result = pump(shared, conn, io, &mut txn, slot).await;
+    Box::pin(txn.abort()).await;
+    result
+}
+
+async fn pump<R: Runtime, D: Deliver, T: Transport>(
+    shared: &Shared<R, D>,
+    conn: &mut Connection,
+    io: &mut T,
+    txn: &mut Txn<D>,
+    slot: &mut ClientSlot<R, D>,
+) -> io::Result<Outcome> {
+    let deliver = &*shared.deliver;
+    let mut deadline = Deadline::new();
+    loop {
+        match conn.poll_action() {
+            Action::Read => {
+                if !flush(shared, conn, io, &mut deadline).await? {
+                    return Ok(Outcome::Closed(CloseReason::Timeout));
+                }
+                deadline.arm(conn.poll_timeout());
+                let read = async {
+                    io.readable().await?;
+                    io.read(conn.recv_buf()).await.map(Ok)
+                };
+                let woke = race_with(deadline.fired(), &shared.force, read).await?;
+                let now = Instant::now();
+                match woke {
+                    Ok(0) => conn.handle_eof(now),
+                    Ok(n) => {
+                        metrics().received.inc_by(n as u64);
+                        conn.handle_received(now, n);
+                    }
+                    Err(Interrupt::Deadline) => conn.handle_timeout(now),
+                    Err(Interrupt::Stop) => conn.handle_shutdown(now),
+                }
+            }
+            Action::StartTls => {
+                flush(shared, conn, io, &mut deadline).await?;
+                return Ok(Outcome::StartTls);
+            }
+            Action::Check(check) => {
+                // Big futures on cold paths are boxed so that an idle session's task
+                // stays small.
+                let result = Box::pin(answer(deliver, txn, slot, check)).await;
+                conn.handle_check(Instant::now(), result);
+            }
+            Action::Begin(envelope) => Box::pin(txn.begin(envelope)).await,
+            Action::Write(bytes) => {
+                if !matches!(txn.held, Held::Failed(_)) {
+                    if txn.pending.capacity() == 0 {
+                        // Most messages fit: one allocation instead of a growing one.
+                        txn.pending.reserve(8 * 1024);
+                    }
+                    txn.pending.extend_from_slice(bytes);
+                    if txn.pending.len() >= WRITE_BATCH {
+                        Box::pin(txn.write()).await;
+                    }
+                }
+            }
+            Action::Commit => {
+                let started = Instant::now();
+                let result = Box::pin(txn.commit()).await;
+                let now = Instant::now();
+                let m = metrics();
+                let result = match result {
+                    Ok(()) => {
+                        m.delivered(deliver.name(), now - started);
+                        m.health.success(now);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        m.destination_error(deliver.name(), &e);
+                        Err(noted(deliver, e))
+                    }
+                };
+                conn.handle_delivery(now, result);
+                while let Some(event) = conn.poll_event() {
+                    log_event(conn, &event, now - started, deliver.name());
+                }
+            }
+            Action::Abort => Box::pin(txn.abort()).await,
+            Action::AwaitDelivery => {
+                return Err(io::Error::other("a delivery was left unreported"));
+            }
+            Action::Close(reason) => {
+                slot.release();
+                if flush(shared, conn, io, &mut deadline).await? {
+                    let deadline = Some(Instant::now() + CLOSE_WAIT);
+                    let _ = Box::pin(bounded(deadline, &Signal::never(), io.close())).await;
+                }
+                return Ok(Outcome::Closed(reason));
+            }
+        }
+    }
+}
+
+/// Answers the connection's question: the destination's for MAIL (which begins its
+/// transaction) and RCPT, the per-client count's for a client XCLIENT names.
+async fn answer<R: Runtime, D: Deliver>(
+    deliver: &D,
+    txn: &mut Txn<D>,
+    slot: &mut ClientSlot<R, D>,
+    check: Check<'_>,
+) -> Result<(), DeliveryError> {
+    match check {
+        Check::Client(ip) if slot.move_to(ip) => Ok(()),
+        Check::Client(_) => Err(DeliveryError::transient()),
+        Check::Sender { from, params } => {
+            txn.abort().await;
+            let t = guarded("start", deliver.start(from, params))
+                .await
+                .unwrap_or_else(|| Err(panic_error()))
+                .map_err(|e| noted(deliver, e))?;
+            txn.held = Held::Transaction(t);
+            Ok(())
+        }
+        Check::Recipient { recipient, .. } => match &mut txn.held {
+            Held::Transaction(t) => {
+                match guarded("add_recipient", t.add_recipient(recipient)).await {
+                    Some(result) => result.map_err(|e| noted(deliver, e)),
+                    None => {
+                        txn.held = Held::Failed(panic_error());
+                        Err(panic_error())
+                    }
+                }
+            }
+            Held::Failed(e) => Err(e.clone()),
+            Held::Message(_) | Held::Nothing => {
+                Err(DeliveryError::transient().because("no transaction"))
+            }
+        },
+    }
+}
+
+/// A destination's error on its way to the client's reply and the log: counted for
+/// `/healthz`, and given a cause if the destination gave none, so that every refusal
+/// and fault of a destination is logged with what it said.
+fn noted<D: Deliver>(deliver: &D, e: DeliveryError) -> DeliveryError {
+    metrics().health.failure(Instant::now(), deliver.name(), &e);
+    if e.cause().is_some() {
+        return e;
+    }
+    let cause = e.to_string();
+    e.because(cause)
+}
+
+/// What a panic in a destination becomes.
+fn panic_error() -> DeliveryError {
+    DeliveryError::transient().because("the destination panicked")
+}
+
+/// How long closing a stream (a TLS close_notify, say) may take.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// Sends the pending replies, bounded by the connection's deadline (a client that does
+/// not read cannot hold a session forever). `Ok(false)` means the deadline passed.
+async fn flush<R: Runtime, D: Deliver, T: Transport>(
+    shared: &Shared<R, D>,
+    conn: &mut Connection,
+    io: &mut T,
+    deadline: &mut Deadline,
+) -> io::Result<bool> {
+    // A fresh buffer each time (no copy: it is swapped with the connection's), so that
+    // no buffer is kept while idle.
+    let mut out = Vec::new();
+    let out = &mut out;
+    while let Some(event) = conn.poll_event() {
+        log_event(conn, &event, Duration::ZERO, shared.deliver.name());
+    }
+    conn.poll_transmit(out);
+    if out.is_empty() {
+        return Ok(true);
+    }
+    if shared.cfg.verbose {
+        for line in out.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let line = crate::syntax::escape_for_log(line.strip_suffix(b"\r").unwrap_or(line));
+            tracing::info!(target: "transcript", conn = conn.id(), client = %conn.client_ip(), "S: {line}");
+        }
+    }
+    // A client that does not read cannot hold a session: the write, too, is bounded by
+    // the deadline (or, while a message is being stored, by GSMTP_TIMEOUT from now). The
+    // shared timer may fire early (see `Deadline`), so each step is retried until the
+    // real bound; a write cut short by the race has written nothing.
+    let bound = conn
+        .poll_timeout()
+        .unwrap_or_else(|| Instant::now() + shared.cfg.timeout);
+    let never = Signal::never();
+    let mut sent = 0;
+    loop {
+        deadline.arm(Some(bound));
+        let done = sent == out.len();
+        let step = async {
+            if done {
+                io.flush().await.map(|()| Ok(0))
+            } else {
+                io.write(&out[sent..]).await.map(Ok)
+            }
+        };
+        match race_with(deadline.fired(), &never, step).await? {
+            Ok(_) if done => return Ok(true),
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => sent += n,
+            Err(_) if Instant::now() >= bound => return Ok(false),
+            Err(_) => {}
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Waiting with a bound: signals, deadlines, and [`with_timeout`], the one way the server
+//! gives up on something slow (a client, a destination, a handshake).
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_lite::future;
+
+/// The deadline passed before the work was done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Elapsed;
+
+impl From<Elapsed> for io::Error {
+    fn from(_: Elapsed) -> Self {
+        io::ErrorKind::TimedOut.into()
+    }
+}
+
+/// `fut`'s output, or [`Elapsed`] once `deadline` has passed. The deadline is asked
+/// first, each time both could go on, so nothing is started once it has passed.
+pub(crate) async fn with_timeout<F: Future>(
+    deadline: Instant,
+    fut: F,
+) -> Result<F::Output, Elapsed> {
+    let timer = async {
+        async_io::Timer::at(deadline).await;
+        Err(Elapsed)
+    };
+    future::or(timer, async { Ok(fut.await) }).await
+}
+
+/// A level-triggered signal: once fired, every wait on it returns at once.
+#[derive(Clone, Debug)]
+pub(crate) struct Signal {
+    rx: async_channel::Receiver<()>,
+    tx: Arc<std::sync::Mutex<Option<async_channel::Sender<()>>>>,
+}
+
+impl Signal {
+    pub(crate) fn new() -> Self {
+        let (tx, rx) = async_channel::bounded(1);
+        Self {
+            rx,
+            tx: Arc::new(std::sync::Mutex::new(Some(tx))),
+        }
+    }
+
+    /// A signal that never fires, shared by all sessions.
+    pub(crate) fn never() -> Self {
+        static NEVER: std::sync::OnceLock<Signal> = std::sync::OnceLock::new();
+        NEVER.get_or_init(Self::new).clone()
+    }
+
+    /// Fires the signal (closes the channel).
+    pub(crate) fn fire(&self) {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+    }
+
+    /// Whether the signal has fired.
+    pub(crate) fn fired(&self) -> bool {
+        self.tx.lock().map_or(true, |tx| tx.is_none())
+    }
+
+    /// Resolves once the signal has fired.
+    pub(crate) async fn wait(&self) {
+        let _ = self.rx.recv().await;
+    }
+}
+
+/// What interrupted a wait.
+#[derive(Debug)]
+pub(crate) enum Interrupt {
+    /// The deadline passed.
+    Deadline,
+    /// The server is closing the remaining sessions.
+    Stop,
+}
+
+/// Runs `fut` until it completes, `deadline` passes, or `stop` fires.
+pub(crate) fn bounded<'a, T: 'a>(
+    deadline: Option<Instant>,
+    stop: &'a Signal,
+    fut: impl Future<Output = io::Result<T>> + 'a,
+) -> impl Future<Output = io::Result<Result<T, Interrupt>>> + 'a {
+    let timer = async move {
+        match deadline {
+            Some(at) => drop(async_io::Timer::at(at).await),
+            None => future::pending::<()>().await,
+        }
+    };
+    race_with(timer, stop, async move { fut.await.map(Ok) })
+}
+
+/// Runs `fut` until it completes, `timer` resolves, or `stop` fires. It is a plain
+/// function, not an `async fn`, so `fut` is moved once into the result instead of being
+/// kept twice (as an argument and as the awaited value) in the caller's future: this is
+/// what keeps an idle session's task small.
+pub(crate) fn race_with<'a, T: 'a>(
+    timer: impl Future<Output = ()> + 'a,
+    stop: &'a Signal,
+    fut: impl Future<Output = io::Result<Result<T, Interrupt>>> + 'a,
+) -> impl Future<Output = io::Result<Result<T, Interrupt>>> + 'a {
+    let timer = async move {
+        timer.await;
+        Ok(Err(Interrupt::Deadline))
+    };
+    let stopped = async move {
+        stop.wait().await;
+        Ok(Err(Interrupt::Stop))
+    };
+    future::or(fut, future::or(timer, stopped))
+}
+
+/// A session's timer, kept from one wait to the next and re-armed only when the
+/// deadline moves earlier. Input pushes the idle deadline later on every command; rather
+/// than registering a new timer each time (a few system calls per command), the old one
+/// is left to fire early, which costs one spurious wake per `GSMTP_TIMEOUT`: the
+/// connection's `handle_timeout` does nothing before the deadline, and the timer is
+/// re-armed then.
+#[derive(Debug)]
+pub(crate) struct Deadline {
+    timer: async_io::Timer,
+    at: Option<Instant>,
+}
+
+impl Deadline {
+    pub(crate) fn new() -> Self {
+        Self {
+            timer: async_io::Timer::never(),
+            at: None,
+        }
+    }
+
+    /// Makes the timer fire at `deadline`, or earlier.
+    pub(crate) fn arm(&mut self, deadline: Option<Instant>) {
+        match deadline {
+            Some(d) if self.at.is_none_or(|at| d < at) => {
+                self.timer.set_at(d);
+                self.at = Some(d);
+            }
+            Some(_) => {}
+            None if self.at.take().is_some() => self.timer = async_io::Timer::never(),
+            None => {}
+        }
+    }
+
+    /// Resolves when the timer fires; it is then disarmed.
+    pub(crate) async fn fired(&mut self) {
+        (&mut self.timer).await;
+        self.at = None;
+    }
+}
