@@ -6,6 +6,10 @@
 //! are allowed. Keys of the original's MySQL and Redis storage are accepted and reported
 //! as ignored; other unknown keys are reported too, so that a typo does not pass unseen.
 //!
+//! Every key is one entry of [`TABLE`]: its name and other spellings, whether it is secret,
+//! what a reload does with it, how it is read and shown. Reading a file, showing the
+//! configuration back and the reload's checks all follow that table.
+//!
 //! Parsing is pure: it reads no files. Paths are checked by the frontends.
 
 use std::net::{IpAddr, SocketAddr};
@@ -15,11 +19,17 @@ use std::time::Duration;
 use crate::policy::{AllowedHosts, IpNet};
 
 mod handoff;
+mod keys;
 mod show;
+mod value;
 pub use handoff::{
     HttpConfig, HttpUrl, LmtpAddr, LmtpConfig, PipeConfig, S3Config, Secret, valid_bucket,
 };
-pub use show::{KEYS, MASK, nearest_key};
+use keys::IGNORED;
+pub use keys::{KEYS, Key, Reload, TABLE};
+pub use show::{MASK, nearest_key};
+use value::Value;
+pub use value::{parse_addr, strip_comments};
 
 /// What to do with a bare LF or bare CR (see Postfix's `smtpd_forbid_bare_newline`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -242,31 +252,6 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Keys of the original that this server accepts and ignores, with the reason.
-const IGNORED: [(&str, &str); 12] = [
-    ("MYSQL_HOST", "no MySQL: GSMTP_STORAGE says where mail goes"),
-    ("MYSQL_USER", "no MySQL: GSMTP_STORAGE says where mail goes"),
-    ("MYSQL_PASS", "no MySQL: GSMTP_STORAGE says where mail goes"),
-    ("MYSQL_DB", "no MySQL: GSMTP_STORAGE says where mail goes"),
-    (
-        "GM_MAIL_TABLE",
-        "no MySQL: GSMTP_STORAGE says where mail goes",
-    ),
-    ("REDIS_HOST", "no Redis: GSMTP_STORAGE says where mail goes"),
-    ("REDIS_PORT", "no Redis: GSMTP_STORAGE says where mail goes"),
-    (
-        "GSMTP_MAIL_EXPIRE_SECONDS",
-        "no Redis: GSMTP_STORAGE says where mail goes",
-    ),
-    ("GM_SAVE_WORKERS", "storage runs on a fixed committer"),
-    ("GM_CONN_BACKLOG", "the kernel's listen backlog is used"),
-    (
-        "MAX_SMTP_CLIENTS",
-        "unused in the original too; see GM_MAX_CLIENTS",
-    ),
-    ("GSMTP_GID", "unused in the original; see SGID"),
-];
-
 impl Config {
     /// Parses the original's JSON file over the defaults. Returns the configuration and
     /// warnings (ignored and unknown keys), or the first key with a bad value.
@@ -294,8 +279,7 @@ impl Config {
                 }
                 continue;
             }
-            let v = Value { key, value };
-            if !cfg.set(key, v)? {
+            if !cfg.set_json(key, value)? {
                 let hint = nearest_key(key)
                     .map(|k| format!(" (did you mean {k}?)"))
                     .unwrap_or_default();
@@ -306,168 +290,13 @@ impl Config {
         Ok((cfg, warnings))
     }
 
-    /// Sets one key from its JSON value. Returns `Ok(false)` for an unknown key.
+    /// Sets one key (by its name or an alias) from its JSON value, as its [`TABLE`] entry
+    /// reads it. Returns `Ok(false)` for an unknown key.
     pub fn set_json(&mut self, key: &str, value: &serde_json::Value) -> Result<bool, ConfigError> {
-        self.set(key, Value { key, value })
-    }
-
-    fn set(&mut self, key: &str, v: Value<'_>) -> Result<bool, ConfigError> {
-        match key {
-            // Empty: the machine's name (the command line fills it in).
-            "GSMTP_HOST_NAME" => {
-                if let Some(name) = v.opt(Value::host_name)? {
-                    self.host_name = name;
-                }
-            }
-            "GSTMP_LISTEN_INTERFACE" | "GSMTP_LISTEN_INTERFACE" => self.listen = v.addr()?,
-            "GSMTP_TLS_LISTEN_INTERFACE" => self.tls_listen = v.opt(|v| v.addr())?,
-            "GSMTP_MAX_SIZE" => self.max_size = v.number(1, u64::MAX)?,
-            "GSMTP_TIMEOUT" => self.timeout = v.seconds()?,
-            "GSMTP_SESSION_TIMEOUT" => self.session_timeout = v.seconds()?,
-            "GSMTP_VERBOSE" => self.verbose = v.yes_no()?,
-            "GSMTP_LOG_FILE" => self.log_file = v.string()?,
-            "GSMTP_LOG_FORMAT" => {
-                self.log_format = match v.string()?.to_ascii_lowercase().as_str() {
-                    "text" | "" => LogFormat::Text,
-                    "json" => LogFormat::Json,
-                    _ => return Err(v.error("expected text or json")),
-                }
-            }
-            "GSMTP_PUB_KEY" => self.tls_cert = v.opt(|v| v.string().map(PathBuf::from))?,
-            "GSMTP_PRV_KEY" => self.tls_key = v.opt(|v| v.string().map(PathBuf::from))?,
-            "GM_ALLOWED_HOSTS" => {
-                self.allowed_hosts =
-                    AllowedHosts::parse(&v.string()?).map_err(|e| ConfigError {
-                        key: key.into(),
-                        message: e,
-                    })?;
-            }
-            "GM_PRIMARY_MAIL_HOST" => {
-                self.primary_mail_host =
-                    v.opt(|v| v.host_name().map(|h| h.to_ascii_lowercase()))?;
-            }
-            "GSMTP_RECIPIENT_DELIMITER" => {
-                self.recipient_delimiter = v.opt(|v| {
-                    let d = v.string()?;
-                    if d.chars().all(|c| c.is_ascii_graphic() && !"@\"\\<>".contains(c)) {
-                        Ok(d)
-                    } else {
-                        Err(v.error("expected characters such as + or +- (printable ASCII, not @ or quotes)"))
-                    }
-                })?;
-            }
-            "GSMTP_MAILDIR_MODE" => {
-                self.maildir_mode = match v.string()?.trim_start_matches('0') {
-                    "600" => 0o600,
-                    "640" => 0o640,
-                    "660" => 0o660,
-                    _ => return Err(v.error("expected 0600, 0640 or 0660")),
-                }
-            }
-            "GM_MAX_CLIENTS" => self.max_clients = v.number(1, 1 << 20)? as usize,
-            "GM_MAX_CLIENTS_PER_IP" => self.max_clients_per_ip = v.number(0, 1 << 20)? as u32,
-            "GSMTP_MAILDIR" => self.maildir = PathBuf::from(v.non_empty()?),
-            "GSMTP_STORAGE" => {
-                self.storage = match v.string()?.to_ascii_lowercase().as_str() {
-                    "maildir" => Storage::Maildir,
-                    "discard" => Storage::Discard,
-                    "pipe" => Storage::Pipe,
-                    "http" => Storage::Http,
-                    "lmtp" => Storage::Lmtp,
-                    "s3" => Storage::S3,
-                    _ => {
-                        return Err(v.error("expected maildir, discard, pipe, http, lmtp or s3"));
-                    }
-                }
-            }
-            "GSMTP_PIPE_COMMAND" => {
-                self.pipe.command = v
-                    .opt(|v| {
-                        shlex::split(&v.string()?)
-                            .filter(|args| !args.is_empty())
-                            .ok_or_else(|| v.error("expected a command line (quotes balanced)"))
-                    })?
-                    .unwrap_or_default();
-            }
-            "GSMTP_PIPE_TIMEOUT" => self.pipe.timeout = v.seconds()?,
-            "GSMTP_PIPE_PER_RECIPIENT" => self.pipe.per_recipient = v.yes_no()?,
-            "GSMTP_PIPE_CONCURRENCY" => self.pipe.concurrency = v.number(1, 10_000)? as usize,
-            "GSMTP_HTTP_URL" => {
-                self.http.url = v.opt(|v| {
-                    HttpUrl::parse(&v.string()?)
-                        .ok_or_else(|| v.error("expected an http:// or https:// URL"))
-                })?;
-            }
-            "GSMTP_HTTP_CA" => self.http.ca = v.opt(|v| v.string().map(PathBuf::from))?,
-            "GSMTP_HTTP_SECRET" => {
-                self.http.secret = v.opt(Value::string)?.map(Secret::new);
-            }
-            "GSMTP_HTTP_TIMEOUT" => self.http.timeout = v.seconds()?,
-            "GSMTP_HTTP_CONNECTIONS" => self.http.connections = v.number(1, 10_000)? as usize,
-            "GSMTP_LMTP_ADDR" => {
-                self.lmtp.addr = v.opt(|v| {
-                    LmtpAddr::parse(&v.string()?)
-                        .ok_or_else(|| v.error("expected host:port or unix:/path"))
-                })?;
-            }
-            "GSMTP_LMTP_TIMEOUT" => self.lmtp.timeout = v.seconds()?,
-            "GSMTP_LMTP_CONNECTIONS" => self.lmtp.connections = v.number(1, 10_000)? as usize,
-            "GSMTP_SPOOL_DIR" => self.spool_dir = v.opt(|v| v.non_empty().map(PathBuf::from))?,
-            "GSMTP_S3_ENDPOINT" => {
-                self.s3.endpoint = v.opt(|v| {
-                    HttpUrl::parse(&v.string()?)
-                        .filter(|u| u.path == "/")
-                        .ok_or_else(|| v.error("expected an http:// or https:// URL with no path"))
-                })?;
-            }
-            "GSMTP_S3_BUCKET" => {
-                self.s3.bucket = v.opt(|v| {
-                    Some(v.string()?)
-                        .filter(|b| valid_bucket(b))
-                        .ok_or_else(|| v.error("expected a bucket name (a-z, 0-9, '.', '-')"))
-                })?;
-            }
-            "GSMTP_S3_REGION" => self.s3.region = v.non_empty()?,
-            "GSMTP_S3_PREFIX" => {
-                self.s3.prefix = v.opt(Value::string)?.unwrap_or_default();
-                if self.s3.prefix.starts_with('/') || self.s3.prefix.chars().any(char::is_control) {
-                    return Err(v.error("expected a key prefix such as mail/ (no leading /)"));
-                }
-            }
-            "GSMTP_S3_PATH_STYLE" => self.s3.path_style = v.yes_no()?,
-            "GSMTP_S3_ACCESS_KEY" => self.s3.access_key = v.opt(Value::string)?,
-            "GSMTP_S3_SECRET_KEY" => self.s3.secret_key = v.opt(Value::string)?.map(Secret::new),
-            "GSMTP_FSYNC" => self.fsync = v.yes_no()?,
-            "GSMTP_MAX_RCPT" => self.max_recipients = v.number(1, 100_000)? as usize,
-            "GSMTP_MAX_COMMAND_LENGTH" => self.max_command_line = v.number(512, 65_536)? as usize,
-            "GSMTP_MAX_LINE_LENGTH" => {
-                self.max_text_line = v.number(0, u32::MAX.into())? as usize;
-                if (1..1000).contains(&self.max_text_line) {
-                    return Err(
-                        v.error("expected 0 (no limit) or at least 1000 (RFC 5321 §4.5.3.1.6)")
-                    );
-                }
-            }
-            "GSMTP_MAX_ERRORS" => self.max_errors = v.number(1, 10_000)? as u32,
-            "GSMTP_BARE_NEWLINE" => {
-                self.bare_newline = match v.string()?.to_ascii_lowercase().as_str() {
-                    "normalize" => BareNewline::Normalize,
-                    "reject" => BareNewline::Reject,
-                    _ => return Err(v.error("expected normalize or reject")),
-                }
-            }
-            "GSMTP_SHUTDOWN_GRACE" => self.shutdown_grace = v.seconds()?,
-            "NGINX_AUTH_ENABLED" => self.nginx_auth_enabled = v.yes_no()?,
-            "NGINX_AUTH" => self.nginx_auth = v.addr()?,
-            "NGINX_AUTH_BACKENDS" => self.nginx_auth_backends = v.list(parse_addr)?,
-            "GSMTP_XCLIENT_HOSTS" => self.trusted_proxies = v.list(|s| s.parse::<IpNet>().ok())?,
-            "GSMTP_PROXY_PROTOCOL" => self.proxy_protocol = v.yes_no()?,
-            "SGID" => self.group = v.opt(Value::account)?,
-            "GUID" | "SUID" => self.user = v.opt(Value::account)?,
-            "PID_FILE" => self.pid_file = v.opt(|v| v.string().map(PathBuf::from))?,
-            "GSMTP_METRICS_LISTEN" => self.metrics_listen = v.opt(|v| v.addr())?,
-            _ => return Ok(false),
-        }
+        let Some(k) = Key::find(key) else {
+            return Ok(false);
+        };
+        (k.parse)(self, &Value { key, value })?;
         Ok(true)
     }
 
@@ -541,208 +370,6 @@ impl Config {
     pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
         self.trusted_proxies.iter().any(|net| net.contains(ip))
     }
-}
-
-/// Parses `ip:port`, `[v6]:port`, `localhost:port` (the IPv4 loopback, as Go's
-/// listener takes it), or Go's `:port` (every interface).
-pub fn parse_addr(s: &str) -> Option<SocketAddr> {
-    let s = s.trim();
-    let any = |port: &str| {
-        port.parse()
-            .ok()
-            .map(|p| SocketAddr::from(([0, 0, 0, 0], p)))
-    };
-    if let Some(port) = s.strip_prefix(':') {
-        return any(port);
-    }
-    if let Some((host, port)) = s.rsplit_once(':')
-        && host.eq_ignore_ascii_case("localhost")
-    {
-        return port
-            .parse()
-            .ok()
-            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
-    }
-    s.parse().ok()
-}
-
-/// A number with its thousands grouped: `1,048,576`.
-fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// One value in the file, with its key for error messages.
-struct Value<'a> {
-    key: &'a str,
-    value: &'a serde_json::Value,
-}
-
-impl Value<'_> {
-    fn error(&self, what: &str) -> ConfigError {
-        ConfigError {
-            key: self.key.to_string(),
-            message: format!("{what}, got {}", self.value),
-        }
-    }
-
-    fn string(&self) -> Result<String, ConfigError> {
-        match self.value {
-            serde_json::Value::String(s) => Ok(s.trim().to_string()),
-            serde_json::Value::Number(n) => Ok(n.to_string()),
-            serde_json::Value::Bool(b) => Ok(if *b { "Y" } else { "N" }.into()),
-            _ => Err(self.error("expected a string")),
-        }
-    }
-
-    fn non_empty(&self) -> Result<String, ConfigError> {
-        Some(self.string()?)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| self.error("expected a value"))
-    }
-
-    /// An empty string or `null` means "not set".
-    fn opt<T>(
-        &self,
-        f: impl FnOnce(&Self) -> Result<T, ConfigError>,
-    ) -> Result<Option<T>, ConfigError> {
-        match self.value {
-            serde_json::Value::Null => Ok(None),
-            serde_json::Value::String(s) if s.trim().is_empty() => Ok(None),
-            _ => f(self).map(Some),
-        }
-    }
-
-    fn number(&self, min: u64, max: u64) -> Result<u64, ConfigError> {
-        let n = match self.value {
-            serde_json::Value::Number(n) => n.as_u64(),
-            serde_json::Value::String(s) => s.trim().parse().ok(),
-            _ => None,
-        };
-        let range = if max >= u64::from(u32::MAX) {
-            format!("expected a whole number of at least {}", grouped(min))
-        } else {
-            format!(
-                "expected a whole number from {} to {}",
-                grouped(min),
-                grouped(max)
-            )
-        };
-        n.filter(|n| (min..=max).contains(n))
-            .ok_or_else(|| self.error(&range))
-    }
-
-    fn seconds(&self) -> Result<Duration, ConfigError> {
-        self.number(1, 1 << 32).map(Duration::from_secs)
-    }
-
-    fn yes_no(&self) -> Result<bool, ConfigError> {
-        match self.value {
-            serde_json::Value::Bool(b) => Ok(*b),
-            serde_json::Value::String(s) => match s.trim().to_ascii_uppercase().as_str() {
-                "Y" | "YES" | "TRUE" | "1" | "ON" => Ok(true),
-                "N" | "NO" | "FALSE" | "0" | "OFF" => Ok(false),
-                _ => Err(self.error("expected Y or N")),
-            },
-            _ => Err(self.error("expected Y or N")),
-        }
-    }
-
-    fn addr(&self) -> Result<SocketAddr, ConfigError> {
-        parse_addr(&self.string()?)
-            .ok_or_else(|| self.error("expected an address such as 127.0.0.1:2525"))
-    }
-
-    fn host_name(&self) -> Result<String, ConfigError> {
-        let s = self.non_empty()?;
-        match crate::syntax::domain(&s) {
-            Ok(("", _)) if s.is_ascii() => Ok(s),
-            _ => Err(self.error("expected a host name")),
-        }
-    }
-
-    /// A numeric id or a user/group name.
-    fn account(&self) -> Result<String, ConfigError> {
-        let s = self.non_empty()?;
-        let name_ok = s
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
-            && s.len() <= 32;
-        if name_ok {
-            Ok(s)
-        } else {
-            Err(self.error("expected a numeric id or a name"))
-        }
-    }
-
-    fn list<T>(&self, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, ConfigError> {
-        let text = self.string()?;
-        text.split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| parse(s).ok_or_else(|| self.error(&format!("cannot use {s:?} in this list"))))
-            .collect()
-    }
-}
-
-/// Removes `//` line comments and `/* */` block comments outside JSON strings, and commas
-/// left before a closing brace, so that the seed README's annotated example parses.
-pub fn strip_comments(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    let mut in_string = false;
-    while let Some(c) = chars.next() {
-        if in_string {
-            out.push(c);
-            match c {
-                '\\' => out.extend(chars.next()),
-                '"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match (c, chars.peek()) {
-            ('"', _) => {
-                in_string = true;
-                out.push(c);
-            }
-            ('/', Some('/')) => {
-                for c in chars.by_ref() {
-                    if c == '\n' {
-                        out.push('\n');
-                        break;
-                    }
-                }
-            }
-            ('/', Some('*')) => {
-                chars.next();
-                let mut prev = ' ';
-                for c in chars.by_ref() {
-                    if prev == '*' && c == '/' {
-                        break;
-                    }
-                    prev = c;
-                }
-                out.push(' ');
-            }
-            ('}', _) | (']', _) => {
-                let trimmed = out.trim_end().len();
-                if out[..trimmed].ends_with(',') {
-                    out.truncate(trimmed - 1);
-                }
-                out.push(c);
-            }
-            _ => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -1,167 +1,17 @@
 //! The configuration shown back: every key with its effective value, secrets masked
 //! (`--check-config`), and the nearest known key to a misspelt one.
 
-use std::time::Duration;
-
-use super::{BareNewline, Config, HttpUrl, IGNORED, LogFormat};
-use crate::policy::AllowedHosts;
+use super::{Config, IGNORED, KEYS, TABLE};
 
 /// What a set secret is shown as.
 pub const MASK: &str = "********";
-
-/// Every key the file may hold, as [`Config::effective`] lists them (aliases and the
-/// original's ignored keys aside).
-pub const KEYS: &[&str] = &[
-    "GSMTP_HOST_NAME",
-    "GSTMP_LISTEN_INTERFACE",
-    "GSMTP_TLS_LISTEN_INTERFACE",
-    "GSMTP_MAX_SIZE",
-    "GSMTP_TIMEOUT",
-    "GSMTP_SESSION_TIMEOUT",
-    "GSMTP_VERBOSE",
-    "GSMTP_LOG_FILE",
-    "GSMTP_LOG_FORMAT",
-    "GSMTP_PUB_KEY",
-    "GSMTP_PRV_KEY",
-    "GM_ALLOWED_HOSTS",
-    "GM_PRIMARY_MAIL_HOST",
-    "GSMTP_RECIPIENT_DELIMITER",
-    "GM_MAX_CLIENTS",
-    "GM_MAX_CLIENTS_PER_IP",
-    "GSMTP_MAILDIR",
-    "GSMTP_MAILDIR_MODE",
-    "GSMTP_STORAGE",
-    "GSMTP_PIPE_COMMAND",
-    "GSMTP_PIPE_TIMEOUT",
-    "GSMTP_PIPE_PER_RECIPIENT",
-    "GSMTP_PIPE_CONCURRENCY",
-    "GSMTP_HTTP_URL",
-    "GSMTP_HTTP_CA",
-    "GSMTP_HTTP_SECRET",
-    "GSMTP_HTTP_TIMEOUT",
-    "GSMTP_HTTP_CONNECTIONS",
-    "GSMTP_LMTP_ADDR",
-    "GSMTP_LMTP_TIMEOUT",
-    "GSMTP_LMTP_CONNECTIONS",
-    "GSMTP_S3_ENDPOINT",
-    "GSMTP_S3_BUCKET",
-    "GSMTP_S3_REGION",
-    "GSMTP_S3_PREFIX",
-    "GSMTP_S3_PATH_STYLE",
-    "GSMTP_S3_ACCESS_KEY",
-    "GSMTP_S3_SECRET_KEY",
-    "GSMTP_SPOOL_DIR",
-    "GSMTP_FSYNC",
-    "GSMTP_MAX_RCPT",
-    "GSMTP_MAX_COMMAND_LENGTH",
-    "GSMTP_MAX_LINE_LENGTH",
-    "GSMTP_MAX_ERRORS",
-    "GSMTP_BARE_NEWLINE",
-    "GSMTP_SHUTDOWN_GRACE",
-    "NGINX_AUTH_ENABLED",
-    "NGINX_AUTH",
-    "NGINX_AUTH_BACKENDS",
-    "GSMTP_XCLIENT_HOSTS",
-    "GSMTP_PROXY_PROTOCOL",
-    "SGID",
-    "GUID",
-    "PID_FILE",
-    "GSMTP_METRICS_LISTEN",
-];
-
-/// Other spellings `set` takes for the same settings.
-const ALIASES: &[&str] = &["GSMTP_LISTEN_INTERFACE", "SUID"];
 
 impl Config {
     /// Every key ([`KEYS`], in that order) with its effective value as the file would
     /// write it; a set secret is [`MASK`], an unset optional value empty. Fed back to
     /// [`Config::from_json`], it gives the same configuration (secrets aside).
     pub fn effective(&self) -> Vec<(&'static str, String)> {
-        let secs = |d: Duration| d.as_secs().to_string();
-        let yn = |b: bool| if b { "Y" } else { "N" }.to_string();
-        let path = |p: &Option<std::path::PathBuf>| {
-            p.as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default()
-        };
-        let opt = |o: Option<String>| o.unwrap_or_default();
-        let url = |u: &Option<HttpUrl>| u.as_ref().map(HttpUrl::to_string).unwrap_or_default();
-        let secret = |s: bool| if s { MASK.to_string() } else { String::new() };
-        let list = |v: Vec<String>| v.join(",");
-        let values = [
-            self.host_name.clone(),
-            self.listen.to_string(),
-            opt(self.tls_listen.map(|a| a.to_string())),
-            self.max_size.to_string(),
-            secs(self.timeout),
-            secs(self.session_timeout),
-            yn(self.verbose),
-            self.log_file.clone(),
-            match self.log_format {
-                LogFormat::Text => "text".into(),
-                LogFormat::Json => "json".into(),
-            },
-            path(&self.tls_cert),
-            path(&self.tls_key),
-            allowed_hosts(&self.allowed_hosts),
-            opt(self.primary_mail_host.clone()),
-            opt(self.recipient_delimiter.clone()),
-            self.max_clients.to_string(),
-            self.max_clients_per_ip.to_string(),
-            self.maildir.display().to_string(),
-            format!("{:04o}", self.maildir_mode),
-            self.storage.to_string(),
-            shlex::try_join(self.pipe.command.iter().map(String::as_str)).unwrap_or_default(),
-            secs(self.pipe.timeout),
-            yn(self.pipe.per_recipient),
-            self.pipe.concurrency.to_string(),
-            url(&self.http.url),
-            path(&self.http.ca),
-            secret(self.http.secret.is_some()),
-            secs(self.http.timeout),
-            self.http.connections.to_string(),
-            opt(self.lmtp.addr.as_ref().map(ToString::to_string)),
-            secs(self.lmtp.timeout),
-            self.lmtp.connections.to_string(),
-            url(&self.s3.endpoint),
-            opt(self.s3.bucket.clone()),
-            self.s3.region.clone(),
-            self.s3.prefix.clone(),
-            yn(self.s3.path_style),
-            opt(self.s3.access_key.clone()),
-            secret(self.s3.secret_key.is_some()),
-            path(&self.spool_dir),
-            yn(self.fsync),
-            self.max_recipients.to_string(),
-            self.max_command_line.to_string(),
-            self.max_text_line.to_string(),
-            self.max_errors.to_string(),
-            match self.bare_newline {
-                BareNewline::Normalize => "normalize".into(),
-                BareNewline::Reject => "reject".into(),
-            },
-            secs(self.shutdown_grace),
-            yn(self.nginx_auth_enabled),
-            self.nginx_auth.to_string(),
-            list(
-                self.nginx_auth_backends
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect(),
-            ),
-            list(
-                self.trusted_proxies
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect(),
-            ),
-            yn(self.proxy_protocol),
-            opt(self.group.clone()),
-            opt(self.user.clone()),
-            path(&self.pid_file),
-            opt(self.metrics_listen.map(|a| a.to_string())),
-        ];
-        KEYS.iter().copied().zip(values).collect()
+        TABLE.iter().map(|k| (k.name, k.shown(self))).collect()
     }
 
     /// [`Config::effective`] as a JSON object, one key per line.
@@ -178,26 +28,14 @@ impl Config {
     }
 }
 
-/// `GM_ALLOWED_HOSTS` as the file would write it.
-fn allowed_hosts(a: &AllowedHosts) -> String {
-    match a {
-        AllowedHosts::Any => "*".into(),
-        AllowedHosts::List { exact, suffixes } => {
-            let mut names: Vec<String> = exact.iter().cloned().collect();
-            names.sort();
-            names.extend(suffixes.iter().map(|s| format!("*{s}")));
-            names.join(",")
-        }
-    }
-}
-
 /// The known key nearest to `unknown` (case aside, at most a few edits away), for "did
 /// you mean".
 pub fn nearest_key(unknown: &str) -> Option<&'static str> {
     let wanted = unknown.to_ascii_uppercase();
+    // Names before aliases: on a tie, the first candidate wins.
     let candidates = KEYS
         .iter()
-        .chain(ALIASES)
+        .chain(TABLE.iter().flat_map(|k| k.aliases))
         .chain(IGNORED.iter().map(|(k, _)| k));
     let (best, distance) = candidates
         .map(|k| (*k, edit_distance(&wanted, k)))
@@ -228,7 +66,7 @@ mod tests {
     #[test]
     fn every_listed_key_is_known() {
         let mut cfg = Config::default();
-        for key in KEYS.iter().chain(ALIASES) {
+        for key in KEYS.iter().chain(TABLE.iter().flat_map(|k| k.aliases)) {
             // A wrong value is an error about the key, never "unknown".
             let r = cfg.set_json(key, &serde_json::Value::Array(Vec::new()));
             assert!(!matches!(r, Ok(false)), "{key} is listed but unknown");

@@ -1,3 +1,4 @@
+use super::value::grouped;
 use super::*;
 
 /// The annotated example of the seed README, comments, tabs and all.

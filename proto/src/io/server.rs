@@ -38,19 +38,6 @@ impl<R: Runtime, D: Deliver> std::fmt::Debug for Server<R, D> {
     }
 }
 
-/// The settings only a restart changes: listeners, the user and group, the PID file.
-const RESTART_ONLY: [&str; 9] = [
-    "GSTMP_LISTEN_INTERFACE",
-    "GSMTP_TLS_LISTEN_INTERFACE",
-    "NGINX_AUTH_ENABLED",
-    "NGINX_AUTH",
-    "NGINX_AUTH_BACKENDS",
-    "GUID",
-    "SGID",
-    "PID_FILE",
-    "GSMTP_METRICS_LISTEN",
-];
-
 impl<R: Runtime, D: Deliver> Server<R, D> {
     /// Where the SMTP listener is (useful when the config asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
@@ -100,30 +87,15 @@ impl<R: Runtime, D: Deliver> Server<R, D> {
             });
         }
         let deliver = match &self.reopen {
-            Some(reopen) if !same_destination(&old.cfg, &cfg) => {
+            Some(reopen) if !old.cfg.same_destination(&cfg) => {
                 let new = Arc::new(reopen(&cfg)?);
                 super::observe::metrics().health.reset();
                 new
             }
             _ => Arc::clone(&old.deliver),
         };
-        let was: std::collections::HashMap<_, _> = old.cfg.effective().into_iter().collect();
-        let restart: Vec<&'static str> = cfg
-            .effective()
-            .into_iter()
-            .filter(|(k, v)| RESTART_ONLY.contains(k) && was.get(k) != Some(v))
-            .map(|(k, _)| k)
-            .collect();
-        cfg.listen = old.cfg.listen;
-        cfg.tls_listen = old.cfg.tls_listen;
-        cfg.nginx_auth_enabled = old.cfg.nginx_auth_enabled;
-        cfg.nginx_auth = old.cfg.nginx_auth;
-        cfg.nginx_auth_backends
-            .clone_from(&old.cfg.nginx_auth_backends);
-        cfg.user.clone_from(&old.cfg.user);
-        cfg.group.clone_from(&old.cfg.group);
-        cfg.pid_file.clone_from(&old.cfg.pid_file);
-        cfg.metrics_listen = old.cfg.metrics_listen;
+        let restart = old.cfg.restart_needed(&cfg);
+        cfg.keep_restart_only(&old.cfg);
         self.current.set(old.next(cfg, deliver, tls));
         Ok(restart)
     }
@@ -139,21 +111,6 @@ impl<R: Runtime, D: Deliver> Server<R, D> {
             wait_for(|| shared.active() == 0, Duration::from_secs(10));
         }
     }
-}
-
-/// Whether two configurations ask for the same destination (so a reload keeps it, with
-/// its connections and its committer).
-fn same_destination(a: &Config, b: &Config) -> bool {
-    a.storage == b.storage
-        && a.maildir == b.maildir
-        && a.maildir_mode == b.maildir_mode
-        && a.fsync == b.fsync
-        && a.host_name == b.host_name
-        && a.spool_dir == b.spool_dir
-        && a.pipe == b.pipe
-        && a.http == b.http
-        && a.lmtp == b.lmtp
-        && a.s3 == b.s3
 }
 
 /// Polls `done` until it holds or `limit` passes; returns whether it held.
