@@ -131,6 +131,39 @@ pub fn unique_name(wall: SystemTime, pid: u32, seq: u64, host: &str) -> String {
     )
 }
 
+/// The parts of a Maildir file name made by [`unique_name`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UniqueName<'a> {
+    /// Seconds since 1970.
+    pub secs: u64,
+    /// Microseconds within that second.
+    pub micros: u32,
+    /// The process that made it.
+    pub pid: u32,
+    /// The process's sequence number.
+    pub seq: u64,
+    /// The host name, escaped as [`unique_name`] does.
+    pub host: &'a str,
+}
+
+/// Reads a name [`unique_name`] made (`<secs>.M<usecs>P<pid>Q<seq>.<host>`, maybe with
+/// a Maildir info suffix `:2,...` after it); `None` for a name of another form (other
+/// programs' files in the same folders).
+pub fn parse_unique_name(name: &str) -> Option<UniqueName<'_>> {
+    let (secs, rest) = name.split_once(".M")?;
+    let (micros, rest) = rest.split_once('P')?;
+    let (pid, rest) = rest.split_once('Q')?;
+    let (seq, host) = rest.split_once('.')?;
+    let host = host.split_once(':').map_or(host, |(h, _)| h);
+    Some(UniqueName {
+        secs: secs.parse().ok()?,
+        micros: micros.parse().ok()?,
+        pid: pid.parse().ok()?,
+        seq: seq.parse().ok()?,
+        host,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,6 +294,23 @@ mod tests {
             unique_name(t, 42, 7, "mx/a:b"),
             "1700000000.M123456P42Q7.mx\\057a\\072b"
         );
+        let name = unique_name(t, 4567, 8, "host.with.Pdots");
+        assert_eq!(
+            parse_unique_name(&name),
+            Some(UniqueName {
+                secs: 1_700_000_000,
+                micros: 123_456,
+                pid: 4567,
+                seq: 8,
+                host: "host.with.Pdots"
+            })
+        );
+        assert_eq!(
+            parse_unique_name("1700000000.M1P2Q3.h:2,S").map(|n| (n.pid, n.host)),
+            Some((2, "h"))
+        );
+        assert_eq!(parse_unique_name("dovecot-style.name"), None);
+        assert_eq!(parse_unique_name("1.M1PxQ3.h"), None);
         let id = crate::QueueId::new(t, 9, 1, 2);
         assert_eq!(id.to_string(), "17979cfe3d85ca000000090000010002");
         assert_ne!(id, crate::QueueId::new(t, 9, 1, 3));

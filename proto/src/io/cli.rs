@@ -263,7 +263,6 @@ pub fn main<R: Runtime>(rt: R, name: &'static str) -> ExitCode {
     for w in &warnings {
         tracing::warn!("{w}");
     }
-    let grace = cfg.shutdown_grace;
     let pid_file = cfg.pid_file.clone();
     // Caught from before the listeners open: a SIGHUP (a reload) or SIGTERM that comes as
     // soon as the port answers must not find the default action, which ends the process.
@@ -304,7 +303,7 @@ pub fn main<R: Runtime>(rt: R, name: &'static str) -> ExitCode {
         tracing::info!(signal = sig, active = server.active(), "shutting down");
         break;
     }
-    server.shutdown(grace);
+    server.shutdown(server.config().shutdown_grace);
     if let Some(path) = &pid_file {
         let _ = std::fs::remove_file(path);
     }

@@ -30,14 +30,18 @@
 //! can take mail, making whichever of its `tmp/`, `new/` and `cur/` is missing. A folder
 //! that cannot be written refuses only its recipient (`450 4.2.0`).
 
-use std::collections::{BTreeSet, HashSet};
+mod commit;
+mod folders;
+
+use self::folders::{DEFAULT_MODE, make_folder, set_mode};
+use std::collections::HashSet;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, mpsc};
+use std::time::SystemTime;
 
 use nix::errno::Errno;
 use nix::unistd::AccessFlags;
@@ -138,8 +142,8 @@ impl<R: Runtime> Maildir<R> {
             set_mode(&cfg.maildir, cfg.maildir_folder_mode())?;
         }
         let root = fs::canonicalize(&cfg.maildir)?;
-        clean_stale_tmp(&root);
-        widen_modes(&root, cfg.maildir_mode)?;
+        folders::clean_stale_tmp(&root);
+        folders::widen_modes(&root, cfg.maildir_mode)?;
         let (jobs, rx) = mpsc::channel();
         let dir = Arc::new(Dir {
             root_fd: File::open(&root)?,
@@ -428,164 +432,6 @@ impl Dir {
         }
         Ok(())
     }
-
-    /// The committer: takes every message waiting as one batch, and does steps 2 to 5
-    /// of the module docs for all of it.
-    fn run(&self, jobs: mpsc::Receiver<Job>) {
-        while let Ok(first) = jobs.recv() {
-            let mut batch = vec![first];
-            batch.extend(jobs.try_iter().take(4095));
-            self.batch.observe(batch.len() as f64);
-            let files: Vec<&File> = batch
-                .iter()
-                .flat_map(|j| j.tmp.iter().map(|(f, _)| f))
-                .collect();
-            let big = files.len() >= SYNCFS_BATCH;
-            let data = if !self.fsync {
-                Ok(())
-            } else if big {
-                self.sync_all()
-            } else {
-                files.iter().try_for_each(|f| f.sync_data())
-            };
-            let published: Vec<(Job, io::Result<Vec<PathBuf>>)> = batch
-                .into_iter()
-                .map(|job| {
-                    let new = match &data {
-                        Ok(()) => publish(&job.tmp, self.mode),
-                        Err(e) => {
-                            job.tmp.iter().for_each(|(_, p)| drop(fs::remove_file(p)));
-                            Err(io::Error::new(e.kind(), e.to_string()))
-                        }
-                    };
-                    (job, new)
-                })
-                .collect();
-            let dirs: BTreeSet<&Path> = published
-                .iter()
-                .filter_map(|(_, r)| r.as_ref().ok())
-                .flatten()
-                .filter_map(|p| p.parent())
-                .collect();
-            let names = if !self.fsync || dirs.is_empty() {
-                Ok(())
-            } else if dirs.len() >= SYNCFS_BATCH {
-                self.sync_all()
-            } else {
-                dirs.iter()
-                    .try_for_each(|d| File::open(d).and_then(|f| f.sync_all()))
-            };
-            for (job, new) in &published {
-                let outcome = match (new, &names) {
-                    (Ok(_), Ok(())) => Ok(()),
-                    (Ok(new), Err(e)) => {
-                        new.iter().for_each(|p| drop(fs::remove_file(p)));
-                        Err(classify(&io::Error::new(
-                            e.kind(),
-                            format!("cannot sync the Maildir's folders: {e}"),
-                        )))
-                    }
-                    (Err(e), _) => Err(classify(e)),
-                };
-                let _ = job.done.try_send(outcome);
-            }
-        }
-    }
-
-    /// One sync of the whole file system holding the Maildir.
-    fn sync_all(&self) -> io::Result<()> {
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        return nix::unistd::syncfs(&self.root_fd).map_err(io::Error::from);
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        {
-            nix::unistd::sync();
-            Ok(())
-        }
-    }
-}
-
-/// Renames each `tmp/` file into its folder's `new/`; on error undoes the message's
-/// renames and removes its files.
-fn publish(tmp: &[(File, PathBuf)], mode: u32) -> io::Result<Vec<PathBuf>> {
-    let mut new = Vec::with_capacity(tmp.len());
-    for (i, (_, t)) in tmp.iter().enumerate() {
-        let target = t
-            .parent()
-            .and_then(Path::parent)
-            .zip(t.file_name())
-            .map(|(f, n)| f.join("new").join(n));
-        let result = match target {
-            Some(target) => rename_into_new(t, target, mode),
-            None => Err(io::Error::other("a tmp path without a folder")),
-        };
-        match result {
-            Ok(target) => new.push(target),
-            Err(e) => {
-                new.iter().for_each(|p| drop(fs::remove_file(p)));
-                tmp[i..].iter().for_each(|(_, p)| drop(fs::remove_file(p)));
-                return Err(e);
-            }
-        }
-    }
-    Ok(new)
-}
-
-/// Renames `tmp` to `target` in its folder's `new/`, making `new/` again if it was
-/// removed since the recipient was checked.
-fn rename_into_new(tmp: &Path, target: PathBuf, mode: u32) -> io::Result<PathBuf> {
-    match fs::rename(tmp, &target) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound && tmp.exists() => {
-            if let Some(folder) = target.parent().and_then(Path::parent) {
-                make_folder(folder, mode)?;
-            }
-            fs::rename(tmp, &target)
-        }
-        other => other,
-    }
-    .map(|()| target)
-    .map_err(|e| context(e, "cannot rename", tmp))
-}
-
-/// The files' mode unless `GSMTP_MAILDIR_MODE` says otherwise.
-const DEFAULT_MODE: u32 = 0o600;
-
-/// A folder's mode for files of mode `file`: search where read is allowed (0600 gives
-/// 0700, 0640 gives 0750, 0660 gives 0770).
-fn folder_mode(file: u32) -> u32 {
-    file | ((file & 0o444) >> 2)
-}
-
-fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .map_err(|e| context(e, "cannot set the mode of", path))
-}
-
-/// Makes a mailbox folder (and its domain folder) with whichever of its `tmp`, `new`
-/// and `cur` is missing. With a mode other than the default, what it made is given that
-/// mode exactly (the umask aside).
-fn make_folder(folder: &Path, mode: u32) -> io::Result<()> {
-    let dirs = folder_mode(mode);
-    let mut b = DirBuilder::new();
-    b.recursive(true).mode(dirs);
-    let fresh: Vec<PathBuf> = [folder.parent(), Some(folder)]
-        .into_iter()
-        .flatten()
-        .filter(|d| !d.exists())
-        .map(Path::to_path_buf)
-        .collect();
-    for sub in ["tmp", "new", "cur"] {
-        let dir = folder.join(sub);
-        let new = !dir.exists();
-        b.create(&dir)
-            .map_err(|e| context(e, "cannot create", &dir))?;
-        if new && mode != DEFAULT_MODE {
-            set_mode(&dir, dirs)?;
-        }
-    }
-    if mode != DEFAULT_MODE {
-        fresh.iter().try_for_each(|d| set_mode(d, dirs))?;
-    }
-    Ok(())
 }
 
 /// `e`, saying what failed where; its kind is kept, so [`classify`] still works.
@@ -603,144 +449,4 @@ fn classify(e: &io::Error) -> DeliveryError {
         _ => DeliveryError::transient(),
     };
     err.because(e)
-}
-
-/// Removes `tmp/` files left by processes that are gone (ours are named `...P<pid>Q...`),
-/// and any `tmp/` file older than 36 hours, as the Maildir spec advises.
-fn clean_stale_tmp(root: &Path) {
-    // Once per root and process: a reload opens the root again while this process still
-    // writes into its `tmp/` folders (files that carry its own pid).
-    static CLEANED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
-    {
-        let mut cleaned = CLEANED
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if cleaned.iter().any(|r| r == root) {
-            return;
-        }
-        cleaned.push(root.to_path_buf());
-    }
-    let me = std::process::id();
-    let old = SystemTime::now() - Duration::from_secs(36 * 3600);
-    let dirs = fs::read_dir(root).into_iter().flatten().flatten();
-    for domain in dirs {
-        for mailbox in fs::read_dir(domain.path()).into_iter().flatten().flatten() {
-            for entry in fs::read_dir(mailbox.path().join("tmp"))
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                let name = entry.file_name();
-                let pid = name.to_str().and_then(owner_pid);
-                let dead = pid.is_some_and(|p| p == me || !process_alive(p));
-                let stale = entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .is_ok_and(|t| t < old);
-                if dead || stale {
-                    let _ = fs::remove_file(entry.path());
-                }
-            }
-        }
-    }
-}
-
-/// Brings a Maildir that an earlier, narrower `GSMTP_MAILDIR_MODE` made up to `mode`'s
-/// group bits, so that "set 0660, then reload (or restart)" lets a reader in the
-/// server's group (Dovecot) in at once, old mail included. The root's mode tells: when
-/// it lacks the group bits, its folders (domains, mailboxes, `tmp`, `new`, `cur`) and
-/// the files in `new/` and `cur/` get them added, in a thread of its own (a large store
-/// takes a while), and the root last, so an interrupted run is done again at the next
-/// start. Bits are only ever added, never taken away; what is not ours is left alone.
-fn widen_modes(root: &Path, mode: u32) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let folders = folder_mode(mode) & 0o070;
-    let files = mode & 0o060;
-    let have = fs::metadata(root)?.permissions().mode();
-    if folders == 0 || have & folders == folders {
-        return Ok(());
-    }
-    let root = root.to_path_buf();
-    std::thread::Builder::new()
-        .name("maildir-modes".into())
-        .spawn(move || {
-            // Whether it changed `path`'s mode.
-            let add = |path: &Path, bits: u32| -> bool {
-                match fs::symlink_metadata(path) {
-                    Ok(m) if !m.file_type().is_symlink() => {
-                        let now = m.permissions().mode() & 0o7777;
-                        now & bits != bits
-                            && fs::set_permissions(path, fs::Permissions::from_mode(now | bits))
-                                .is_ok()
-                    }
-                    _ => false,
-                }
-            };
-            let (mut dirs, mut changed) = (0u64, 0u64);
-            let list = |p: &Path| fs::read_dir(p).into_iter().flatten().flatten();
-            for domain in list(&root) {
-                if !domain.file_type().is_ok_and(|t| t.is_dir()) {
-                    continue;
-                }
-                add(&domain.path(), folders);
-                for mailbox in list(&domain.path()) {
-                    if !mailbox.file_type().is_ok_and(|t| t.is_dir()) {
-                        continue;
-                    }
-                    add(&mailbox.path(), folders);
-                    dirs += 1;
-                    for sub in ["tmp", "new", "cur"] {
-                        let sub = mailbox.path().join(sub);
-                        add(&sub, folders);
-                        if sub.ends_with("tmp") {
-                            continue;
-                        }
-                        for file in list(&sub) {
-                            changed += u64::from(add(&file.path(), files));
-                        }
-                    }
-                }
-            }
-            add(&root, folders);
-            tracing::info!(
-                root = %root.display(),
-                mailboxes = dirs,
-                files = changed,
-                "Maildir opened to the group as GSMTP_MAILDIR_MODE asks"
-            );
-        })?;
-    Ok(())
-}
-
-/// The pid in a name made by [`maildir::unique_name`].
-fn owner_pid(name: &str) -> Option<u32> {
-    let after = &name[name.find(".M")? + 2..];
-    let p = after.find('P')?;
-    let q = after[p..].find('Q')? + p;
-    after[p + 1..q].parse().ok()
-}
-
-fn process_alive(pid: u32) -> bool {
-    let Ok(pid) = i32::try_from(pid) else {
-        return false;
-    };
-    !matches!(
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
-        Err(Errno::ESRCH)
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pid_from_name() {
-        assert_eq!(owner_pid("1700000000.M123P4567Q8.host"), Some(4567));
-        assert_eq!(
-            owner_pid("1700000000.M123P4567Q8.host.with.Pdots"),
-            Some(4567)
-        );
-        assert_eq!(owner_pid("dovecot-style.name"), None);
-    }
 }
