@@ -1,13 +1,15 @@
 //! Framing: command lines, DATA bodies and BDAT chunks cut out of the receive buffer,
-//! with their limits; and what happens to a message when its body ends.
+//! with their limits. What a message's end means is the transaction's business
+//! (`transaction.rs`).
 
 use super::body::{BodyDecoder, BodyError, Step};
+use super::transaction::Txn;
 use super::{Connection, Mode};
 use crate::reply::{self, Reply};
 
-/// The body being received.
+/// A message's text being received: its decoder, its size, and whether it is refused.
 #[derive(Debug)]
-pub(super) struct Message {
+pub(super) struct Body {
     pub(super) decoder: BodyDecoder,
     /// Octets received so far, as stored (RFC 1870's count), refused or not.
     pub(super) size: u64,
@@ -18,10 +20,21 @@ pub(super) struct Message {
     pub(super) refused: bool,
 }
 
-impl Message {
+impl Body {
+    /// A text to decode: DATA's (dot-stuffed) or BDAT's, with the bare-newline policy
+    /// and the text line limit.
+    pub(super) fn new(dot_stuffed: bool, reject_bare: bool, max_line: usize) -> Self {
+        Self {
+            decoder: BodyDecoder::new(dot_stuffed, reject_bare, max_line),
+            size: 0,
+            declared_too_big: false,
+            refused: false,
+        }
+    }
+
     /// Why the message must be refused, if it must: the first of a bare newline, an
     /// overlong line, and the size.
-    fn refusal(&self, max_size: u64) -> Option<Reply> {
+    pub(super) fn refusal(&self, max_size: u64) -> Option<Reply> {
         match self.decoder.error() {
             Some(BodyError::BareLf) => Some(reply::BARE_LF),
             Some(BodyError::BareCr) => Some(reply::BARE_CR),
@@ -83,7 +96,7 @@ impl Connection {
                 }
                 (
                     usize::try_from(remaining).unwrap_or(usize::MAX),
-                    refused.is_some() || self.message.is_none(),
+                    refused.is_some() || !matches!(self.txn, Txn::Text(_)),
                 )
             }
             _ => (usize::MAX, false),
@@ -98,26 +111,35 @@ impl Connection {
             return BodyOut::Continue;
         }
         let max_size = self.cfg.max_size;
-        let Some(msg) = self.message.as_mut() else {
-            return BodyOut::NeedInput; // unreachable: Data mode always has a message
+        let Txn::Text(text) = &mut self.txn else {
+            // DATA mode always has a text; anything else is read as nothing.
+            return BodyOut::NeedInput;
         };
-        let step = msg.decoder.step(&self.rx.data()[..avail]);
+        let step = text.body.decoder.step(&self.rx.data()[..avail]);
         let range = self.rx.take(step.consumed());
-        self.chunk_consumed(step.consumed());
         let stored = match step {
             Step::Content(n) => n,
             Step::Crlf => 2,
-            Step::Skip => return BodyOut::Continue,
-            Step::NeedMore => return BodyOut::NeedInput,
-            Step::End => return self.finish_message(),
+            Step::Skip => 0,
+            Step::NeedMore => {
+                self.chunk_consumed(step.consumed());
+                return BodyOut::NeedInput;
+            }
+            Step::End => {
+                self.chunk_consumed(step.consumed());
+                return self.end_text();
+            }
         };
-        let msg = self.message.as_mut().expect("checked above");
-        msg.size += stored as u64;
-        if msg.refused {
+        let body = &mut text.body;
+        body.size += stored as u64;
+        let refused = body.refused;
+        let refuse = !refused && body.refusal(max_size).is_some();
+        self.chunk_consumed(step.consumed());
+        if stored == 0 || refused {
             return BodyOut::Continue;
         }
-        if msg.refusal(max_size).is_some() {
-            self.refuse_message();
+        if refuse {
+            self.refuse_text();
             return BodyOut::Continue;
         }
         match step {
@@ -132,53 +154,6 @@ impl Connection {
         }
     }
 
-    /// Refuses the message being received; the rest of its body is read and dropped, and
-    /// the destination's transaction is aborted.
-    pub(super) fn refuse_message(&mut self) {
-        if let Some(msg) = self.message.as_mut().filter(|m| !m.refused) {
-            msg.refused = true;
-            self.pending_begin = false; // a body the destination never saw
-            self.abort_destination();
-        }
-    }
-
-    /// Tells the driver to abort the destination's transaction, if one is open.
-    fn abort_destination(&mut self) {
-        if self.open {
-            self.open = false;
-            self.pending_abort = true;
-        }
-    }
-
-    /// Ends the mail transaction (RSET, HELO, QUIT, STARTTLS, a timeout, the end of
-    /// input): a message in progress is dropped, and the destination's transaction, if
-    /// one was opened at MAIL, aborted. The one way a transaction ends without a
-    /// delivery.
-    pub(super) fn reset_transaction(&mut self) {
-        self.refuse_message();
-        self.abort_destination();
-        self.pending_begin = false;
-        self.message = None;
-        self.envelope = None;
-        self.txn = None;
-    }
-
-    /// The body is complete: commit it, or answer with the refusal.
-    fn finish_message(&mut self) -> BodyOut {
-        let refused = self
-            .message
-            .as_ref()
-            .and_then(|m| m.refusal(self.cfg.max_size));
-        if let Some(r) = refused {
-            self.mode = Mode::Command;
-            self.reject(r); // before the reset, so that the event names the transaction
-            self.reset_transaction();
-            return BodyOut::Continue;
-        }
-        self.mode = Mode::Delivering;
-        BodyOut::Commit
-    }
-
     /// A BDAT chunk has been read in full.
     fn chunk_done(&mut self) -> BodyOut {
         let Mode::Chunk { last, refused, .. } = self.mode else {
@@ -189,13 +164,13 @@ impl Connection {
             self.reject(*r);
             return BodyOut::Continue;
         }
-        let Some(msg) = &self.message else {
+        let Txn::Text(text) = &self.txn else {
             return BodyOut::Continue;
         };
-        if msg.refused || last {
-            return self.finish_message();
+        if text.body.refused || last {
+            return self.end_text();
         }
-        let size = msg.size;
+        let size = text.body.size;
         reply::write_line(
             &mut self.tx,
             250,

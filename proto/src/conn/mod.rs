@@ -35,21 +35,23 @@
 //!   [`poll_action`](Connection::poll_action), [`poll_event`](Connection::poll_event).
 
 mod body;
+mod commands;
 mod framer;
 mod recv;
-mod session;
 #[cfg(test)]
 mod tests;
+mod transaction;
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use self::framer::{BodyOut, Message};
+use self::framer::BodyOut;
 use self::recv::RecvBuf;
+use self::transaction::{Owed, Txn};
 use crate::config::{BareNewline, Config};
-use crate::delivery::{DeliveryError, Envelope, QueueId, Recipient, TlsInfo};
+use crate::delivery::{DeliveryError, Envelope, Protocol, QueueId, Recipient, TlsInfo};
 use crate::reply::{self, Reply, ReplyBuf};
 use crate::syntax::{MailParams, ReversePath, Verb};
 use crate::timer::{Timer, TimerTable};
@@ -249,22 +251,42 @@ enum Mode {
     },
     /// Waiting for [`Connection::handle_delivery`].
     Delivering,
-    /// Waiting for [`Connection::handle_check`]; `issued` once [`Action::Check`] was
-    /// returned.
-    Checking { issued: bool },
+    /// Waiting for [`Connection::handle_check`] (the question is owed until
+    /// [`Action::Check`] asks it).
+    Checking,
     /// Waiting for [`Connection::handle_tls_established`].
     Handshake,
     /// Finished.
     Closed(CloseReason),
 }
 
+/// Where a session began: what the greeting shows and queue ids are made of.
+#[derive(Clone, Copy, Debug)]
+struct Origin {
+    /// The connection number.
+    id: u64,
+    /// Sessions active at accept.
+    active: usize,
+    /// The accept's wall-clock time.
+    wall: SystemTime,
+    /// The accept's monotonic time.
+    start: Instant,
+}
+
+/// The client's HELO or EHLO.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Helo {
+    /// The name it gave.
+    name: String,
+    /// EHLO (or a proxy's `PROTO=ESMTP`), not HELO.
+    esmtp: bool,
+}
+
 /// One SMTP session: bytes in, replies and storage actions out. See the module docs.
 #[derive(Debug)]
 pub struct Connection {
     cfg: Arc<Config>,
-    /// What the greeting shows and queue ids are made of: connection number, sessions
-    /// active at accept, the accept's wall-clock time and its monotonic time.
-    origin: (u64, usize, SystemTime, Instant),
+    origin: Origin,
     instance: u32,
     /// When input last arrived: with `origin`, the wall-clock time of a command, so that
     /// a queue id tells when its message began (S3 keys sort by it).
@@ -276,24 +298,20 @@ pub struct Connection {
     trusted: bool,
     // Rarely set or large, so boxed: an idle connection stays small.
     tls: Option<Box<TlsInfo>>,
-    helo: Option<(String, bool)>,
-    txn: Option<Box<session::Transaction>>,
+    helo: Option<Helo>,
+    /// The mail transaction.
+    txn: Txn,
     /// What a command waiting for [`Connection::handle_check`] will do once answered.
-    pending: Option<Box<session::Pending>>,
+    pending: Option<Box<commands::Pending>>,
+    /// The actions owed to the driver.
+    owed: Owed,
     /// The verb of the command being run, for [`Event::Refused`].
     verb: Option<Verb>,
-    envelope: Option<Box<Envelope>>,
-    message: Option<Box<Message>>,
     messages_started: u32,
     errors: u32,
     mode: Mode,
     rx: RecvBuf,
     tx: Vec<u8>,
-    pending_begin: bool,
-    pending_abort: bool,
-    /// The destination holds a transaction for this session: from the [`Check::Sender`]
-    /// that succeeded to the [`Action::Commit`] or [`Action::Abort`] that ends it.
-    open: bool,
     timers: TimerTable,
     events: VecDeque<Event>,
     stats: Stats,
@@ -330,25 +348,26 @@ impl Connection {
             trusted: cfg.is_trusted_proxy(client_ip),
             tls: accept.tls.map(Box::new),
             cfg,
-            origin: (accept.id, accept.active, accept.wall, now),
+            origin: Origin {
+                id: accept.id,
+                active: accept.active,
+                wall: accept.wall,
+                start: now,
+            },
             last_input: now,
             instance: accept.instance,
             client_ip,
             client_name: None,
             helo: None,
-            txn: None,
+            txn: Txn::Idle,
             pending: None,
+            owed: Owed::default(),
             verb: None,
-            envelope: None,
-            message: None,
             messages_started: 0,
             errors: 0,
             mode: Mode::Command,
             rx: RecvBuf::default(),
             tx: Vec::new(),
-            pending_begin: false,
-            pending_abort: false,
-            open: false,
             timers,
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -369,7 +388,11 @@ impl Connection {
 
     /// The envelope of the message being received or delivered, if any.
     pub fn envelope(&self) -> Option<&Envelope> {
-        self.envelope.as_deref()
+        match &self.txn {
+            Txn::Text(t) => Some(&t.envelope),
+            Txn::Delivering(d) => Some(&d.0),
+            Txn::Idle | Txn::Open(_) => None,
+        }
     }
 
     /// Whether the session runs over TLS.
@@ -389,7 +412,7 @@ impl Connection {
 
     /// The HELO or EHLO name the client gave, if any.
     pub fn helo(&self) -> Option<&str> {
-        self.helo.as_ref().map(|(name, _)| name.as_str())
+        self.helo.as_ref().map(|h| h.name.as_str())
     }
 
     /// The TLS parameters, when the session runs over TLS.
@@ -399,7 +422,7 @@ impl Connection {
 
     /// The connection number given at accept (shown in the greeting as `#<id>`).
     pub fn id(&self) -> u64 {
-        self.origin.0
+        self.origin.id
     }
 
     /// How many received bytes are buffered and not yet consumed.
@@ -410,7 +433,7 @@ impl Connection {
     /// The next deadline, if any: when it passes, call [`Connection::handle_timeout`].
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.mode {
-            Mode::Delivering | Mode::Checking { .. } | Mode::Closed(_) => None,
+            Mode::Delivering | Mode::Checking | Mode::Closed(_) => None,
             _ => self.timers.next(),
         }
     }
@@ -459,7 +482,7 @@ impl Connection {
     pub fn handle_timeout(&mut self, now: Instant) {
         if matches!(
             self.mode,
-            Mode::Delivering | Mode::Checking { .. } | Mode::Closed(_)
+            Mode::Delivering | Mode::Checking | Mode::Closed(_)
         ) || self.timers.expired(now).is_none()
         {
             return;
@@ -476,7 +499,7 @@ impl Connection {
     pub fn handle_shutdown(&mut self, _now: Instant) {
         if matches!(
             self.mode,
-            Mode::Delivering | Mode::Checking { .. } | Mode::Closed(_)
+            Mode::Delivering | Mode::Checking | Mode::Closed(_)
         ) {
             return;
         }
@@ -504,41 +527,41 @@ impl Connection {
         if self.mode != Mode::Delivering {
             return;
         }
-        let size = self.message.take().map_or(0, |m| m.size);
-        let envelope = self.envelope.take().map(|e| *e);
         self.mode = Mode::Command;
         self.timers.set(Timer::Idle, now + self.cfg.timeout);
-        match (result, envelope) {
-            (Ok(()), Some(env)) => {
-                reply::write_line(
-                    &mut self.tx,
-                    250,
-                    "2.0.0",
-                    format_args!("OK : queued as {}", env.id),
-                );
-                self.stats.messages += 1;
-                let recipients = env.recipients.into_iter().map(|r| r.address).collect();
-                let from = env.from.to_string();
-                self.events.push_back(Event::Queued {
-                    id: env.id,
-                    size,
-                    from,
-                    recipients,
-                });
+        match result {
+            Ok(()) => {
+                if let Txn::Delivering(d) = std::mem::take(&mut self.txn) {
+                    let (env, size) = *d;
+                    reply::write_line(
+                        &mut self.tx,
+                        250,
+                        "2.0.0",
+                        format_args!("OK : queued as {}", env.id),
+                    );
+                    self.stats.messages += 1;
+                    let recipients = env.recipients.into_iter().map(|r| r.address).collect();
+                    let from = env.from.to_string();
+                    self.events.push_back(Event::Queued {
+                        id: env.id,
+                        size,
+                        from,
+                        recipients,
+                    });
+                }
             }
-            (result, _) => {
-                let e = result.err().unwrap_or_else(DeliveryError::transient);
+            Err(e) => {
                 let r = e.reply_at(crate::Stage::Data);
                 self.reject_because(r, None, e.cause());
             }
         }
-        self.txn = None;
+        self.end_transaction();
     }
 
     /// The answer to the question [`Action::Check`] asked. Queues the reply to the command
     /// that asked it; the commands pipelined behind it run next.
     pub fn handle_check(&mut self, now: Instant, result: Result<(), DeliveryError>) {
-        if !matches!(self.mode, Mode::Checking { .. }) {
+        if self.mode != Mode::Checking {
             return;
         }
         self.mode = Mode::Command;
@@ -571,21 +594,17 @@ impl Connection {
     /// What the driver must do next. See the module docs for the loop around it.
     pub fn poll_action(&mut self) -> Action<'_> {
         loop {
-            if self.pending_begin && self.envelope.is_some() {
-                self.pending_begin = false;
-                // Borrowing only on the path that returns keeps NLL happy (its "problem
-                // case #3"); `if let` here would not compile.
-                #[allow(clippy::unnecessary_unwrap)]
-                return Action::Begin(self.envelope.as_deref().expect("checked just above"));
-            }
-            if self.pending_abort {
-                self.pending_abort = false;
+            if std::mem::take(&mut self.owed.abort) {
                 return Action::Abort;
             }
-            if self.mode == (Mode::Checking { issued: false }) && self.pending.is_some() {
-                self.mode = Mode::Checking { issued: true };
+            // Borrowing only on the path that returns keeps NLL happy (its "problem case
+            // #3"): `if let` here would not compile.
+            if std::mem::take(&mut self.owed.check) && self.pending_check().is_some() {
                 #[allow(clippy::unnecessary_unwrap)]
                 return Action::Check(self.pending_check().expect("checked just above"));
+            }
+            if std::mem::take(&mut self.owed.begin) && self.envelope().is_some() {
+                return Action::Begin(self.envelope().expect("checked just above"));
             }
             match self.mode {
                 Mode::Closed(reason) => {
@@ -594,7 +613,7 @@ impl Connection {
                     return Action::Close(reason);
                 }
                 Mode::Handshake => return Action::StartTls,
-                Mode::Delivering | Mode::Checking { .. } => return Action::AwaitDelivery,
+                Mode::Delivering | Mode::Checking => return Action::AwaitDelivery,
                 Mode::Command => {
                     if !self.next_command() {
                         self.rx.release();
@@ -609,10 +628,7 @@ impl Connection {
                 Mode::Data | Mode::Chunk { .. } => match self.body_step() {
                     BodyOut::Write(range) => return Action::Write(self.rx.abs(range)),
                     BodyOut::Crlf => return Action::Write(b"\r\n"),
-                    BodyOut::Commit => {
-                        self.open = false;
-                        return Action::Commit;
-                    }
+                    BodyOut::Commit => return Action::Commit,
                     BodyOut::NeedInput => return Action::Read,
                     BodyOut::Continue => {}
                 },
@@ -638,10 +654,9 @@ impl Connection {
         let r = r.into();
         r.encode(&mut self.tx);
         self.stats.refusals += 1;
-        let (id, from) = match (&self.txn, &self.envelope) {
-            (Some(t), _) => (Some(t.id), Some(t.from.to_string())),
-            (None, Some(e)) => (Some(e.id), Some(e.from.to_string())),
-            (None, None) => (None, None),
+        let (id, from) = match self.txn.id_and_sender() {
+            Some((id, from)) => (Some(id), Some(from.to_string())),
+            None => (None, None),
         };
         let code = r.code;
         self.events.push_back(Event::Refused {
@@ -663,16 +678,31 @@ impl Connection {
     }
 
     fn write_greeting(&mut self) {
-        let (id, active, wall, _) = self.origin;
+        let Origin {
+            id, active, wall, ..
+        } = self.origin;
         let date = crate::trace::rfc5322_date(wall);
         let text = format!(
-            "{} SMTP Guerrilla-SMTPd #{} ({}) {date}",
-            self.cfg.host_name, id, active
+            "{} SMTP Guerrilla-SMTPd #{id} ({active}) {date}",
+            self.cfg.host_name
         );
         reply::write_line(&mut self.tx, 220, "", text);
     }
 
     fn bare_newline_rejected(&self) -> bool {
         self.cfg.bare_newline == BareNewline::Reject
+    }
+
+    /// The `with` keyword of a message's Received header: HELO or EHLO, TLS or not,
+    /// SMTPUTF8 or not.
+    fn protocol(&self, smtputf8: bool) -> Protocol {
+        let esmtp = self.helo.as_ref().is_some_and(|h| h.esmtp);
+        match (esmtp, self.tls.is_some(), smtputf8) {
+            (false, false, _) => Protocol::Smtp,
+            (_, false, false) => Protocol::Esmtp,
+            (_, true, false) | (false, true, true) => Protocol::Esmtps,
+            (true, false, true) => Protocol::Utf8Smtp,
+            (true, true, true) => Protocol::Utf8Smtps,
+        }
     }
 }

@@ -1,44 +1,32 @@
-//! The RFC 5321 command state machine: what each command does to the session, and what
-//! it answers. Sequencing errors get 503, syntax errors 500/501, refused parameters 555.
+//! The RFC 5321 commands: what each does to the session, and what it answers.
+//! Sequencing errors get 503, syntax errors 500/501, refused parameters 555.
 
 use std::net::IpAddr;
 use std::ops::Range;
 
-use super::{Check, Connection, Event, Message, Mode};
+use super::transaction::{Mail, Txn};
+use super::{Check, Connection, Event, Helo, Mode, Origin};
 use crate::command::Command;
 use crate::conn::CloseReason;
-use crate::conn::body::BodyDecoder;
 use crate::deliver::maildir;
-use crate::delivery::{DeliveryError, Envelope, Protocol, QueueId, Recipient};
+use crate::delivery::{DeliveryError, QueueId, Recipient};
 use crate::reply::{self, Reply};
 use crate::syntax::{
     ForwardPath, MailParams, ParseError, ReversePath, Verb, decode_xtext, parse_command,
 };
 
-/// A mail transaction: from MAIL to the end of the message (or RSET).
-#[derive(Debug)]
-pub(super) struct Transaction {
-    /// The queue id, given at MAIL so that every log line of the transaction carries it.
-    pub(super) id: QueueId,
-    pub(super) from: ReversePath<'static>,
-    params: MailParams,
-    rcpts: Vec<Recipient>,
-    /// BDAT chunks have started: RCPT and DATA are out of sequence now.
-    bdat: bool,
-}
-
 /// A command waiting for the answer to its [`Check`].
 #[derive(Debug)]
 pub(super) enum Pending {
     /// MAIL: the transaction it opens.
-    Mail(Box<Transaction>),
+    Mail(Box<Mail>),
     /// RCPT: the recipient it adds.
     Rcpt(Recipient),
     /// XCLIENT: the client identity it sets, and the HELO name (with whether it was EHLO).
     Client {
         ip: IpAddr,
         name: Option<String>,
-        helo: Option<(String, bool)>,
+        helo: Option<Helo>,
     },
 }
 
@@ -108,13 +96,19 @@ impl Connection {
     fn execute(&mut self, cmd: Command<'_>) {
         match cmd {
             Command::Helo(name) => {
-                self.helo = Some((name.to_owned(), false));
+                self.helo = Some(Helo {
+                    name: name.to_owned(),
+                    esmtp: false,
+                });
                 self.reset_transaction();
                 let text = format!("{} Hello {name}", self.cfg.host_name);
                 reply::write_line(&mut self.tx, 250, "", text);
             }
             Command::Ehlo(name) => {
-                self.helo = Some((name.to_owned(), true));
+                self.helo = Some(Helo {
+                    name: name.to_owned(),
+                    esmtp: true,
+                });
                 self.reset_transaction();
                 self.write_ehlo(name);
             }
@@ -167,7 +161,7 @@ impl Connection {
         if self.helo.is_none() {
             return self.reject(reply::NEED_HELO);
         }
-        if self.txn.is_some() {
+        if !matches!(self.txn, Txn::Idle) {
             return self.reject(reply::NESTED_MAIL);
         }
         if params.size.is_some_and(|s| s > self.cfg.max_size) {
@@ -178,28 +172,31 @@ impl Connection {
         }
         // The time of this command, not of the accept: on a reused connection ids (and
         // the S3 keys made of them) still follow the order in which messages began.
-        let (conn_id, _, accepted, start) = self.origin;
+        let Origin {
+            id: conn_id,
+            wall: accepted,
+            start,
+            ..
+        } = self.origin;
         let wall = accepted + self.last_input.saturating_duration_since(start);
         let id = QueueId::new(wall, self.instance, conn_id, self.messages_started);
         self.messages_started += 1;
-        self.ask(Pending::Mail(Box::new(Transaction {
+        self.ask(Pending::Mail(Box::new(Mail {
             id,
             from: from.into_owned(),
             params,
             rcpts: Vec::new(),
-            bdat: false,
         })));
     }
 
     /// `RCPT TO:` (RFC 5321 §4.1.1.3): the domain must be one we accept mail for, then
     /// the destination checks the mailbox ([`Check::Recipient`]).
     fn rcpt(&mut self, to: ForwardPath<'_>) {
-        let Some(txn) = &self.txn else {
-            return self.reject(reply::NEED_MAIL);
+        let txn = match &self.txn {
+            Txn::Open(mail) => mail,
+            Txn::Text(_) | Txn::Delivering(_) => return self.reject(IN_TRANSACTION),
+            Txn::Idle => return self.reject(reply::NEED_MAIL),
         };
-        if txn.bdat {
-            return self.reject(IN_TRANSACTION);
-        }
         let named = || Some(to.to_string());
         if txn.rcpts.len() >= self.cfg.max_recipients {
             return self.reject_because(reply::TOO_MANY_RCPTS, named(), None);
@@ -234,7 +231,8 @@ impl Connection {
     /// Waits for the answer to `pending`'s question before answering its command.
     fn ask(&mut self, pending: Pending) {
         self.pending = Some(Box::new(pending));
-        self.mode = Mode::Checking { issued: false };
+        self.owed.check = true;
+        self.mode = Mode::Checking;
     }
 
     /// The question the waiting command asks.
@@ -245,7 +243,7 @@ impl Connection {
                 params: &txn.params,
             },
             Pending::Rcpt(recipient) => Check::Recipient {
-                from: &self.txn.as_ref()?.from,
+                from: self.txn.id_and_sender()?.1,
                 recipient,
             },
             Pending::Client { ip, .. } => Check::Client(*ip),
@@ -255,21 +253,21 @@ impl Connection {
     /// Finishes the command that waited for its check.
     pub(super) fn checked(&mut self, pending: Pending, result: Result<(), DeliveryError>) {
         match (pending, result) {
-            (Pending::Mail(txn), Ok(())) => {
-                self.txn = Some(txn);
-                self.open = true;
+            (Pending::Mail(mail), Ok(())) => {
+                self.txn = Txn::Open(mail);
                 self.reply(reply::MAIL_OK);
             }
-            (Pending::Mail(txn), Err(e)) => {
-                // The event names the sender refused: set the transaction aside for it.
-                self.txn = Some(txn);
+            (Pending::Mail(mail), Err(e)) => {
+                // The event names the sender refused: set the transaction aside for it
+                // (the destination holds none, so it is never aborted).
+                self.txn = Txn::Open(mail);
                 let r = e.reply_at(crate::Stage::Mail);
                 self.reject_because(r, None, e.cause());
-                self.txn = None;
+                self.end_transaction();
             }
             (Pending::Rcpt(r), Ok(())) => {
-                if let Some(txn) = self.txn.as_mut() {
-                    txn.rcpts.push(r);
+                if let Txn::Open(mail) = &mut self.txn {
+                    mail.rcpts.push(r);
                 }
                 self.reply(reply::RCPT_OK);
             }
@@ -299,17 +297,17 @@ impl Connection {
 
     /// `DATA` (RFC 5321 §4.1.1.4).
     fn data(&mut self) {
-        let Some(txn) = &self.txn else {
-            return self.reject(reply::NEED_MAIL);
+        match &self.txn {
+            Txn::Idle => return self.reject(reply::NEED_MAIL),
+            Txn::Text(_) | Txn::Delivering(_) => return self.reject(reply::DATA_AFTER_BDAT),
+            Txn::Open(mail) if mail.rcpts.is_empty() => return self.reject(reply::NEED_RCPT),
+            Txn::Open(_) => {}
+        }
+        let Txn::Open(mail) = std::mem::take(&mut self.txn) else {
+            return;
         };
-        if txn.bdat {
-            return self.reject(reply::DATA_AFTER_BDAT);
-        }
-        if txn.rcpts.is_empty() {
-            return self.reject(reply::NEED_RCPT);
-        }
         self.reply(reply::START_DATA);
-        self.start_message(true);
+        self.begin_text(*mail, true);
         self.mode = Mode::Data;
     }
 
@@ -317,23 +315,22 @@ impl Connection {
     /// since they cannot be told apart from commands otherwise.
     fn bdat(&mut self, size: u64, last: bool) {
         let refused = match &self.txn {
-            None => Some(&reply::NEED_MAIL),
-            Some(t) if !t.bdat && t.rcpts.is_empty() => Some(&reply::NEED_RCPT),
-            Some(_) => None,
+            Txn::Idle => Some(&reply::NEED_MAIL),
+            Txn::Open(mail) if mail.rcpts.is_empty() => Some(&reply::NEED_RCPT),
+            _ => None,
         };
         if refused.is_none() {
-            if let Some(txn) = self.txn.as_mut().filter(|t| !t.bdat) {
-                txn.bdat = true;
-                self.start_message(false);
+            if matches!(self.txn, Txn::Open(_))
+                && let Txn::Open(mail) = std::mem::take(&mut self.txn)
+            {
+                self.begin_text(*mail, false);
             }
             let max = self.cfg.max_size;
-            if let Some(m) = self
-                .message
-                .as_mut()
-                .filter(|m| m.size.saturating_add(size) > max)
+            if let Txn::Text(t) = &mut self.txn
+                && t.body.size.saturating_add(size) > max
             {
-                m.declared_too_big = true;
-                self.refuse_message();
+                t.body.declared_too_big = true;
+                self.refuse_text();
             }
         }
         self.mode = Mode::Chunk {
@@ -341,45 +338,6 @@ impl Connection {
             last,
             refused,
         };
-    }
-
-    /// Opens a message for the current transaction and tells the driver to begin a spool.
-    fn start_message(&mut self, dot_stuffed: bool) {
-        let Some(txn) = self.txn.as_mut() else {
-            return;
-        };
-        let id = txn.id;
-        let (helo, esmtp) = self.helo.clone().unwrap_or_default();
-        let protocol = match (esmtp, self.tls.is_some(), txn.params.smtputf8) {
-            (false, false, _) => Protocol::Smtp,
-            (_, false, false) => Protocol::Esmtp,
-            (_, true, false) | (false, true, true) => Protocol::Esmtps,
-            (true, false, true) => Protocol::Utf8Smtp,
-            (true, true, true) => Protocol::Utf8Smtps,
-        };
-        self.envelope = Some(Box::new(Envelope {
-            id,
-            from: txn.from.clone(),
-            params: txn.params,
-            recipients: std::mem::take(&mut txn.rcpts),
-            helo,
-            client_ip: self.client_ip,
-            client_name: self.client_name.clone(),
-            protocol,
-            tls: self.tls.as_deref().cloned(),
-        }));
-        let decoder = BodyDecoder::new(
-            dot_stuffed,
-            self.bare_newline_rejected(),
-            self.cfg.max_text_line,
-        );
-        self.message = Some(Box::new(Message {
-            decoder,
-            size: 0,
-            declared_too_big: false,
-            refused: false,
-        }));
-        self.pending_begin = true;
     }
 
     /// `STARTTLS` (RFC 3207).
@@ -401,7 +359,7 @@ impl Connection {
         if !self.trusted {
             return self.reject(reply::XCLIENT_DENIED);
         }
-        if self.txn.is_some() {
+        if !matches!(self.txn, Txn::Idle) {
             return self.reject(IN_TRANSACTION);
         }
         let (mut ip, mut name) = (self.client_ip, self.client_name.clone());
@@ -441,7 +399,7 @@ impl Connection {
                 _ => return self.reject(XCLIENT_NAME),
             }
         }
-        let helo = helo.map(|h| (h, esmtp));
+        let helo = helo.map(|name| Helo { name, esmtp });
         if ip == self.client_ip {
             self.checked(Pending::Client { ip, name, helo }, Ok(()));
         } else {
