@@ -13,6 +13,7 @@
 //! bare LF). BDAT chunks (RFC 3030) use the same decoder without dot-stuffing; the
 //! caller bounds the input to the chunk.
 
+use crate::reply::{self, Reply};
 use memchr::memchr;
 
 /// What to do with the front of the input handed to [`BodyDecoder::step`].
@@ -199,6 +200,44 @@ impl BodyDecoder {
             pos = lf + 1;
         }
         Step::Content(pos)
+    }
+}
+
+/// A message's text being received: its decoder, its size, and whether it is refused.
+#[derive(Debug)]
+pub(super) struct Body {
+    pub(super) decoder: BodyDecoder,
+    /// Octets received so far, as stored (RFC 1870's count), refused or not.
+    pub(super) size: u64,
+    /// BDAT declared more than the limit.
+    pub(super) declared_too_big: bool,
+    /// Set once the message is refused: the rest is read (and decoded, so that the reply
+    /// does not depend on how the input was split) but not stored.
+    pub(super) refused: bool,
+}
+
+impl Body {
+    /// A text to decode: DATA's (dot-stuffed) or BDAT's, with the bare-newline policy
+    /// and the text line limit.
+    pub(super) fn new(dot_stuffed: bool, reject_bare: bool, max_line: usize) -> Self {
+        Self {
+            decoder: BodyDecoder::new(dot_stuffed, reject_bare, max_line),
+            size: 0,
+            declared_too_big: false,
+            refused: false,
+        }
+    }
+
+    /// Why the message must be refused, if it must: the first of a bare newline, an
+    /// overlong line, and the size.
+    pub(super) fn refusal(&self, max_size: u64) -> Option<Reply> {
+        match self.decoder.error() {
+            Some(BodyError::BareLf) => Some(reply::BARE_LF),
+            Some(BodyError::BareCr) => Some(reply::BARE_CR),
+            Some(BodyError::LineTooLong) => Some(reply::TEXT_LINE_TOO_LONG),
+            None if self.declared_too_big || self.size > max_size => Some(reply::TOO_BIG),
+            None => None,
+        }
     }
 }
 

@@ -2,48 +2,10 @@
 //! with their limits. What a message's end means is the transaction's business
 //! (`transaction.rs`).
 
-use super::body::{BodyDecoder, BodyError, Step};
+use super::body::Step;
 use super::transaction::Txn;
 use super::{Connection, Mode};
-use crate::reply::{self, Reply};
-
-/// A message's text being received: its decoder, its size, and whether it is refused.
-#[derive(Debug)]
-pub(super) struct Body {
-    pub(super) decoder: BodyDecoder,
-    /// Octets received so far, as stored (RFC 1870's count), refused or not.
-    pub(super) size: u64,
-    /// BDAT declared more than the limit.
-    pub(super) declared_too_big: bool,
-    /// Set once the message is refused: the rest is read (and decoded, so that the reply
-    /// does not depend on how the input was split) but not stored.
-    pub(super) refused: bool,
-}
-
-impl Body {
-    /// A text to decode: DATA's (dot-stuffed) or BDAT's, with the bare-newline policy
-    /// and the text line limit.
-    pub(super) fn new(dot_stuffed: bool, reject_bare: bool, max_line: usize) -> Self {
-        Self {
-            decoder: BodyDecoder::new(dot_stuffed, reject_bare, max_line),
-            size: 0,
-            declared_too_big: false,
-            refused: false,
-        }
-    }
-
-    /// Why the message must be refused, if it must: the first of a bare newline, an
-    /// overlong line, and the size.
-    pub(super) fn refusal(&self, max_size: u64) -> Option<Reply> {
-        match self.decoder.error() {
-            Some(BodyError::BareLf) => Some(reply::BARE_LF),
-            Some(BodyError::BareCr) => Some(reply::BARE_CR),
-            Some(BodyError::LineTooLong) => Some(reply::TEXT_LINE_TOO_LONG),
-            None if self.declared_too_big || self.size > max_size => Some(reply::TOO_BIG),
-            None => None,
-        }
-    }
-}
+use crate::reply;
 
 impl Connection {
     /// Handles the next complete command line, if there is one.
@@ -127,7 +89,7 @@ impl Connection {
             }
             Step::End => {
                 self.chunk_consumed(step.consumed());
-                return self.end_text();
+                return self.end_of_text();
             }
         };
         let body = &mut text.body;
@@ -145,6 +107,15 @@ impl Connection {
         match step {
             Step::Crlf => BodyOut::Crlf,
             _ => BodyOut::Write(range),
+        }
+    }
+
+    /// The text is complete: commit it, or go on after its refusal.
+    fn end_of_text(&mut self) -> BodyOut {
+        if self.end_text() {
+            BodyOut::Commit
+        } else {
+            BodyOut::Continue
         }
     }
 
@@ -168,7 +139,7 @@ impl Connection {
             return BodyOut::Continue;
         };
         if text.body.refused || last {
-            return self.end_text();
+            return self.end_of_text();
         }
         let size = text.body.size;
         reply::write_line(

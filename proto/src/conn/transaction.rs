@@ -11,7 +11,7 @@
 //! The destination holds a transaction from a MAIL it accepted until the driver is told
 //! to commit or abort it: in `Open`, and in `Text` until the text is refused.
 
-use super::framer::{Body, BodyOut};
+use super::body::Body;
 use super::{Connection, Mode};
 use crate::delivery::{Envelope, QueueId, Recipient};
 use crate::syntax::{MailParams, ReversePath};
@@ -139,22 +139,23 @@ impl Connection {
         self.txn = Txn::Idle;
     }
 
-    /// The text is complete: commit it, or answer with its refusal.
-    pub(super) fn end_text(&mut self) -> BodyOut {
+    /// The text is complete: `true` if it is to be committed (the driver is told so),
+    /// `false` if it was refused, and answered.
+    pub(super) fn end_text(&mut self) -> bool {
         let Txn::Text(t) = std::mem::take(&mut self.txn) else {
-            return BodyOut::Continue;
+            return false;
         };
         if let Some(r) = t.body.refusal(self.cfg.max_size) {
             self.txn = Txn::Text(t);
             self.mode = Mode::Command;
             self.reject(r); // before the reset, so that the event names the transaction
             self.reset_transaction();
-            return BodyOut::Continue;
+            return false;
         }
         let Text { envelope, body } = *t;
         self.txn = Txn::Delivering(Box::new((envelope, body.size)));
         self.mode = Mode::Delivering;
-        BodyOut::Commit
+        true
     }
 
     /// The transaction is over, its reply sent.
