@@ -41,7 +41,7 @@ pub struct Step {
 pub enum StepKind {
     /// Consecutive `C:` and `R:` lines: the bytes the client sends in one write.
     Send(Vec<u8>),
-    /// `S:`: the next reply line matches this pattern (see [`matches`]).
+    /// `S:`: the next reply line matches this pattern (see [`matches()`]).
     Expect(String),
     /// `T:`: the TLS handshake happens now.
     Tls,
