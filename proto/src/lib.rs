@@ -67,6 +67,7 @@ pub mod sim;
 pub mod syntax;
 mod timer;
 pub mod trace;
+pub mod transcript;
 
 #[cfg(feature = "io")]
 pub mod io;

@@ -1,113 +1,44 @@
-//! Transcripts: SMTP sessions written as `C:`/`S:` scripts, in the manner of
-//! imap-codec's `tests/trace.rs`.
-//!
-//! | line | meaning |
-//! |---|---|
-//! | `C: text` | send `text` and CRLF |
-//! | `R: text` | send `text` raw, with `\r`, `\n`, `\t`, `\\` and `\xNN` escapes, no CRLF |
-//! | `S: text` | the next reply line is `text`; a final `*` matches any rest |
-//! | `T:` | do the TLS handshake now (after `S: 220 2.0.0 Ready to start TLS`) |
-//! | `N: ms` | nothing arrives for `ms` milliseconds |
-//! | `E:` | the server closes the connection |
-//!
-//! Consecutive `C:` and `R:` lines go out in one write, which is how pipelining and
-//! injection tests are written. `#` starts a comment line.
+//! Transcripts over a real socket: SMTP sessions written as `C:`/`S:` scripts in the
+//! dialect of [`proto::transcript`] (documented there), run against a server with a
+//! [`Client`]. The same scripts run in memory through [`proto::transcript::replay`].
 
-use std::time::Duration;
+use proto::transcript::{StepKind, matches, parse};
 
 use crate::Client;
 
-/// Unescapes an `R:` line.
+/// Unescapes an `R:` line (see [`proto::transcript::unescape`]); panics on a bad escape.
 pub fn unescape(s: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(s.len());
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 1 < b.len() {
-            match b[i + 1] {
-                b'r' => out.push(b'\r'),
-                b'n' => out.push(b'\n'),
-                b't' => out.push(b'\t'),
-                b'\\' => out.push(b'\\'),
-                b'x' if i + 3 < b.len() => {
-                    let hex = std::str::from_utf8(&b[i + 2..i + 4]).expect("ASCII hex");
-                    out.push(u8::from_str_radix(hex, 16).expect("two hex digits after \\x"));
-                    i += 2;
-                }
-                other => panic!("unknown escape \\{}", other as char),
-            }
-            i += 2;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    out
+    proto::transcript::unescape(s).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Runs `script` over `client`, which is connected and has not read the greeting.
 /// Panics with the line number at the first mismatch.
 pub fn run(client: &mut Client, script: &str) {
-    let mut pending: Vec<u8> = Vec::new();
-    let flush = |client: &mut Client, pending: &mut Vec<u8>| {
-        if !pending.is_empty() {
-            client.send(pending);
-            pending.clear();
-        }
-    };
-    for (n, raw) in script.lines().enumerate() {
-        let n = n + 1;
-        let line = raw.trim_end_matches('\r');
-        if line.trim().is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let (tag, rest) = line.split_at(
-            line.find(':')
-                .unwrap_or_else(|| panic!("line {n}: no tag: {line:?}")),
-        );
-        let arg = rest[1..].strip_prefix(" ").unwrap_or_else(|| &rest[1..]);
-        match tag {
-            "C" => {
-                pending.extend_from_slice(arg.as_bytes());
-                pending.extend_from_slice(b"\r\n");
-            }
-            "R" => pending.extend_from_slice(&unescape(arg)),
-            "S" => {
-                flush(client, &mut pending);
+    let steps = parse(script).unwrap_or_else(|e| panic!("{e}"));
+    for step in steps {
+        let n = step.line;
+        match step.kind {
+            StepKind::Send(bytes) => client.send(&bytes),
+            StepKind::Expect(pattern) => {
                 let got = client
                     .read_line()
-                    .unwrap_or_else(|| panic!("line {n}: closed, expected {arg:?}"));
-                let ok = match arg.strip_suffix('*') {
-                    Some(prefix) => got.starts_with(prefix),
-                    None => got == arg,
-                };
-                assert!(ok, "line {n}: got {got:?}, expected {arg:?}");
-            }
-            "T" => {
-                flush(client, &mut pending);
-                client
-                    .upgrade()
-                    .unwrap_or_else(|e| panic!("line {n}: TLS handshake failed: {e}"));
-            }
-            "N" => {
-                flush(client, &mut pending);
-                let ms: u64 = arg
-                    .trim()
-                    .parse()
-                    .unwrap_or_else(|_| panic!("line {n}: N: takes milliseconds"));
+                    .unwrap_or_else(|| panic!("line {n}: closed, expected {pattern:?}"));
                 assert!(
-                    client.silent_for(Duration::from_millis(ms)),
-                    "line {n}: something arrived"
+                    matches(&pattern, &got),
+                    "line {n}: got {got:?}, expected {pattern:?}"
                 );
             }
-            "E" => {
-                flush(client, &mut pending);
+            StepKind::Tls => client
+                .upgrade()
+                .unwrap_or_else(|e| panic!("line {n}: TLS handshake failed: {e}")),
+            StepKind::Quiet(wait) => {
+                assert!(client.silent_for(wait), "line {n}: something arrived")
+            }
+            StepKind::Closed => {
                 assert!(client.is_closed(), "line {n}: the connection is still open");
             }
-            _ => panic!("line {n}: unknown tag {tag:?}"),
         }
     }
-    flush(client, &mut pending);
 }
 
 /// The transcripts in `vectors/`, one constant per file, named after the RFC section.

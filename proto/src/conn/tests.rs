@@ -1,54 +1,18 @@
-//! Session tests as transcripts: `C:` lines are sent (pipelined until the next `S:`),
-//! `S:` lines must match the replies in order (`*` at the end matches any rest).
+//! Session tests as transcripts (the dialect of [`crate::transcript`]): `C:` lines are
+//! sent (pipelined until the next `S:`), `S:` lines must match the replies in order (`*`
+//! at the end matches any rest), and no reply may come that no `S:` line expects.
 
 use std::time::Duration;
 
 use crate::CloseReason;
 use crate::config::{BareNewline, Config};
 use crate::sim::Sim;
-
-fn check(sim: &mut Sim, expected: &[String]) {
-    let out = sim.take_output();
-    let got: Vec<&str> = out.split_terminator("\r\n").collect();
-    assert_eq!(
-        got.len(),
-        expected.len(),
-        "replies {got:#?}\nexpected {expected:#?}"
-    );
-    for (g, e) in got.iter().zip(expected) {
-        let ok = match e.strip_suffix('*') {
-            Some(prefix) => g.starts_with(prefix),
-            None => g == e,
-        };
-        assert!(ok, "got {g:?}, expected {e:?}\nall: {got:#?}");
-    }
-}
+use crate::transcript::{Chunks, replay};
 
 /// Runs a transcript against a fresh session and returns the simulation.
 fn run(cfg: Config, script: &str) -> Sim {
     let mut sim = Sim::new(cfg);
-    let mut client = Vec::new();
-    let mut expected = Vec::new();
-    for line in script
-        .lines()
-        .map(str::trim_start)
-        .filter(|l| !l.is_empty())
-    {
-        if let Some(c) = line.strip_prefix("C: ").or_else(|| line.strip_prefix("C:")) {
-            if !expected.is_empty() {
-                sim.send(&std::mem::take(&mut client));
-                check(&mut sim, &std::mem::take(&mut expected));
-            }
-            client.extend_from_slice(c.as_bytes());
-            client.extend_from_slice(b"\r\n");
-        } else if let Some(s) = line.strip_prefix("S: ") {
-            expected.push(s.to_string());
-        } else {
-            panic!("bad script line {line:?}");
-        }
-    }
-    sim.send(&client);
-    check(&mut sim, &expected);
+    replay(&mut sim, script, Chunks::Whole);
     sim
 }
 

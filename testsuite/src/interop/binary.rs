@@ -438,8 +438,7 @@ pub fn log_file_lines(bin: &str) {
 /// An operator's log without `-v`: each refused command leaves one INFO line with its
 /// code, enhanced code, reason, sender and recipient; `grep <queue id>` follows the
 /// message from its refused recipients to its 250 (with the client, HELO and TLS); a
-/// mailbox that cannot be written is named with its path and cause. With `-v`, the
-/// transcript names its connection and escapes control bytes.
+/// mailbox that cannot be written is named with its path and cause.
 pub fn operator_log(bin: &str) {
     let d = Daemon::start(bin, |s| {
         s.set("GSMTP_MAX_RCPT", "2").set("GSMTP_MAX_SIZE", "100000");
@@ -502,8 +501,11 @@ pub fn operator_log(bin: &str) {
         folder.contains("cause=\"") && folder.contains("bad.example.org/v: ENOTDIR"),
         "{folder}"
     );
+}
 
-    // The verbose transcript: each line names its connection; control bytes are escaped.
+/// With `-v` (`GSMTP_VERBOSE`), the transcript in the log names its connection and
+/// escapes control bytes.
+pub fn verbose_transcript_names_its_connection(bin: &str) {
     let v = Daemon::start(bin, |s| {
         s.set("GSMTP_VERBOSE", "Y");
     });

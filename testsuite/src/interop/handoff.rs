@@ -1,5 +1,6 @@
 //! The hand-off destinations against the real binary: `GSMTP_STORAGE=pipe` with shell
-//! scripts as commands. (HTTP and LMTP, with their receivers, are further down.)
+//! scripts as commands. (HTTP and LMTP, with their receivers, are further down.) Each
+//! scenario is its own test with its own daemon, so that a failure names it.
 
 use std::fs;
 use std::path::Path;
@@ -74,14 +75,14 @@ pub fn big_body(mib: usize) -> Vec<u8> {
     body
 }
 
+/// The arguments the pipe tests give [`HOOK`] after its folder.
+const PIPE_ARGS: &str = "--flag 'two words'";
+
 /// `GSMTP_STORAGE=pipe`: the message (with `Return-Path` and `Received` first) on the
-/// command's standard input and the envelope in its environment; each exit status gives
-/// its reply, an RFC 3463 code in the output takes precedence, a crash is `451`; a
-/// 25 MiB message passes whole with the server's memory growing by far less than its
-/// size; a command not found stops startup.
-pub fn pipe_replies_and_content(bin: &str) {
-    let (mut d, out) = pipe_daemon(bin, "--flag 'two words'", |_| {});
-    let mut c = session(&d);
+/// command's standard input, the envelope in its environment, and its arguments split as
+/// a shell would, run without one.
+pub fn pipe_message_environment_and_arguments(bin: &str) {
+    let (_d, out, mut c) = pipe_session(bin);
     let msg = message("pipe");
     let r = c.send_mail("a@example.net", &["u@example.com", "v@example.com"], &msg);
     assert_eq!(r.code, 250, "{r:?}");
@@ -108,7 +109,13 @@ pub fn pipe_replies_and_content(bin: &str) {
         args, "--flag two words\n",
         "split as a shell would, run without one"
     );
+}
 
+/// Each exit status of the pipe command gives its reply, an RFC 3463 code in its output
+/// takes precedence, a crash is `451`; the session goes on after each, and the refusal
+/// is logged with the status and the output.
+pub fn pipe_exit_statuses_give_their_replies(bin: &str) {
+    let (d, _out, mut c) = pipe_session(bin);
     let table = [
         ("exit65", "554 5.6.0 exiting 65"),
         ("exit67", "550 5.1.1 exiting 67"),
@@ -132,8 +139,13 @@ pub fn pipe_replies_and_content(bin: &str) {
         "ended with status 67",
         "output: exiting 67",
     ]);
+}
 
-    // 25 MiB: spooled to disk, not held in memory.
+/// A 25 MiB message reaches the pipe command whole, spooled to disk: the server's memory
+/// grows by far less than its size.
+pub fn pipe_big_message_in_bounded_memory(bin: &str) {
+    let (d, out, mut c) = pipe_session(bin);
+    warm_up(&mut c);
     let before = peak_rss_kib(d.pid());
     let body = big_body(25);
     let r = c.send_mail("a@example.net", &["u@example.com"], &body);
@@ -146,15 +158,21 @@ pub fn pipe_replies_and_content(bin: &str) {
         grown < 8 * 1024,
         "the server grew by {grown} KiB for a 25 MiB message"
     );
-    drop(c);
-    // SIGKILL under load: every acknowledged message reached the command.
+}
+
+/// SIGKILL under load: every message acknowledged by the server reached the pipe command.
+pub fn pipe_acknowledged_survive_sigkill(bin: &str) {
+    let (mut d, out) = pipe_daemon(bin, PIPE_ARGS, |_| {});
     for id in acknowledged_until_killed(&mut d, 30) {
         assert!(
             out.path().join(format!("{id}.eml")).exists(),
             "acknowledged {id} is missing"
         );
     }
+}
 
+/// A pipe command that is not found stops startup, naming the key and the command.
+pub fn pipe_missing_command_stops_startup(bin: &str) {
     let dir = TempDir::new("nopipe");
     let mut s = Settings::defaults(dir.path());
     s.set("GSMTP_STORAGE", "pipe")
@@ -166,15 +184,33 @@ pub fn pipe_replies_and_content(bin: &str) {
     );
 }
 
-/// `GSMTP_PIPE_TIMEOUT`: a command that does not finish in time gets its whole process
-/// group killed (its children too) and the message `451 4.4.7`; `GSMTP_PIPE_CONCURRENCY`
-/// bounds the runs at once; with `GSMTP_PIPE_PER_RECIPIENT`, a second RCPT gets
-/// `452 4.5.3` and `${recipient}` names the one recipient.
-pub fn pipe_timeout_concurrency_per_recipient(bin: &str) {
-    let (d, out) = pipe_daemon(bin, "", |s| {
+/// A daemon running [`HOOK`] with [`PIPE_ARGS`], its folder, and a session with it.
+fn pipe_session(bin: &str) -> (Daemon, TempDir, Client) {
+    let (d, out) = pipe_daemon(bin, PIPE_ARGS, |_| {});
+    let c = session(&d);
+    (d, out, c)
+}
+
+/// One small message first, so that a memory measurement after it sees what a big
+/// message adds, not what the first message of a process sets up.
+fn warm_up(c: &mut Client) {
+    let r = c.send_mail("a@example.net", &["u@example.com"], &message("warm-up"));
+    assert_eq!(r.code, 250, "{r:?}");
+}
+
+/// The pipe daemon the timeout and concurrency tests use: `GSMTP_PIPE_TIMEOUT=1`,
+/// `GSMTP_PIPE_CONCURRENCY=1`.
+fn pipe_daemon_one_at_a_time(bin: &str) -> (Daemon, TempDir) {
+    pipe_daemon(bin, "", |s| {
         s.set("GSMTP_PIPE_TIMEOUT", "1")
             .set("GSMTP_PIPE_CONCURRENCY", "1");
-    });
+    })
+}
+
+/// `GSMTP_PIPE_TIMEOUT`: a command that does not finish in time gets its whole process
+/// group killed (its children too) and the message `451 4.4.7`.
+pub fn pipe_timeout_kills_the_group(bin: &str) {
+    let (d, out) = pipe_daemon_one_at_a_time(bin);
     let mut c = session(&d);
     let started = Instant::now();
     let r = c.send_mail("a@example.net", &["sleep@example.com"], b"x\r\n");
@@ -192,7 +228,12 @@ pub fn pipe_timeout_concurrency_per_recipient(bin: &str) {
         !Path::new(&format!("/proc/{}", pid.trim())).exists()
     });
     assert!(gone, "the command's child was killed with its group");
-    // Two sessions at once with one run allowed: the hook's lock never collides.
+}
+
+/// `GSMTP_PIPE_CONCURRENCY` bounds the runs at once: two sessions at once with one run
+/// allowed, and the hook's lock never collides.
+pub fn pipe_concurrency_bounds_the_runs(bin: &str) {
+    let (d, _out) = pipe_daemon_one_at_a_time(bin);
     let threads: Vec<_> = (0..2)
         .map(|_| {
             let addr = d.smtp;
@@ -208,9 +249,11 @@ pub fn pipe_timeout_concurrency_per_recipient(bin: &str) {
     for t in threads {
         assert_eq!(t.join().expect("a session"), 250);
     }
-    drop(c);
-    drop(d);
+}
 
+/// With `GSMTP_PIPE_PER_RECIPIENT`, a second RCPT gets `452 4.5.3` and `${recipient}`
+/// names the one recipient; the client sends the other one in its own transaction.
+pub fn pipe_per_recipient_transactions(bin: &str) {
     let (d, out) = pipe_daemon(bin, "-d ${recipient} -u ${user} -f ${sender}", |s| {
         s.set("GSMTP_PIPE_PER_RECIPIENT", "Y");
     });
@@ -348,34 +391,52 @@ pub fn http_receiver(port: u16, out: &Path, tls: bool) -> super::daemon::Proc {
     p
 }
 
-/// `GSMTP_STORAGE=http` against a real receiver: the message (trace headers first) as
-/// `message/rfc822` with its length, the envelope in `X-Smtp-*` headers, the signature
-/// checked on the receiver's side; each status class gives its reply; a slow receiver,
-/// a dead one and a refused connection are `451` and the server recovers on its own;
-/// connections are reused; a 25 MiB message passes with bounded memory; HTTPS with a
-/// private CA; a missing or bad URL stops startup; the secret is never logged.
-pub fn http_replies_and_content(bin: &str) {
-    let out = TempDir::new("receiver");
-    let port = super::daemon::free_port();
-    let mut rx = http_receiver(port, out.path(), false);
-    let url = format!("http://127.0.0.1:{port}/inbound");
-    let d = Daemon::start(bin, |s| {
-        s.set("GSMTP_STORAGE", "http")
-            .set("GSMTP_HTTP_URL", &url)
-            .set("GSMTP_HTTP_SECRET", SECRET)
-            .set("GSMTP_HTTP_TIMEOUT", "2")
-            .set("GSMTP_MAX_SIZE", "30000000");
-    });
-    let mut c = session(&d);
+/// A test HTTP receiver (plain HTTP) and the folder it stores into, with a daemon
+/// delivering to it with the secret, a 2 s timeout and room for 25 MiB.
+struct HttpSetup {
+    d: Daemon,
+    rx: super::daemon::Proc,
+    port: u16,
+    out: TempDir,
+}
+
+impl HttpSetup {
+    fn start(bin: &str) -> Self {
+        let out = TempDir::new("receiver");
+        let port = super::daemon::free_port();
+        let rx = http_receiver(port, out.path(), false);
+        let url = format!("http://127.0.0.1:{port}/inbound");
+        let d = Daemon::start(bin, |s| {
+            s.set("GSMTP_STORAGE", "http")
+                .set("GSMTP_HTTP_URL", &url)
+                .set("GSMTP_HTTP_SECRET", SECRET)
+                .set("GSMTP_HTTP_TIMEOUT", "2")
+                .set("GSMTP_MAX_SIZE", "30000000");
+        });
+        Self { d, rx, port, out }
+    }
+
+    /// The secret is never logged, whatever the test did.
+    fn secret_never_logged(&self) {
+        assert!(!self.d.log().contains(SECRET), "the secret was logged");
+    }
+}
+
+/// `GSMTP_STORAGE=http` against a real receiver: the message (trace headers first) in
+/// the `message` part, the envelope as JSON in the `envelope` part and in `X-Smtp-*`
+/// headers, the signature checked on the receiver's side.
+pub fn http_message_envelope_and_signature(bin: &str) {
+    let h = HttpSetup::start(bin);
+    let mut c = session(&h.d);
     let msg = message("http");
     let r = c.send_mail("a@example.net", &["u@example.com", "v@example.com"], &msg);
     assert_eq!(r.code, 250, "{r:?}");
     let id = queued_id(&r.wire());
-    let stored = fs::read(out.path().join(format!("{id}.eml"))).expect("the receiver's copy");
+    let stored = fs::read(h.out.path().join(format!("{id}.eml"))).expect("the receiver's copy");
     let text = String::from_utf8_lossy(&stored);
     assert!(text.starts_with("Return-Path: <a@example.net>\r\nReceived: from client.example (unknown [127.0.0.1])\r\n"), "{text}");
     assert!(stored.ends_with(&msg));
-    let meta = fs::read_to_string(out.path().join(format!("{id}.json"))).expect("headers");
+    let meta = fs::read_to_string(h.out.path().join(format!("{id}.json"))).expect("headers");
     assert!(
         meta.contains("\"verified\": true"),
         "the signature checks out: {meta}"
@@ -408,6 +469,19 @@ pub fn http_replies_and_content(bin: &str) {
             "no {header} in {meta}"
         );
     }
+    h.secret_never_logged();
+}
+
+/// Five messages in one session go over one kept-alive connection to the receiver.
+pub fn http_connections_are_reused(bin: &str) {
+    let h = HttpSetup::start(bin);
+    let mut c = session(&h.d);
+    let r = c.send_mail(
+        "a@example.net",
+        &["u@example.com", "v@example.com"],
+        &message("http"),
+    );
+    assert_eq!(r.code, 250, "{r:?}");
     for _ in 0..4 {
         assert_eq!(
             c.send_mail("a@example.net", &["u@example.com"], b"again\r\n")
@@ -415,14 +489,21 @@ pub fn http_replies_and_content(bin: &str) {
             250
         );
     }
-    let conns = fs::read_to_string(out.path().join("conns.log")).expect("conns.log");
+    let conns = fs::read_to_string(h.out.path().join("conns.log")).expect("conns.log");
     let ports: std::collections::HashSet<&str> = conns.lines().collect();
     assert_eq!(
         (conns.lines().count(), ports.len()),
         (5, 1),
         "one kept-alive connection"
     );
+    h.secret_never_logged();
+}
 
+/// Each status class of the receiver gives its reply (its text for a refusal), and a
+/// receiver slower than `GSMTP_HTTP_TIMEOUT` is `451`.
+pub fn http_status_classes_give_their_replies(bin: &str) {
+    let h = HttpSetup::start(bin);
+    let mut c = session(&h.d);
     let table = [
         ("status403", "550 5.7.1 spam, go away"),
         ("status406", "550 5.7.1 spam, go away"),
@@ -453,40 +534,60 @@ pub fn http_replies_and_content(bin: &str) {
         let r = c.send_mail("a@example.net", &[&format!("{user}@example.com")], b"x\r\n");
         assert_eq!(r.wire(), format!("{want}\r\n"), "{user}");
     }
-    // The receiver goes away, then comes back: 451 meanwhile, then 250 again.
-    rx.stop();
+    h.secret_never_logged();
+}
+
+/// The receiver goes away, then comes back: `451` meanwhile, then `250` again, the
+/// server recovering on its own.
+pub fn http_receiver_away_and_back(bin: &str) {
+    let mut h = HttpSetup::start(bin);
+    let mut c = session(&h.d);
+    let r = c.send_mail("a@example.net", &["u@example.com"], b"before\r\n");
+    assert_eq!(r.code, 250, "{r:?}");
+    h.rx.stop();
     let r = c.send_mail("a@example.net", &["u@example.com"], b"nobody there\r\n");
     assert_eq!(r.code, 451, "{r:?}");
-    let _rx = http_receiver(port, out.path(), false);
+    let _rx = http_receiver(h.port, h.out.path(), false);
     let r = c.send_mail("a@example.net", &["u@example.com"], b"back\r\n");
     assert_eq!(r.code, 250, "{r:?}");
+    h.secret_never_logged();
+}
 
-    // 25 MiB, streamed from the spool.
-    let before = peak_rss_kib(d.pid());
+/// A 25 MiB message is streamed from the spool to the receiver, with the server's memory
+/// growing by far less than its size.
+pub fn http_big_message_in_bounded_memory(bin: &str) {
+    let h = HttpSetup::start(bin);
+    let mut c = session(&h.d);
+    warm_up(&mut c);
+    let before = peak_rss_kib(h.d.pid());
     let body = big_body(25);
     let r = c.send_mail("a@example.net", &["u@example.com"], &body);
     assert_eq!(r.code, 250, "{r:?}");
     let id = queued_id(&r.wire());
-    let stored = fs::read(out.path().join(format!("{id}.eml"))).expect("the receiver's copy");
+    let stored = fs::read(h.out.path().join(format!("{id}.eml"))).expect("the receiver's copy");
     assert!(stored.ends_with(&body));
-    let grown = peak_rss_kib(d.pid()).saturating_sub(before);
+    let grown = peak_rss_kib(h.d.pid()).saturating_sub(before);
     assert!(
         grown < 8 * 1024,
         "the server grew by {grown} KiB for a 25 MiB message"
     );
-    assert!(!d.log().contains(SECRET), "the secret was logged");
-    drop(c);
-    // SIGKILL under load: every acknowledged message is at the receiver.
-    let mut d = d;
-    for id in acknowledged_until_killed(&mut d, 30) {
+    h.secret_never_logged();
+}
+
+/// SIGKILL under load: every message the server acknowledged is at the receiver.
+pub fn http_acknowledged_survive_sigkill(bin: &str) {
+    let mut h = HttpSetup::start(bin);
+    h.secret_never_logged();
+    for id in acknowledged_until_killed(&mut h.d, 30) {
         assert!(
-            out.path().join(format!("{id}.eml")).exists(),
+            h.out.path().join(format!("{id}.eml")).exists(),
             "acknowledged {id} is missing"
         );
     }
-    drop(d);
+}
 
-    // HTTPS, the receiver's certificate signed by a private CA.
+/// HTTPS, the receiver's certificate signed by a private CA (`GSMTP_HTTP_CA`).
+pub fn http_over_https_with_a_private_ca(bin: &str) {
     let tls_out = TempDir::new("receiver-tls");
     let tls_port = super::daemon::free_port();
     let _tls_rx = http_receiver(tls_port, tls_out.path(), true);
@@ -506,10 +607,11 @@ pub fn http_replies_and_content(bin: &str) {
             .expect("stored")
             .ends_with(b"over TLS\r\n")
     );
-    drop(c);
-    drop(d);
+}
 
-    // Settings that cannot work stop startup, naming the key.
+/// HTTP settings that cannot work (a missing or bad URL, a CA file that is not there)
+/// stop startup, naming the key; an unreachable receiver at start is fine.
+pub fn http_settings_that_cannot_work(bin: &str) {
     for (url, key) in [
         ("", "GSMTP_HTTP_URL"),
         ("ftp://x/", "GSMTP_HTTP_URL"),
@@ -575,63 +677,74 @@ pub fn acknowledged_until_killed(d: &mut Daemon, after: usize) -> Vec<String> {
     ids
 }
 
-/// A destination that answers nonsense or nothing at all: an "LMTP server" that speaks
-/// HTTP, one that never answers, an "HTTP receiver" that speaks SMTP. Each is a `4xx`
-/// (`451 4.4.7` for the silent one, after `GSMTP_LMTP_TIMEOUT`), the session and the
-/// server go on; and LMTP settings that cannot work stop startup, naming the key.
-pub fn garbage_destinations_are_4xx(bin: &str) {
+/// A fake destination on loopback that serves every connection with `answer` (after
+/// reading what comes, if `read`), then keeps it open for three seconds.
+fn liar(answer: &'static [u8], read: bool) -> std::net::SocketAddr {
     use std::io::{Read, Write};
-    use std::net::TcpListener;
-    /// Serves every connection with `answer` (after reading what comes, if `read`).
-    fn liar(answer: &'static [u8], read: bool) -> std::net::SocketAddr {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = l.local_addr().expect("addr");
-        std::thread::spawn(move || {
-            for s in l.incoming().flatten() {
-                std::thread::spawn(move || {
-                    let mut s = s;
-                    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-                    if read {
-                        let _ = s.read(&mut [0u8; 65536]);
-                    }
-                    let _ = s.write_all(answer);
-                    std::thread::sleep(Duration::from_secs(3));
-                });
-            }
-        });
-        addr
-    }
-    let cases: [(&str, std::net::SocketAddr, &str); 3] = [
-        (
-            "lmtp",
-            liar(b"HTTP/1.1 400 Bad Request\r\n\r\n", false),
-            "451 4.3.0 ",
-        ),
-        ("lmtp", liar(b"", false), "451 4.4.7 "),
-        (
-            "http",
-            liar(b"220 mx.test ESMTP not HTTP\r\n", true),
-            "451 4.3.0 ",
-        ),
-    ];
-    for (storage, addr, want) in cases {
-        let d = Daemon::start(bin, |s| {
-            s.set("GSMTP_STORAGE", storage)
-                .set("GSMTP_LMTP_ADDR", &addr.to_string())
-                .set("GSMTP_LMTP_TIMEOUT", "1")
-                .set("GSMTP_HTTP_URL", &format!("http://{addr}/"))
-                .set("GSMTP_HTTP_TIMEOUT", "1");
-        });
-        let mut c = session(&d);
-        let r = match storage {
-            "lmtp" => c.cmd("MAIL FROM:<a@example.net>"),
-            _ => c.send_mail("a@example.net", &["u@example.com"], b"x\r\n"),
-        };
-        assert!(r.wire().starts_with(want), "{storage} at {addr}: {r:?}");
-        assert_eq!(c.cmd("NOOP").code, 250, "the session goes on");
-        let mut other = session(&d);
-        assert_eq!(other.cmd("QUIT").code, 221, "the server goes on");
-    }
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut s = s;
+                let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+                if read {
+                    let _ = s.read(&mut [0u8; 65536]);
+                }
+                let _ = s.write_all(answer);
+                std::thread::sleep(Duration::from_secs(3));
+            });
+        }
+    });
+    addr
+}
+
+/// A destination of kind `storage` (`lmtp` or `http`) at `addr` that answers nonsense or
+/// nothing: the reply (to MAIL for LMTP, to the message for HTTP) starts with `want`,
+/// and the session and the server go on.
+fn garbage_destination(bin: &str, storage: &str, addr: std::net::SocketAddr, want: &str) {
+    let d = Daemon::start(bin, |s| {
+        s.set("GSMTP_STORAGE", storage)
+            .set("GSMTP_LMTP_ADDR", &addr.to_string())
+            .set("GSMTP_LMTP_TIMEOUT", "1")
+            .set("GSMTP_HTTP_URL", &format!("http://{addr}/"))
+            .set("GSMTP_HTTP_TIMEOUT", "1");
+    });
+    let mut c = session(&d);
+    let r = match storage {
+        "lmtp" => c.cmd("MAIL FROM:<a@example.net>"),
+        _ => c.send_mail("a@example.net", &["u@example.com"], b"x\r\n"),
+    };
+    assert!(r.wire().starts_with(want), "{storage} at {addr}: {r:?}");
+    assert_eq!(c.cmd("NOOP").code, 250, "the session goes on");
+    let mut other = session(&d);
+    assert_eq!(other.cmd("QUIT").code, 221, "the server goes on");
+}
+
+/// An "LMTP server" that speaks HTTP: `451 4.3.0` at MAIL; the session and the server
+/// go on.
+pub fn lmtp_speaking_http_is_4xx(bin: &str) {
+    let addr = liar(b"HTTP/1.1 400 Bad Request\r\n\r\n", false);
+    garbage_destination(bin, "lmtp", addr, "451 4.3.0 ");
+}
+
+/// An LMTP server that never answers: `451 4.4.7` at MAIL after `GSMTP_LMTP_TIMEOUT`;
+/// the session and the server go on.
+pub fn lmtp_never_answering_is_4xx(bin: &str) {
+    let addr = liar(b"", false);
+    garbage_destination(bin, "lmtp", addr, "451 4.4.7 ");
+}
+
+/// An "HTTP receiver" that speaks SMTP: `451 4.3.0` for the message; the session and the
+/// server go on.
+pub fn http_speaking_smtp_is_4xx(bin: &str) {
+    let addr = liar(b"220 mx.test ESMTP not HTTP\r\n", true);
+    garbage_destination(bin, "http", addr, "451 4.3.0 ");
+}
+
+/// LMTP settings that cannot work (no address, an address that is not one) stop
+/// startup, naming the key.
+pub fn lmtp_settings_that_cannot_work(bin: &str) {
     for (addr, key) in [("", "GSMTP_LMTP_ADDR"), ("nowhere", "GSMTP_LMTP_ADDR")] {
         let dir = TempDir::new("badlmtp");
         let mut s = Settings::defaults(dir.path());
@@ -641,10 +754,13 @@ pub fn garbage_destinations_are_4xx(bin: &str) {
     }
 }
 
+/// The S3 secret key the tests below give, never to be shown.
+const S3_SECRET_KEY: &str = "never-shown-secret";
+
 /// S3 settings that cannot work stop startup with one line naming the key, and never
-/// show the secret; a store that is down at start is fine (`451` until it is up).
+/// show the secret.
 pub fn s3_settings_that_cannot_work(bin: &str) {
-    const SECRET_KEY: &str = "never-shown-secret";
+    const SECRET_KEY: &str = S3_SECRET_KEY;
     let cases: [(&[(&str, &str)], &str); 5] = [
         (&[("GSMTP_S3_BUCKET", "mail")], "GSMTP_S3_ENDPOINT"),
         (
@@ -688,7 +804,12 @@ pub fn s3_settings_that_cannot_work(bin: &str) {
         );
         assert!(!err.contains(SECRET_KEY), "the secret was shown: {err}");
     }
-    // A store that is not up yet: the server starts, and answers 451.
+}
+
+/// A store that is down at start is fine: the server starts, answers `451` (until it is
+/// up), logs the cause, and never logs the secret.
+pub fn s3_store_down_at_start_is_451(bin: &str) {
+    const SECRET_KEY: &str = S3_SECRET_KEY;
     let d = Daemon::start(bin, |s| {
         s.set("GSMTP_STORAGE", "s3")
             .set("GSMTP_S3_ENDPOINT", "http://127.0.0.1:1")

@@ -25,10 +25,9 @@ fn greeting(c: &mut Client) -> (u16, String) {
 
 /// `GM_MAX_CLIENTS_PER_IP` (default 50): one address holding 600 connections against a
 /// global limit of 500 gets 50 sessions and `421 4.7.0` for the rest, and another address
-/// still completes every transaction, quickly. Behind a trusted proxy, the client named
-/// by XCLIENT or a PROXY header is what counts, IPv6 by /64; the proxy itself is not
-/// counted.
-pub fn per_client_connection_limit(bin: &str) {
+/// still completes every transaction, quickly; closing the flood's sessions gives its
+/// slots back.
+pub fn per_client_limit_stops_a_flood(bin: &str) {
     let d = Daemon::start(bin, |s| {
         s.set("GM_MAX_CLIENTS", "500");
     });
@@ -82,13 +81,22 @@ pub fn per_client_connection_limit(bin: &str) {
         c.reply().code == 220
     });
     assert!(ok, "the address is served again once its sessions closed");
+}
 
-    // Behind a trusted proxy (127.0.0.3), with a limit of 2: the proxy is not counted,
-    // the clients it names are, by IPv6 /64.
-    let proxied = Daemon::start(bin, |s| {
+/// An instance trusting the proxy at 127.0.0.3 with XCLIENT, and a limit of 2 sessions
+/// per client.
+fn behind_xclient_proxy(bin: &str) -> Daemon {
+    Daemon::start(bin, |s| {
         s.set("GM_MAX_CLIENTS_PER_IP", "2")
             .set("GSMTP_XCLIENT_HOSTS", "127.0.0.3");
-    });
+    })
+}
+
+/// Behind a trusted proxy (127.0.0.3), with a limit of 2: the clients it names by
+/// XCLIENT are counted, IPv6 by /64; the proxy itself is not counted (three more
+/// sessions of its own, without XCLIENT, are not limited).
+pub fn per_client_limit_counts_xclient_clients(bin: &str) {
+    let proxied = behind_xclient_proxy(bin);
     let proxy = ip("127.0.0.3");
     let mut sessions = Vec::new();
     for (addr, expected) in [
@@ -109,8 +117,18 @@ pub fn per_client_connection_limit(bin: &str) {
         }
         sessions.push(c);
     }
-    // At its limit, a client that reconnects as soon as it reads 221 is served: the
-    // slot is given back before the last reply is sent.
+    // Three more sessions of the proxy's own, without XCLIENT: not limited.
+    for _ in 0..3 {
+        let mut c = Client::connect_from(proxy, proxied.smtp);
+        assert_eq!(c.reply().code, 220);
+        sessions.push(c);
+    }
+}
+
+/// At its limit (2), a client that reconnects as soon as it reads 221 is served: the
+/// slot is given back before the last reply is sent.
+pub fn per_client_limit_frees_the_slot_before_221(bin: &str) {
+    let proxied = behind_xclient_proxy(bin);
     let steady = ip("127.0.0.4");
     let mut first = Client::connect_from(steady, proxied.smtp);
     assert_eq!(first.reply().code, 220);
@@ -120,14 +138,10 @@ pub fn per_client_connection_limit(bin: &str) {
         assert_eq!(c.cmd("QUIT").code, 221);
     }
     assert_eq!(first.cmd("NOOP").code, 250);
-    // Three more sessions of the proxy's own, without XCLIENT: not limited.
-    for _ in 0..3 {
-        let mut c = Client::connect_from(proxy, proxied.smtp);
-        assert_eq!(c.reply().code, 220);
-        sessions.push(c);
-    }
+}
 
-    // With PROXY headers: the header's source counts.
+/// With PROXY headers (from a trusted address, a limit of 2): the header's source counts.
+pub fn per_client_limit_counts_proxy_header_clients(bin: &str) {
     let haproxy = Daemon::start(bin, |s| {
         s.set("GM_MAX_CLIENTS_PER_IP", "2")
             .set("GSMTP_PROXY_PROTOCOL", "Y")
@@ -203,25 +217,44 @@ impl Drop for Mount {
     }
 }
 
-/// A full disk, on a real small file system (a 1 MiB tmpfs and a 6 MiB ext4 image): a
-/// declared SIZE larger than the free space is refused at MAIL with `452 4.3.1`; mail is
-/// accepted until the disk fills, then every message, large (streamed to `tmp/`) or small
-/// (held in memory), gets `452 4.3.1 Insufficient system storage` and leaves nothing in
-/// `tmp/`; the session goes on; once files are removed, mail is accepted again without a
+/// A full disk, on a real small file system (here a 1 MiB tmpfs): a declared SIZE
+/// larger than the free space is refused at MAIL with `452 4.3.1`; mail is accepted until
+/// the disk fills, then every message, large (streamed to `tmp/`) or small (held in
+/// memory), gets `452 4.3.1 Insufficient system storage` and leaves nothing in `tmp/`;
+/// the session goes on; once files are removed, mail is accepted again without a
 /// restart. Needs root; skipped otherwise.
-pub fn full_disk_is_452_and_recovers(bin: &str) {
-    if !Uid::effective().is_root() {
-        eprintln!("skipped full_disk_is_452_and_recovers: mounting a small file system needs root");
+pub fn full_tmpfs_is_452_and_recovers(bin: &str) {
+    if !can_mount("full_tmpfs_is_452_and_recovers") {
         return;
     }
     let dir = TempDir::new("fulldisk");
     if let Some(m) = Mount::tmpfs(&dir.path().join("tmpfs"), "1m") {
         fill_and_recover(bin, &m.at, 1 << 20);
     }
+}
+
+/// The same on a 6 MiB ext4 image, loop-mounted. Needs root, a loop device and
+/// `mkfs.ext4`; skipped otherwise.
+pub fn full_ext4_is_452_and_recovers(bin: &str) {
+    if !can_mount("full_ext4_is_452_and_recovers") {
+        return;
+    }
+    let dir = TempDir::new("fulldisk");
     match Mount::ext4(&dir.path().join("ext4.img"), &dir.path().join("ext4"), 6) {
         Some(m) => fill_and_recover(bin, &m.at, 6 << 20),
-        None => eprintln!("skipped the ext4 half: no loop device or mkfs.ext4 here"),
+        None => {
+            eprintln!("skipped full_ext4_is_452_and_recovers: no loop device or mkfs.ext4 here")
+        }
     }
+}
+
+/// Whether this process may mount a small file system (it runs as root); says so if not.
+fn can_mount(test: &str) -> bool {
+    let root = Uid::effective().is_root();
+    if !root {
+        eprintln!("skipped {test}: mounting a small file system needs root");
+    }
+    root
 }
 
 fn fill_and_recover(bin: &str, fs_root: &Path, fs_size: u64) {

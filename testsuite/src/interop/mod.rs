@@ -14,6 +14,11 @@
 //! line tests need nothing outside and run with every `cargo test`, through
 //! `testsuite::binary!(...)` in `tests/binary.rs`.
 //!
+//! A test that would chain independent scenarios is split, one scenario per test with
+//! its own server (shared setup in small helpers), so that a failure names what failed;
+//! where a setup is too slow to repeat for each (a Garage cluster), the scenarios that
+//! leave it intact share one and name themselves in the output when they fail.
+//!
 //! Everything listens on loopback only; every wait is bounded.
 
 mod binary;
@@ -82,19 +87,40 @@ macro_rules! for_each_interop {
         $m!(openssl_tls_versions, $bin);
         // proxies
         $m!(nginx_xclient_round_robin, $bin);
-        $m!(nginx_auth_http_refusals, $bin);
-        $m!(haproxy_proxy_v2, $bin);
-        $m!(haproxy_proxy_v1, $bin);
+        $m!(auth_http_refuses_malformed_requests, $bin);
+        $m!(auth_http_refuses_a_relay_recipient, $bin);
+        $m!(nginx_auth_http_refusal_reaches_the_client, $bin);
+        $m!(nginx_over_ipv6_names_the_client, $bin);
+        $m!(haproxy_proxy_v2_health_checks, $bin);
+        $m!(haproxy_proxy_v2_malformed_headers, $bin);
+        $m!(haproxy_proxy_v2_direct_header, $bin);
+        $m!(haproxy_proxy_v2_swaks_through, $bin);
+        $m!(haproxy_proxy_v2_xclient_behind, $bin);
+        $m!(haproxy_proxy_v1_health_checks, $bin);
+        $m!(haproxy_proxy_v1_malformed_headers, $bin);
+        $m!(haproxy_proxy_v1_direct_header, $bin);
+        $m!(haproxy_proxy_v1_swaks_through, $bin);
+        $m!(haproxy_proxy_v1_xclient_behind, $bin);
         // privileges
         $m!(privilege_drop, $bin);
         // destinations
-        $m!(lmtp_to_dovecot, $bin);
+        $m!(lmtp_to_dovecot_two_users, $bin);
+        $m!(lmtp_unknown_user_refused_at_rcpt, $bin);
+        $m!(lmtp_bdat_without_a_final_line_end, $bin);
+        $m!(lmtp_big_message_in_bounded_memory, $bin);
+        $m!(lmtp_dovecot_stopped_at_mail_and_back, $bin);
+        $m!(lmtp_dovecot_stopped_mid_text, $bin);
+        $m!(lmtp_acknowledged_survive_sigkill, $bin);
+        $m!(lmtp_over_a_unix_socket, $bin);
         $m!(dovecot_lda_pipe, $bin);
-        $m!(s3_garage_cluster, $bin);
+        $m!(s3_garage_objects_and_metadata, $bin);
+        $m!(s3_garage_node_failures, $bin);
+        $m!(s3_garage_instance_killed_under_load, $bin);
         $m!(s3_two_instances_behind_haproxy, $bin);
         $m!(s3_refusing_store_is_seen, $bin);
         $m!(metrics_pass_promtool, $bin);
-        $m!(dovecot_imap_reads_our_maildir, $bin);
+        $m!(dovecot_imap_reads_our_maildir_as_its_owner, $bin);
+        $m!(dovecot_imap_reads_our_maildir_as_a_group_member, $bin);
         $m!(http_envelope_through_nginx, $bin);
     };
 }
@@ -114,26 +140,56 @@ macro_rules! for_each_binary {
         $m!(sigterm_shuts_down_with_status_0, $bin);
         $m!(log_file_lines, $bin);
         $m!(operator_log, $bin);
-        $m!(per_client_connection_limit, $bin);
-        $m!(full_disk_is_452_and_recovers, $bin);
+        $m!(verbose_transcript_names_its_connection, $bin);
+        $m!(per_client_limit_stops_a_flood, $bin);
+        $m!(per_client_limit_counts_xclient_clients, $bin);
+        $m!(per_client_limit_frees_the_slot_before_221, $bin);
+        $m!(per_client_limit_counts_proxy_header_clients, $bin);
+        $m!(full_tmpfs_is_452_and_recovers, $bin);
+        $m!(full_ext4_is_452_and_recovers, $bin);
         $m!(sample_config_starts_as_shipped, $bin);
-        $m!(pipe_replies_and_content, $bin);
-        $m!(pipe_timeout_concurrency_per_recipient, $bin);
-        $m!(http_replies_and_content, $bin);
-        $m!(garbage_destinations_are_4xx, $bin);
+        $m!(pipe_message_environment_and_arguments, $bin);
+        $m!(pipe_exit_statuses_give_their_replies, $bin);
+        $m!(pipe_big_message_in_bounded_memory, $bin);
+        $m!(pipe_acknowledged_survive_sigkill, $bin);
+        $m!(pipe_missing_command_stops_startup, $bin);
+        $m!(pipe_timeout_kills_the_group, $bin);
+        $m!(pipe_concurrency_bounds_the_runs, $bin);
+        $m!(pipe_per_recipient_transactions, $bin);
+        $m!(http_message_envelope_and_signature, $bin);
+        $m!(http_connections_are_reused, $bin);
+        $m!(http_status_classes_give_their_replies, $bin);
+        $m!(http_receiver_away_and_back, $bin);
+        $m!(http_big_message_in_bounded_memory, $bin);
+        $m!(http_acknowledged_survive_sigkill, $bin);
+        $m!(http_over_https_with_a_private_ca, $bin);
+        $m!(http_settings_that_cannot_work, $bin);
+        $m!(lmtp_speaking_http_is_4xx, $bin);
+        $m!(lmtp_never_answering_is_4xx, $bin);
+        $m!(http_speaking_smtp_is_4xx, $bin);
+        $m!(lmtp_settings_that_cannot_work, $bin);
         $m!(s3_settings_that_cannot_work, $bin);
-        $m!(check_config_reports_and_exits, $bin);
-        $m!(sighup_reloads_the_configuration, $bin);
+        $m!(s3_store_down_at_start_is_451, $bin);
+        $m!(check_config_reports_a_good_file, $bin);
+        $m!(check_config_names_a_bad_key, $bin);
+        $m!(sighup_applies_to_new_sessions_only, $bin);
+        $m!(sighup_refuses_a_file_that_does_not_load, $bin);
+        $m!(sighup_refuses_a_value_that_cannot_be_used, $bin);
+        $m!(sighup_names_a_change_that_needs_a_restart, $bin);
         $m!(reload_under_load_drops_nothing, $bin);
         $m!(json_log_lines, $bin);
         $m!(metrics_count_traffic, $bin);
+        $m!(healthz_turns_503_at_shutdown, $bin);
         $m!(http_envelope_at_the_recipient_limit, $bin);
         $m!(pipe_envelope_lists_are_unambiguous, $bin);
         $m!(pipe_input_is_never_cut, $bin);
         $m!(pipe_never_starts_after_its_deadline, $bin);
         $m!(maildir_mode_follows_a_reload, $bin);
-        $m!(healthz_and_live_check_see_a_failing_destination, $bin);
-        $m!(destination_faults_are_traced_and_named, $bin);
+        $m!(healthz_and_live_check_see_a_failing_http_receiver, $bin);
+        $m!(live_check_names_other_failing_destinations, $bin);
+        $m!(lmtp_nonsense_is_traced_and_named, $bin);
+        $m!(lmtp_not_there_is_traced_and_named, $bin);
+        $m!(removed_pipe_command_is_traced_and_named, $bin);
     };
 }
 

@@ -35,10 +35,8 @@ fn check_config(bin: &str, dir: &TempDir, settings: &Settings) -> (Option<i32>, 
 
 /// `--check-config` on a good file prints every key with its effective value, secrets
 /// masked, as JSON that is itself a usable configuration, warns about a misspelt key with
-/// the nearest known one, and exits 0; on a malformed `GM_ALLOWED_HOSTS`, a certificate
-/// that does not load, or a user that does not exist, it names the key and exits 2.
-/// Nothing is started: the listen port stays free.
-pub fn check_config_reports_and_exits(bin: &str) {
+/// the nearest known one, and exits 0. Nothing is started: the listen port stays free.
+pub fn check_config_reports_a_good_file(bin: &str) {
     let dir = TempDir::new("check");
     let mut s = Settings::defaults(dir.path());
     s.set("GM_ALLOWED_HOST", "typo.example")
@@ -82,7 +80,13 @@ pub fn check_config_reports_and_exits(bin: &str) {
         std::net::TcpListener::bind(s.listen()).is_ok(),
         "nothing listened"
     );
+}
 
+/// `--check-config` on a malformed `GM_ALLOWED_HOSTS`, a certificate that does not load,
+/// or a user that does not exist names the key (and the value) and exits 2, printing
+/// nothing on standard output.
+pub fn check_config_names_a_bad_key(bin: &str) {
+    let dir = TempDir::new("check");
     for (key, value, named) in [
         (
             "GM_ALLOWED_HOSTS",
@@ -142,10 +146,8 @@ fn wait_lines(d: &Daemon, part: &str, n: usize) {
 
 /// SIGHUP reloads the configuration file: a session open during the reload completes
 /// under the configuration it started with (its domains), while a new one gets the new
-/// domains and the new certificate. A file that does not load is refused with one log
-/// line and the running configuration stays; a change that needs a restart (the listen
-/// address) is named in the log and not applied.
-pub fn sighup_reloads_the_configuration(bin: &str) {
+/// domains and the new certificate.
+pub fn sighup_applies_to_new_sessions_only(bin: &str) {
     let mut d = Daemon::start(bin, |s| {
         s.set("GM_ALLOWED_HOSTS", "example.com");
     });
@@ -222,22 +224,24 @@ pub fn sighup_reloads_the_configuration(bin: &str) {
     let after = starttls_subject(d.smtp);
     assert!(after.contains("reloaded.test"), "{after}");
     assert_ne!(before, after);
+}
 
-    // A file that does not load: refused, with one line; the running one stays.
-    std::fs::write(&config, b"{ not json").expect("write");
+/// A daemon for `example.com` reloaded once to `new.example`, and the settings it runs
+/// with now: where the refused reloads start from.
+fn reloaded_once(bin: &str) -> (Daemon, Settings) {
+    let mut d = Daemon::start(bin, |s| {
+        s.set("GM_ALLOWED_HOSTS", "example.com");
+    });
+    let mut s = d.settings.clone();
+    s.set("GM_ALLOWED_HOSTS", "new.example");
+    s.write(&d.dir().join("guerrilla.conf"));
     d.process().signal(Signal::SIGHUP);
-    wait_lines(&d, "configuration not reloaded", 1);
-    // A value that cannot be used: the same.
-    let mut bad = s.clone();
-    bad.set("GM_ALLOWED_HOSTS", "new.example, bad host");
-    bad.write(&config);
-    d.process().signal(Signal::SIGHUP);
-    wait_lines(&d, "configuration not reloaded", 2);
-    assert!(
-        d.log().contains("config key GM_ALLOWED_HOSTS"),
-        "{}",
-        d.log()
-    );
+    wait_lines(&d, "configuration reloaded", 1);
+    (d, s)
+}
+
+/// A new session is still served under the reloaded domains (`new.example`).
+fn still_the_reloaded_domains(d: &Daemon) {
     let mut c = Client::connect(d.smtp);
     assert_eq!(c.reply().code, 220);
     c.ehlo("client.example");
@@ -248,14 +252,45 @@ pub fn sighup_reloads_the_configuration(bin: &str) {
         "still the reloaded domains"
     );
     assert_eq!(c.cmd("QUIT").code, 221);
+}
 
-    // A new listen address needs a restart: said, and not applied.
+/// SIGHUP with a file that does not load (not JSON): refused with one log line, and the
+/// running configuration stays.
+pub fn sighup_refuses_a_file_that_does_not_load(bin: &str) {
+    let (mut d, _) = reloaded_once(bin);
+    std::fs::write(d.dir().join("guerrilla.conf"), b"{ not json").expect("write");
+    d.process().signal(Signal::SIGHUP);
+    wait_lines(&d, "configuration not reloaded", 1);
+    still_the_reloaded_domains(&d);
+}
+
+/// SIGHUP with a value that cannot be used: refused, naming the key, and the running
+/// configuration stays.
+pub fn sighup_refuses_a_value_that_cannot_be_used(bin: &str) {
+    let (mut d, s) = reloaded_once(bin);
+    let mut bad = s.clone();
+    bad.set("GM_ALLOWED_HOSTS", "new.example, bad host");
+    bad.write(&d.dir().join("guerrilla.conf"));
+    d.process().signal(Signal::SIGHUP);
+    wait_lines(&d, "configuration not reloaded", 1);
+    assert!(
+        d.log().contains("config key GM_ALLOWED_HOSTS"),
+        "{}",
+        d.log()
+    );
+    still_the_reloaded_domains(&d);
+}
+
+/// SIGHUP with a new listen address: a change that needs a restart is named in the log
+/// and not applied; the server stays on the old address and stops cleanly.
+pub fn sighup_names_a_change_that_needs_a_restart(bin: &str) {
+    let (mut d, s) = reloaded_once(bin);
     let mut moved = s.clone();
     moved.set(
         "GSTMP_LISTEN_INTERFACE",
         &super::daemon::free_addr().to_string(),
     );
-    moved.write(&config);
+    moved.write(&d.dir().join("guerrilla.conf"));
     d.process().signal(Signal::SIGHUP);
     wait_lines(&d, "configuration reloaded", 2);
     let line = d.wait_log(&["restart_needed=GSTMP_LISTEN_INTERFACE"]);
@@ -401,9 +436,7 @@ fn with_metrics(bin: &str) -> (Daemon, std::net::SocketAddr) {
 /// Traffic of known kinds moves the metrics by as much: two messages stored (one over
 /// STARTTLS), a relay refusal, a message over the size limit, a syntax error; the
 /// delivery histogram counts the two stored messages for `maildir`, the bytes received
-/// cover what was sent, and the TLS handshake is counted by version. `/healthz` answers
-/// `200`, then `503` once shutdown began (while a session keeps the server in its grace
-/// period); other paths `404`.
+/// cover what was sent, and the TLS handshake is counted by version.
 pub fn metrics_count_traffic(bin: &str) {
     let (mut d, addr) = with_metrics(bin);
     let (status, before) = http_get(addr, "/metrics");
@@ -465,7 +498,13 @@ pub fn metrics_count_traffic(bin: &str) {
         series(&m, "smtp_maildir_commit_batch_messages_count") >= 1.0,
         "{m}"
     );
+    assert_eq!(d.stop().code(), Some(0));
+}
 
+/// `/healthz` answers `200`, then `503` once shutdown began (while a session keeps the
+/// server in its grace period, and `/metrics` still counts it); other paths `404`.
+pub fn healthz_turns_503_at_shutdown(bin: &str) {
+    let (mut d, addr) = with_metrics(bin);
     assert_eq!(http_get(addr, "/healthz").0, 200);
     assert_eq!(http_get(addr, "/nothing").0, 404);
     // An open session holds the server in its grace period after SIGTERM.
@@ -515,52 +554,63 @@ pub fn metrics_pass_promtool(bin: &str) {
     );
 }
 
+/// nobody / nogroup: the user our server runs as (when the tests run as root).
+const NOBODY: (u32, u32) = (65534, 65534);
+
 /// Dovecot reads our Maildir as it is: with `mail_location = maildir:<GSMTP_MAILDIR>/%d/%n`
 /// a message sent by swaks (to `u+news@`, with `GSMTP_RECIPIENT_DELIMITER=+`) is fetched
-/// over IMAP byte for byte as we stored it, our trace headers and the text as sent.
-/// First with Dovecot's mail user the one our server runs as (`GUID`, `SGID`), then with
-/// another user in the server's group and `GSMTP_MAILDIR_MODE=0660`.
-pub fn dovecot_imap_reads_our_maildir(bin: &str) {
-    const NOBODY: (u32, u32) = (65534, 65534);
+/// over IMAP byte for byte as we stored it, our trace headers and the text as sent;
+/// here with Dovecot's mail user the one our server runs as (`GUID`, `SGID`).
+pub fn dovecot_imap_reads_our_maildir_as_its_owner(bin: &str) {
+    dovecot_reads(bin, "0600", NOBODY);
+}
+
+/// The same with another user (Debian's `daemon`) in the server's group reading, and
+/// `GSMTP_MAILDIR_MODE=0660`.
+pub fn dovecot_imap_reads_our_maildir_as_a_group_member(bin: &str) {
     // Another user (Debian's `daemon`) in nobody's group.
     const GROUP_READER: (u32, u32) = (1, 65534);
-    for (mode, reader) in [("0600", NOBODY), ("0660", GROUP_READER)] {
-        let mut d = Daemon::start(bin, |s| {
-            s.set("GSMTP_RECIPIENT_DELIMITER", "+")
-                .set("GSMTP_MAILDIR_MODE", mode);
-            if nix::unistd::Uid::effective().is_root() {
-                s.set("GUID", &NOBODY.0.to_string())
-                    .set("SGID", &NOBODY.1.to_string());
-            }
-        });
-        let dir = TempDir::new("dovecot-reads");
-        let location = format!("maildir:{}/%d/%n", d.maildir().display());
-        let dc = super::dovecot::Dovecot::start(&dir, &["u@example.com"], Some(&location), reader);
-        let msg = super::message("dovecot");
-        let file = d.dir().join("swaks.eml");
-        std::fs::write(&file, msg.strip_suffix(b"\r\n").expect("CRLF")).expect("write");
-        let out = super::daemon::run_ok(
-            Command::new("swaks")
-                .args(["--server", &d.smtp.to_string(), "--ehlo", "client.example"])
-                .args(["--from", "a@example.net", "--to", "u+news@example.com"])
-                .args(["--data", &format!("@{}", file.display()), "--timeout", "20"]),
-        );
-        assert!(out.contains("<-  250 "), "{out}");
-        let stored = crate::folder_files(&d.maildir(), "example.com/u", "new");
-        assert_eq!(stored.len(), 1, "{mode}: stored in u's mailbox");
-        let on_disk = std::fs::read(&stored[0]).expect("read");
-        let fetched = dc.fetch("u@example.com");
-        assert_eq!(fetched.len(), 1, "{mode}: {}", dc.log());
-        assert_eq!(
-            fetched[0], on_disk,
-            "{mode}: IMAP gives the file byte for byte"
-        );
-        let (head, body) = crate::split_trace(&fetched[0]);
-        assert!(
-            head.contains("\r\nDelivered-To: u+news@example.com\r\n"),
-            "{head}"
-        );
-        assert_eq!(body, msg, "{mode}: the text as sent");
-        assert_eq!(d.stop().code(), Some(0));
-    }
+    dovecot_reads(bin, "0660", GROUP_READER);
+}
+
+/// Dovecot, as `reader`, reads over IMAP what our server stored with
+/// `GSMTP_MAILDIR_MODE=mode`.
+fn dovecot_reads(bin: &str, mode: &str, reader: (u32, u32)) {
+    let mut d = Daemon::start(bin, |s| {
+        s.set("GSMTP_RECIPIENT_DELIMITER", "+")
+            .set("GSMTP_MAILDIR_MODE", mode);
+        if nix::unistd::Uid::effective().is_root() {
+            s.set("GUID", &NOBODY.0.to_string())
+                .set("SGID", &NOBODY.1.to_string());
+        }
+    });
+    let dir = TempDir::new("dovecot-reads");
+    let location = format!("maildir:{}/%d/%n", d.maildir().display());
+    let dc = super::dovecot::Dovecot::start(&dir, &["u@example.com"], Some(&location), reader);
+    let msg = super::message("dovecot");
+    let file = d.dir().join("swaks.eml");
+    std::fs::write(&file, msg.strip_suffix(b"\r\n").expect("CRLF")).expect("write");
+    let out = super::daemon::run_ok(
+        Command::new("swaks")
+            .args(["--server", &d.smtp.to_string(), "--ehlo", "client.example"])
+            .args(["--from", "a@example.net", "--to", "u+news@example.com"])
+            .args(["--data", &format!("@{}", file.display()), "--timeout", "20"]),
+    );
+    assert!(out.contains("<-  250 "), "{out}");
+    let stored = crate::folder_files(&d.maildir(), "example.com/u", "new");
+    assert_eq!(stored.len(), 1, "{mode}: stored in u's mailbox");
+    let on_disk = std::fs::read(&stored[0]).expect("read");
+    let fetched = dc.fetch("u@example.com");
+    assert_eq!(fetched.len(), 1, "{mode}: {}", dc.log());
+    assert_eq!(
+        fetched[0], on_disk,
+        "{mode}: IMAP gives the file byte for byte"
+    );
+    let (head, body) = crate::split_trace(&fetched[0]);
+    assert!(
+        head.contains("\r\nDelivered-To: u+news@example.com\r\n"),
+        "{head}"
+    );
+    assert_eq!(body, msg, "{mode}: the text as sent");
+    assert_eq!(d.stop().code(), Some(0));
 }

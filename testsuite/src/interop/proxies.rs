@@ -239,14 +239,11 @@ fn nginx_request(rcpt_line: &str) -> String {
     )
 }
 
-/// The `auth_http` service's refusals. Malformed, oversized and over-long requests get
-/// `HTTP/1.0 400` and the service keeps answering; a recipient outside
-/// `GM_ALLOWED_HOSTS` is refused by it with `550 5.7.1`, so through nginx the client
-/// gets `550 5.7.1` at RCPT, no backend ever sees the session, and nothing is stored;
-/// a good recipient right after, from `::1`, is delivered with `[::1]` in the Received
-/// header (nginx's `XCLIENT ADDR=IPV6:::1`).
-pub fn nginx_auth_http_refusals(bin: &str) {
-    let (a, b, nginx) = nginx_pair(bin);
+/// The `auth_http` service (behind nginx, with two backends): malformed, oversized and
+/// over-long requests get `HTTP/1.0 400` and the service keeps answering, as nginx
+/// expects, bare LF line ends included.
+pub fn auth_http_refuses_malformed_requests(bin: &str) {
+    let (a, b, _nginx) = nginx_pair(bin);
     let auth = a.auth.expect("auth_http enabled");
     let max = proto::auth_http::MAX_REQUEST;
     let mut oversized = b"GET /auth HTTP/1.0\r\n".to_vec();
@@ -277,6 +274,14 @@ pub fn nginx_auth_http_refusals(bin: &str) {
     let lf = nginx_request(&format!("RCPT TO:<{RCPT}>")).replace("\r\n", "\n");
     let ok = http(auth, lf.as_bytes());
     assert!(ok.contains("\r\nAuth-Status: OK\r\n"), "{ok}");
+}
+
+/// The `auth_http` service refuses a recipient outside `GM_ALLOWED_HOSTS` with
+/// `550 5.7.1` (and no `Auth-Wait`), whether nginx passes the client's line with a space
+/// after the colon or not.
+pub fn auth_http_refuses_a_relay_recipient(bin: &str) {
+    let (a, _b, _nginx) = nginx_pair(bin);
+    let auth = a.auth.expect("auth_http enabled");
     // nginx passes the client's line as it came, space after the colon or not.
     for line in ["RCPT TO:<u@evil.example>", "rcpt to: <U@Evil.Example>"] {
         let denied = http(auth, nginx_request(line).as_bytes());
@@ -288,8 +293,12 @@ pub fn nginx_auth_http_refusals(bin: &str) {
         );
         assert!(!denied.contains("Auth-Wait"), "{denied}");
     }
+}
 
-    // Through nginx.
+/// Through nginx, a recipient the `auth_http` service refuses: the client gets
+/// `550 5.7.1` at RCPT, no backend ever sees the session, and nothing is stored.
+pub fn nginx_auth_http_refusal_reaches_the_client(bin: &str) {
+    let (a, b, nginx) = nginx_pair(bin);
     let (ok, out) = swaks_via(
         nginx.listen,
         "127.0.0.2",
@@ -310,7 +319,12 @@ pub fn nginx_auth_http_refusals(bin: &str) {
             d.log()
         );
     }
-    // Over IPv6 this time: nginx says `XCLIENT ADDR=IPV6:::1`.
+}
+
+/// Through nginx over IPv6, from `::1`: delivered once, with `[::1]` in the Received
+/// header (nginx's `XCLIENT ADDR=IPV6:::1`).
+pub fn nginx_over_ipv6_names_the_client(bin: &str) {
+    let (a, b, nginx) = nginx_pair(bin);
     let msg = message("after");
     let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, nginx.listen.port()));
     let (ok, out) = swaks_via(v6, "::1", true, RCPT, &msg);
@@ -465,23 +479,44 @@ s.sendall(b"XCLIENT ADDR=10.1.2.3\r\n")
 print(reply()[0])
 "#;
 
-fn haproxy_test(bin: &str, v2: bool) {
-    let d = Daemon::start(bin, |s| {
-        s.set("GSMTP_PROXY_PROTOCOL", "Y")
-            .set("GSMTP_XCLIENT_HOSTS", "127.0.0.1");
-    });
-    let haproxy = Haproxy::start(&[d.smtp], if v2 { "send-proxy-v2" } else { "send-proxy" });
-    let front = haproxy.listen;
+/// An instance with `GSMTP_PROXY_PROTOCOL=Y` (trusting 127.0.0.1 with XCLIENT) behind
+/// HAProxy sending PROXY headers of version 2 (`v2`) or 1. Fields drop in order:
+/// HAProxy stops first.
+struct Behind {
+    haproxy: Haproxy,
+    d: Daemon,
+}
 
-    // HAProxy's SMTP health checks, each with its own PROXY header, pass.
-    let mut check = Default::default();
-    let up = wait_until(Duration::from_secs(10), || {
-        check = haproxy_check(haproxy.dir.path());
-        check == ("UP".to_string(), "L7OK".to_string())
-    });
-    assert!(up, "HAProxy's health check: {check:?}");
+impl Behind {
+    fn start(bin: &str, v2: bool) -> Self {
+        let d = Daemon::start(bin, |s| {
+            s.set("GSMTP_PROXY_PROTOCOL", "Y")
+                .set("GSMTP_XCLIENT_HOSTS", "127.0.0.1");
+        });
+        let haproxy = Haproxy::start(&[d.smtp], if v2 { "send-proxy-v2" } else { "send-proxy" });
+        Self { haproxy, d }
+    }
 
-    // Malformed headers, and none at all, straight to the server: closed unanswered.
+    /// HAProxy's SMTP health checks, each with its own PROXY header, pass.
+    fn health_checks_pass(&self) {
+        let mut check = Default::default();
+        let up = wait_until(Duration::from_secs(10), || {
+            check = haproxy_check(self.haproxy.dir.path());
+            check == ("UP".to_string(), "L7OK".to_string())
+        });
+        assert!(up, "HAProxy's health check: {check:?}");
+    }
+}
+
+/// HAProxy's SMTP health checks, each with its own PROXY header, pass.
+fn haproxy_health_checks(bin: &str, v2: bool) {
+    Behind::start(bin, v2).health_checks_pass();
+}
+
+/// Malformed headers, and none at all, straight to the server: closed unanswered.
+fn haproxy_malformed_headers(bin: &str, v2: bool) {
+    let behind = Behind::start(bin, v2);
+    let d = &behind.d;
     let mut bad_v2 = proto::proxy::V2_SIGNATURE.to_vec();
     bad_v2.extend_from_slice(&[0x21, 0x11, 0, 4, 1, 2, 3, 4]); // too short for TCP4
     let malformed: [&[u8]; 4] = [
@@ -500,8 +535,13 @@ fn haproxy_test(bin: &str, v2: bool) {
         );
     }
     d.wait_log(&["bad PROXY header"]);
+}
 
-    // A correct header straight from a trusted address: served, with its client.
+/// A correct header straight from a trusted address: served, and stored with the client
+/// the header names.
+fn haproxy_direct_header(bin: &str, v2: bool) {
+    let behind = Behind::start(bin, v2);
+    let d = &behind.d;
     let mut c = Client::connect(d.smtp);
     c.send(&proxy_header(v2, d.smtp));
     assert_eq!(c.reply().code, 220);
@@ -511,58 +551,105 @@ fn haproxy_test(bin: &str, v2: bool) {
     assert_eq!(r.code, 250, "{r:?}");
     let direct_id = queued_id(&r.wire());
     assert_eq!(c.cmd("QUIT").code, 221);
+    let stored = d.stored(FOLDER);
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored_id(&stored[0]), direct_id);
+    let trace = Trace {
+        rcpt: RCPT,
+        helo: "client.example",
+        ip: "192.0.2.7",
+        with: "ESMTP",
+        id: Some(&direct_id),
+    };
+    check_stored(&stored[0], &trace, &msg);
+}
 
-    // swaks from 127.0.0.3 through HAProxy (with STARTTLS over v2).
+/// swaks from 127.0.0.3 through HAProxy (with STARTTLS over v2): stored with
+/// `[127.0.0.3]`.
+fn haproxy_swaks_through(bin: &str, v2: bool) {
+    let behind = Behind::start(bin, v2);
+    behind.health_checks_pass();
     let msg2 = message("haproxy");
-    let (ok, out) = swaks_via(front, "127.0.0.3", v2, RCPT, &msg2);
+    let (ok, out) = swaks_via(behind.haproxy.listen, "127.0.0.3", v2, RCPT, &msg2);
     assert!(ok, "{out}");
     let id = queued_id(&out);
+    let stored = behind.d.stored(FOLDER);
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored_id(&stored[0]), id);
+    let trace = Trace {
+        rcpt: RCPT,
+        helo: "client.example",
+        ip: "127.0.0.3",
+        with: if v2 { "ESMTPS" } else { "ESMTP" },
+        id: Some(&id),
+    };
+    check_stored(&stored[0], &trace, &msg2);
+}
 
-    // The client behind HAProxy is not a trusted proxy: XCLIENT is neither offered nor
-    // accepted (trust follows the address the PROXY header names, not HAProxy's).
+/// The client behind HAProxy is not a trusted proxy: XCLIENT is neither offered nor
+/// accepted (trust follows the address the PROXY header names, not HAProxy's).
+fn haproxy_xclient_behind(bin: &str, v2: bool) {
+    let behind = Behind::start(bin, v2);
+    behind.health_checks_pass();
+    let front = behind.haproxy.listen;
     let out = run_ok(Command::new("python3").args(["-c", XCLIENT_FROM, &front.port().to_string()]));
     assert_eq!(
         out,
         "EHLO offers XCLIENT: False\n550 5.7.0 Error: insufficient authorization\n",
     );
-
-    let stored = d.stored(FOLDER);
-    assert_eq!(stored.len(), 2);
-    for file in &stored {
-        let got = stored_id(file);
-        if got == direct_id {
-            let trace = Trace {
-                rcpt: RCPT,
-                helo: "client.example",
-                ip: "192.0.2.7",
-                with: "ESMTP",
-                id: Some(&direct_id),
-            };
-            check_stored(file, &trace, &msg);
-        } else {
-            let trace = Trace {
-                rcpt: RCPT,
-                helo: "client.example",
-                ip: "127.0.0.3",
-                with: if v2 { "ESMTPS" } else { "ESMTP" },
-                id: Some(&id),
-            };
-            check_stored(file, &trace, &msg2);
-        }
-    }
 }
 
 /// HAProxy with `send-proxy-v2` in front of an instance with `GSMTP_PROXY_PROTOCOL=Y`:
-/// its SMTP health checks (with a `LOCAL` header) pass; swaks from 127.0.0.3 (with STARTTLS, passed through) is stored with `[127.0.0.3]`.
-/// Malformed v1 and v2 headers, or none, sent straight to the instance, get the
-/// connection closed; a correct header afterwards is served. XCLIENT from the client
-/// behind HAProxy is refused: 127.0.0.3 is not a trusted proxy, although HAProxy's
-/// address 127.0.0.1 is.
-pub fn haproxy_proxy_v2(bin: &str) {
-    haproxy_test(bin, true);
+/// its SMTP health checks (with a `LOCAL` header) pass.
+pub fn haproxy_proxy_v2_health_checks(bin: &str) {
+    haproxy_health_checks(bin, true);
 }
 
-/// The same with `send-proxy` (version 1, text), plain SMTP.
-pub fn haproxy_proxy_v1(bin: &str) {
-    haproxy_test(bin, false);
+/// Malformed v1 and v2 headers, or none, sent straight to the instance that HAProxy
+/// (`send-proxy-v2`) fronts, get the connection closed.
+pub fn haproxy_proxy_v2_malformed_headers(bin: &str) {
+    haproxy_malformed_headers(bin, true);
+}
+
+/// A correct v2 header straight from a trusted address is served, with its client.
+pub fn haproxy_proxy_v2_direct_header(bin: &str) {
+    haproxy_direct_header(bin, true);
+}
+
+/// swaks from 127.0.0.3 through HAProxy (`send-proxy-v2`, STARTTLS passed through) is
+/// stored with `[127.0.0.3]`.
+pub fn haproxy_proxy_v2_swaks_through(bin: &str) {
+    haproxy_swaks_through(bin, true);
+}
+
+/// XCLIENT from the client behind HAProxy (`send-proxy-v2`) is refused: 127.0.0.3 is not
+/// a trusted proxy, although HAProxy's address 127.0.0.1 is.
+pub fn haproxy_proxy_v2_xclient_behind(bin: &str) {
+    haproxy_xclient_behind(bin, true);
+}
+
+/// The same as [`haproxy_proxy_v2_health_checks`] with `send-proxy` (version 1, text).
+pub fn haproxy_proxy_v1_health_checks(bin: &str) {
+    haproxy_health_checks(bin, false);
+}
+
+/// The same as [`haproxy_proxy_v2_malformed_headers`] with `send-proxy` (version 1).
+pub fn haproxy_proxy_v1_malformed_headers(bin: &str) {
+    haproxy_malformed_headers(bin, false);
+}
+
+/// The same as [`haproxy_proxy_v2_direct_header`] with a version 1 header.
+pub fn haproxy_proxy_v1_direct_header(bin: &str) {
+    haproxy_direct_header(bin, false);
+}
+
+/// The same as [`haproxy_proxy_v2_swaks_through`] with `send-proxy` (version 1), plain
+/// SMTP.
+pub fn haproxy_proxy_v1_swaks_through(bin: &str) {
+    haproxy_swaks_through(bin, false);
+}
+
+/// The same as [`haproxy_proxy_v2_xclient_behind`] with `send-proxy` (version 1).
+pub fn haproxy_proxy_v1_xclient_behind(bin: &str) {
+    haproxy_xclient_behind(bin, false);
 }

@@ -64,22 +64,34 @@ fn stored_ids(g: &Garage, via: usize) -> HashSet<String> {
         .collect()
 }
 
-/// The conformance transcripts pass in S3 mode; mail sent by swaks and by smtp-source
-/// lands as one object each, under
-/// `mail/YYYY/MM/DD/<queue id>.eml`, read back byte for byte (`Return-Path` and our
-/// `Received` first), with `message/rfc822`, the envelope in its metadata; a 25 MiB
-/// message goes up in parts with the server's memory growing by less than 1 MiB; no
-/// multipart upload is ever left unfinished, not even by an abandoned message; one node
-/// killed with SIGKILL under load does not stop the mail (the quorum of two stays), and
-/// every acknowledged message is there; every node stopped is `451` while the server
-/// stays up, and mail is accepted again once they are back; our instance killed with
-/// SIGKILL under load, three times: every acknowledged message is in the bucket.
-pub fn s3_garage_cluster(bin: &str) {
+/// While alive, names its scenario in the test's output if the test fails, for tests
+/// that run several scenarios on one cluster.
+struct Scenario(&'static str);
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("failed in the S3 scenario: {}", self.0);
+        }
+    }
+}
+
+/// On a healthy three-node cluster (shared by the scenarios that leave it healthy, as a
+/// cluster start takes seconds; those that kill nodes or our instance have their own; a
+/// failure names its scenario in the output): mail sent by swaks lands as one object,
+/// under `mail/YYYY/MM/DD/<queue id>.eml`, read back through another node byte for byte
+/// (`Return-Path` and our `Received` first), with `message/rfc822` and the envelope in
+/// its metadata; the conformance transcripts pass in S3 mode; smtp-source's 200 messages
+/// are 200 objects; a 25 MiB message goes up in parts with the server's memory growing
+/// by less than 1 MiB, and no multipart upload is ever left unfinished, not even by an
+/// abandoned message.
+pub fn s3_garage_objects_and_metadata(bin: &str) {
     let dir = TempDir::new("garage");
-    let mut g = Garage::start(&dir, 3);
-    let mut d = s3_daemon(bin, &g, 0);
+    let g = Garage::start(&dir, 3);
+    let d = s3_daemon(bin, &g, 0);
 
     // swaks.
+    let scenario = Scenario("swaks: one object, its metadata");
     let msg = message("s3");
     let file = d.dir().join("swaks.eml");
     std::fs::write(&file, msg.strip_suffix(b"\r\n").expect("CRLF")).expect("write");
@@ -116,24 +128,33 @@ pub fn s3_garage_cluster(bin: &str) {
     ] {
         assert!(head.contains(header), "no {header} in\n{head}");
     }
+    drop(scenario);
 
-    // The conformance transcripts, each on a new connection to one S3-mode instance
-    // with the settings the conformance suite uses.
-    {
-        let t = s3_daemon_with(bin, &g, 0, |_| {});
-        for (name, script) in transcript::vectors::ALL {
-            eprintln!("transcript {name} in S3 mode");
-            let mut c = Client::connect(t.smtp);
-            transcript::run(&mut c, script);
-        }
-        assert!(
-            t.log().contains("message queued"),
-            "the transcripts stored mail"
-        );
+    s3_transcripts(bin, &g);
+    s3_smtp_source(&g, &d);
+    s3_big_and_abandoned(&g, &d);
+}
+
+/// The conformance transcripts pass in S3 mode, each on a new connection to one S3-mode
+/// instance with the settings the conformance suite uses.
+fn s3_transcripts(bin: &str, g: &Garage) {
+    let _scenario = Scenario("the conformance transcripts in S3 mode");
+    let t = s3_daemon_with(bin, g, 0, |_| {});
+    for (name, script) in transcript::vectors::ALL {
+        eprintln!("transcript {name} in S3 mode");
+        let mut c = Client::connect(t.smtp);
+        transcript::run(&mut c, script);
     }
+    assert!(
+        t.log().contains("message queued"),
+        "the transcripts stored mail"
+    );
+}
 
-    // smtp-source: 200 messages over 10 sessions, each one object.
-    let before = stored_ids(&g, 0).len();
+/// smtp-source: 200 messages over 10 sessions, each one object.
+fn s3_smtp_source(g: &Garage, d: &Daemon) {
+    let _scenario = Scenario("smtp-source: 200 messages, one object each");
+    let before = stored_ids(g, 0).len();
     run_ok(
         Command::new("smtp-source")
             .args([
@@ -154,10 +175,15 @@ pub fn s3_garage_cluster(bin: &str) {
                 &d.smtp.to_string(),
             ]),
     );
-    assert_eq!(stored_ids(&g, 2).len(), before + 200);
+    assert_eq!(stored_ids(g, 2).len(), before + 200);
+}
 
-    // 25 MiB: a multipart upload from the spool, in bounded memory.
-    let mut c = session(&d);
+/// 25 MiB: a multipart upload from the spool, the server's memory growing by less than
+/// 1 MiB; an abandoned message starts nothing, and no multipart upload is left
+/// unfinished.
+fn s3_big_and_abandoned(g: &Garage, d: &Daemon) {
+    let _scenario = Scenario("25 MiB in bounded memory, an abandoned message");
+    let mut c = session(d);
     let big = big_body(25);
     let rss = peak_rss_kib(d.pid());
     let r = c.send_mail("a@example.net", &["u@example.com"], &big);
@@ -179,6 +205,16 @@ pub fn s3_garage_cluster(bin: &str) {
     drop(c);
     d.wait_log(&["connection closed", "reason=eof"]);
     assert_eq!(g.unfinished_uploads(0), 0, "no upload left unfinished");
+}
+
+/// Nodes failing: one node killed with SIGKILL under load does not stop the mail (the
+/// quorum of two stays), and every acknowledged message is there; then every node
+/// stopped is `451` while the server and the session stay up, and mail is accepted
+/// again once they are back.
+pub fn s3_garage_node_failures(bin: &str) {
+    let dir = TempDir::new("garage");
+    let mut g = Garage::start(&dir, 3);
+    let d = s3_daemon(bin, &g, 0);
 
     // One node killed under load: mail keeps flowing on the quorum.
     let threads: Vec<_> = (0..3)
@@ -229,9 +265,15 @@ pub fn s3_garage_cluster(bin: &str) {
     g.start_all();
     let r = c.send_mail("a@example.net", &["u@example.com"], b"back\r\n");
     assert_eq!(r.code, 250, "{r:?}");
-    drop(c);
+}
 
-    // Our instance killed under load, three times.
+/// Our instance killed with SIGKILL under load, three times (a new one started after
+/// each): every acknowledged message is in the bucket, and no multipart upload is left
+/// unfinished.
+pub fn s3_garage_instance_killed_under_load(bin: &str) {
+    let dir = TempDir::new("garage");
+    let g = Garage::start(&dir, 3);
+    let mut d = s3_daemon(bin, &g, 0);
     for round in 0..3 {
         let acked = acknowledged_until_killed(&mut d, 20);
         let stored = stored_ids(&g, round % 3);

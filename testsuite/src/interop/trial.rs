@@ -383,10 +383,29 @@ pub fn maildir_mode_follows_a_reload(bin: &str) {
     d.wait_log(&["Maildir opened to the group", "files=1"]);
 }
 
+/// `bin --check-config --live --config <settings>` (in a folder of its own): its exit
+/// code and standard error.
+fn live_check(bin: &str, settings: &Settings) -> (Option<i32>, String) {
+    let dir = TempDir::new("live");
+    let config = dir.path().join("live.conf");
+    settings.write(&config);
+    let o = run(
+        Command::new(bin)
+            .args(["--check-config", "--live", "--config"])
+            .arg(&config),
+        b"",
+        Duration::from_secs(70),
+    );
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
 /// `/healthz` says when the destination fails every delivery (an HTTP receiver that is
 /// not there: every message `451`), with the reason, and is `200` again after the first
 /// success; `--check-config --live` tries the destination and names what failed.
-pub fn healthz_and_live_check_see_a_failing_destination(bin: &str) {
+pub fn healthz_and_live_check_see_a_failing_http_receiver(bin: &str) {
     let out = TempDir::new("receiver");
     let port = free_port();
     let metrics = super::daemon::free_addr();
@@ -415,22 +434,7 @@ pub fn healthz_and_live_check_see_a_failing_destination(bin: &str) {
             && why.contains(&format!("POST {url}")),
         "{why}"
     );
-    let live = |settings: &Settings| {
-        let dir = TempDir::new("live");
-        let config = dir.path().join("live.conf");
-        settings.write(&config);
-        let o = run(
-            Command::new(bin)
-                .args(["--check-config", "--live", "--config"])
-                .arg(&config),
-            b"",
-            Duration::from_secs(70),
-        );
-        (
-            o.status.code(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
-    };
+    let live = |settings: &Settings| live_check(bin, settings);
     let (code, err) = live(&d.settings);
     assert_eq!(code, Some(2), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -448,9 +452,13 @@ pub fn healthz_and_live_check_see_a_failing_destination(bin: &str) {
         250
     );
     assert_eq!(http_get(metrics, "/healthz"), (200, "ok\n".to_string()));
+}
 
-    // The other destinations' live checks: a pipe command whose interpreter is gone, an
-    // LMTP server that is not there, a Maildir root that cannot be made.
+/// `--check-config --live` on the other destinations names what failed: a pipe command
+/// whose interpreter is gone, an LMTP server that is not there, a Maildir root that
+/// cannot be made; a command that runs passes.
+pub fn live_check_names_other_failing_destinations(bin: &str) {
+    let live = |settings: &Settings| live_check(bin, settings);
     let dir = TempDir::new("cmds");
     let broken = dir.path().join("broken");
     fs::write(&broken, "#!/nonexistent/interpreter\n").expect("write");
@@ -531,9 +539,9 @@ fn fake_lmtp(final_reply: &'static str) -> SocketAddr {
 }
 
 /// Every fault and refusal of a destination is one log line with `conn=`, `queue_id=`,
-/// the destination and what it answered, and the reply's text says what failed: an LMTP
-/// server answering nonsense (`999`) after the dot, a pipe command that was removed.
-pub fn destination_faults_are_traced_and_named(bin: &str) {
+/// the destination and what it answered, and the reply's text says what failed: here an
+/// LMTP server answering nonsense (`999`) after the dot.
+pub fn lmtp_nonsense_is_traced_and_named(bin: &str) {
     let lmtp = fake_lmtp("999 what is this\r\n");
     let d = Daemon::start(bin, |s| {
         s.set("GSMTP_STORAGE", "lmtp")
@@ -553,10 +561,11 @@ pub fn destination_faults_are_traced_and_named(bin: &str) {
         &format!("LMTP server {lmtp} answered the end of DATA with 999"),
     ]);
     assert!(line.contains("what is this"), "{line}");
-    drop(c);
-    drop(d);
+}
 
-    // An LMTP server that is not there: a fault at MAIL, named.
+/// An LMTP server that is not there: a fault at MAIL, one log line that names it, and a
+/// reply that says the delivery agent failed.
+pub fn lmtp_not_there_is_traced_and_named(bin: &str) {
     let gone = format!("127.0.0.1:{}", free_port());
     let d = Daemon::start(bin, |s| {
         s.set("GSMTP_STORAGE", "lmtp").set("GSMTP_LMTP_ADDR", &gone);
@@ -572,10 +581,11 @@ pub fn destination_faults_are_traced_and_named(bin: &str) {
         "destination=lmtp",
         &format!("LMTP server {gone} during connect"),
     ]);
-    drop(c);
-    drop(d);
+}
 
-    // A pipe command removed while the server runs.
+/// A pipe command removed while the server runs: the next message's reply says the
+/// command cannot run, and the log line names it and the cause.
+pub fn removed_pipe_command_is_traced_and_named(bin: &str) {
     let dir = TempDir::new("gone");
     let program = dir.path().join("deliver");
     fs::write(&program, "#!/bin/sh\ncat >/dev/null\n").expect("write");
