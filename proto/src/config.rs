@@ -129,11 +129,11 @@ pub struct Config {
     pub max_clients_per_ip: u32,
     /// `GSMTP_MAILDIR`: the Maildir root.
     pub maildir: PathBuf,
-    /// `GSMTP_STORAGE`: `maildir`, `discard`, `pipe`, `http` or `lmtp`.
+    /// `GSMTP_STORAGE`: `maildir`, `discard`, `pipe`, `http`, `lmtp` or `s3`.
     pub storage: Storage,
     /// `GSMTP_PIPE_*`, for `GSMTP_STORAGE=pipe`.
     pub pipe: PipeConfig,
-    /// `GSMTP_HTTP_*`, for `GSMTP_STORAGE=http`.
+    /// `GSMTP_HTTP_*`: for `GSMTP_STORAGE=http`, and the timeout, connections and CA of `s3`.
     pub http: HttpConfig,
     /// `GSMTP_LMTP_*`, for `GSMTP_STORAGE=lmtp`.
     pub lmtp: LmtpConfig,

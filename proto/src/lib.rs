@@ -1,14 +1,26 @@
-//! The pure SMTP engine of Guerrilla SMTPd: bytes in, replies and storage actions out.
+//! Guerrilla SMTPd's core: the pure SMTP engine (bytes in, replies and actions out), the
+//! delivery contract a destination implements, and, behind the opt-in `io` feature, the
+//! runtime-neutral server both frontends run.
 //!
-//! This crate decides everything about an SMTP session that can be decided without the
+//! The default build decides everything about a session that can be decided without the
 //! operating system: parsing (with nom), the RFC 5321 state machine, limits, reply texts,
-//! the Received header, Maildir naming and the mailbox mapping, the configuration model,
-//! and nginx's `auth_http` protocol. It reads no clock, opens no socket or file and
-//! spawns nothing: every instant comes from the caller, so tests run in virtual time.
+//! the Received header, the mailbox mapping, the configuration model, what each
+//! destination hands on and what its answers mean, and nginx's `auth_http` protocol. It
+//! reads no clock, opens no socket or file and spawns nothing: every instant comes from
+//! the caller, so tests run in virtual time.
 //!
-//! The frontends (`frontend-smol`, `frontend-async-std`) drive a [`Connection`] with a
-//! socket, a timer and a Maildir. What both need and is not runtime-specific lives in the
-//! opt-in `io` feature (`proto::io`); the default build stays pure.
+//! The modules, by role:
+//!
+//! - **the engine**: [`Connection`] (`conn`), [`command`], [`syntax`], [`reply`],
+//!   [`config`], [`policy`], [`trace`], [`proxy`] (PROXY headers), [`auth_http`];
+//! - **the delivery contract**: [`delivery`] (the envelope and [`DeliveryError`], one
+//!   place for a destination's words);
+//! - **the pure halves of the `io` features**: [`deliver`] (what each destination hands
+//!   on and what its answers mean, one file per destination, mirroring `io::deliver`);
+//! - **testing helpers**: [`sim`] (a connection driven in memory, in virtual time) and
+//!   [`transcript`] (the `C:`/`S:` scripts tests are written in);
+//! - **`io`** (feature): the server the frontends (`frontend-smol`,
+//!   `frontend-async-std`) run, which drives a [`Connection`] per accepted socket.
 //!
 //! # Run loop
 //!
@@ -51,22 +63,29 @@
 //! - **Limits**: command lines, text lines, message size, recipients, errors and time are
 //!   all bounded here; buffers never hold more than one read beyond the line limit.
 //! - **Paths**: no recipient address can name a folder outside the Maildir root
-//!   ([`maildir`]).
+//!   ([`deliver::maildir`]).
 #![warn(missing_docs)]
 
+// The engine.
 pub mod auth_http;
 pub mod command;
 pub mod config;
 mod conn;
-pub mod deliver;
-pub mod delivery;
 pub mod policy;
 pub mod proxy;
 pub mod reply;
-pub mod sim;
 pub mod syntax;
 mod timer;
 pub mod trace;
+
+// The delivery contract.
+pub mod delivery;
+
+// The pure halves of the io features.
+pub mod deliver;
+
+// Testing helpers.
+pub mod sim;
 pub mod transcript;
 
 #[cfg(feature = "io")]

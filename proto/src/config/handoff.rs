@@ -1,4 +1,4 @@
-//! The settings of the hand-off destinations: `GSMTP_STORAGE=pipe`, `http` and `lmtp`.
+//! The settings of the hand-off destinations: `GSMTP_STORAGE=pipe`, `http`, `lmtp` and `s3`.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -31,7 +31,7 @@ use super::client::Client;
 use super::spool::Spool;
 use super::{Deliver, Message, Transaction};
 use crate::config::{Config, ConfigError, HttpConfig, HttpUrl};
-use crate::deliver as handoff;
+use crate::deliver as pure;
 use crate::delivery::DeliveryError;
 use crate::delivery::Envelope;
 use crate::io::runtime::Runtime;
@@ -115,7 +115,7 @@ impl<R: Runtime> Inner<R> {
     /// spool, between delimiters drawn at random now that the message is complete.
     async fn post(&self, env: &Envelope, spool: Spool) -> io::Result<(u16, String)> {
         let boundary = boundary()?;
-        let (head, tail) = handoff::http::multipart(env, &boundary);
+        let (head, tail) = pure::http::multipart(env, &boundary);
         let spool = spool.freeze();
         let len = head.len() as u64 + spool.len() + tail.len() as u64;
         let mut req = hyper::Request::post(self.url.path.as_str())
@@ -126,7 +126,7 @@ impl<R: Runtime> Inner<R> {
             )
             .header(hyper::header::CONTENT_LENGTH, len)
             .header(hyper::header::USER_AGENT, "Guerrilla-SMTPd");
-        for (name, value) in handoff::http::headers(env) {
+        for (name, value) in pure::http::headers(env) {
             req = req.header(name, value);
         }
         if let Some(key) = &self.secret {
@@ -144,7 +144,7 @@ impl<R: Runtime> Inner<R> {
             let mac = ctx.sign();
             req = req.header(
                 "X-Smtp-Signature",
-                handoff::http::signature_value(t, mac.as_ref()),
+                pure::http::signature_value(t, mac.as_ref()),
             );
         }
         let body = self
@@ -196,7 +196,7 @@ impl<R: Runtime> Deliver for Http<R> {
             Err(io::Error::from(io::ErrorKind::TimedOut))
         };
         let fail = |why: String| {
-            let err = handoff::http::result(0, "").unwrap_err();
+            let err = pure::http::result(0, "").unwrap_err();
             err.because(format_args!("HEAD {}: {why}", http.url))
         };
         match Box::pin(http.client.send(req, MAX_ANSWER).or(timer)).await {
@@ -219,7 +219,7 @@ impl<R: Runtime> Transaction for HttpTransaction<R> {
     type Message = HttpMessage<R>;
 
     async fn begin(self, env: &Envelope) -> Result<HttpMessage<R>, DeliveryError> {
-        let prefix = handoff::prefix(env, &self.0.host, SystemTime::now(), true);
+        let prefix = pure::prefix(env, &self.0.host, SystemTime::now(), true);
         Ok(HttpMessage {
             http: self.0,
             env: Box::new(env.clone()),
@@ -244,11 +244,11 @@ impl<R: Runtime> Message for HttpMessage<R> {
         let (status, first) = match Box::pin(sent.or(timer)).await {
             Ok(answer) => answer,
             Err(e) => {
-                let err = handoff::http::result(0, "").unwrap_err();
+                let err = pure::http::result(0, "").unwrap_err();
                 return Err(err.because(format_args!("POST {}: {e}", http.url)));
             }
         };
-        handoff::http::result(status, &first).map_err(|e| {
+        pure::http::result(status, &first).map_err(|e| {
             e.because(format_args!(
                 "POST {} answered {status}: {}",
                 http.url,

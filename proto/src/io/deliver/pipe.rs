@@ -27,7 +27,7 @@ use futures_lite::{FutureExt as _, future};
 use super::spool::Spool;
 use super::{Deliver, Message, Transaction};
 use crate::config::{Config, ConfigError, PipeConfig};
-use crate::deliver::{self as handoff, pipe::Exit};
+use crate::deliver::{self as pure, pipe::Exit};
 use crate::delivery::DeliveryError;
 use crate::delivery::Envelope;
 use crate::delivery::Recipient;
@@ -159,18 +159,18 @@ impl<R: Runtime> Inner<R> {
         input: std::fs::File,
         started: Instant,
     ) -> Result<(), DeliveryError> {
-        let vars = handoff::pipe::macro_values(env);
+        let vars = pure::pipe::macro_values(env);
         let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let mut std_cmd = std::process::Command::new(&self.program);
         std_cmd
             .args(
                 self.cfg.command[1..]
                     .iter()
-                    .map(|a| handoff::pipe::expand(a, &vars)),
+                    .map(|a| pure::pipe::expand(a, &vars)),
             )
             .env_clear()
             .env("PATH", &self.path_env)
-            .envs(handoff::pipe::environment(env));
+            .envs(pure::pipe::environment(env));
         std::os::unix::process::CommandExt::process_group(&mut std_cmd, 0);
         let mut cmd = async_process::Command::from(std_cmd);
         cmd.stdin(Stdio::from(input))
@@ -207,7 +207,7 @@ impl<R: Runtime> Inner<R> {
             (None, Some(sig)) => Exit::Signal(sig),
             (None, None) => Exit::Signal(0),
         };
-        handoff::pipe::result(exit, &out).map_err(|e| {
+        pure::pipe::result(exit, &out).map_err(|e| {
             let first = out.split(|b| *b == b'\n').next().unwrap_or_default();
             e.because(format_args!(
                 "{program} ended with {exit} after {:.2} s; output: {}",
@@ -282,7 +282,7 @@ impl<R: Runtime> Deliver for Pipe<R> {
         cmd.args(
             pipe.cfg.command[1..]
                 .iter()
-                .map(|a| handoff::pipe::expand(a, &[])),
+                .map(|a| pure::pipe::expand(a, &[])),
         )
         .env_clear()
         .env("PATH", &pipe.path_env)
@@ -326,7 +326,7 @@ impl<R: Runtime> Transaction for PipeTransaction<R> {
     }
 
     async fn begin(self, env: &Envelope) -> Result<PipeMessage<R>, DeliveryError> {
-        let prefix = handoff::prefix(env, &self.pipe.host, SystemTime::now(), true);
+        let prefix = pure::prefix(env, &self.pipe.host, SystemTime::now(), true);
         Ok(PipeMessage {
             pipe: self.pipe,
             env: Box::new(env.clone()),

@@ -40,7 +40,7 @@ use super::client::{Body, Client};
 use super::spool::{Frozen, Spool};
 use super::{Deliver, Message, Transaction};
 use crate::config::{Config, ConfigError, HttpUrl};
-use crate::deliver as handoff;
+use crate::deliver as pure;
 use crate::delivery::DeliveryError;
 use crate::delivery::Envelope;
 use crate::io::runtime::Runtime;
@@ -425,8 +425,8 @@ impl<R: Runtime> Transaction for S3Transaction<R> {
     async fn begin(self, env: &Envelope) -> Result<S3Message<R>, DeliveryError> {
         let s3 = self.0;
         let now = SystemTime::now();
-        let prefix = handoff::prefix(env, &s3.host, now, true);
-        let key = handoff::s3::key(&s3.prefix, now, env.id);
+        let prefix = pure::prefix(env, &s3.host, now, true);
+        let key = pure::s3::key(&s3.prefix, now, env.id);
         let mut current = Md5::new();
         current.update(&prefix);
         let text = Box::new(Text {
@@ -451,7 +451,7 @@ impl<R: Runtime> Message for S3Message<R> {
     async fn commit(self) -> Result<(), DeliveryError> {
         let s3 = self.s3;
         let (env, key, spool, md5s) = self.text.finish();
-        let meta = handoff::s3::metadata(&env);
+        let meta = pure::s3::metadata(&env);
         let spool = spool.freeze();
         let result = if md5s.len() == 1 {
             s3.put(&key, &meta, &spool, &md5s[0]).await
