@@ -8,7 +8,7 @@ use crate::delivery::{DeliveryError, Envelope};
 
 /// The envelope as HTTP request headers: every fact of [`envelope_fields`] but the
 /// recipients (`X-Smtp-Mail-From`, `X-Smtp-Client-Addr`, `X-Smtp-Client-Name`,
-/// `X-Smtp-Helo`, `X-Smtp-Queue-Id`, `X-Smtp-Tls`), each [`Value::encoded`], and
+/// `X-Smtp-Helo`, `X-Smtp-Queue-Id`, `X-Smtp-Tls`), each [`super::Value::encoded`], and
 /// `X-Smtp-Rcpt-Count`. Their number and size are bounded whatever the message: the
 /// recipients, up to `GSMTP_MAX_RCPT` of them of any length, travel in the body's JSON
 /// envelope ([`envelope`]), which any receiver takes.

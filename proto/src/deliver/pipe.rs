@@ -7,7 +7,7 @@ use crate::reply::parse_status;
 
 /// The envelope as a pipe command's environment: `SMTP_MAIL_FROM`, `SMTP_RCPT_TO`,
 /// `SMTP_CLIENT_ADDR`, `SMTP_CLIENT_NAME`, `SMTP_HELO`, `SMTP_QUEUE_ID`, `SMTP_TLS`,
-/// each [`Value::encoded`].
+/// each [`super::Value::encoded`].
 pub fn environment(env: &Envelope) -> Vec<(&'static str, String)> {
     envelope_fields(env)
         .into_iter()

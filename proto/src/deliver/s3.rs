@@ -15,7 +15,7 @@ pub fn key(prefix: &str, date: SystemTime, id: QueueId) -> String {
 
 /// The object's signed headers: `content-type: message/rfc822` and every fact of
 /// [`envelope_fields`] as metadata (`x-amz-meta-mail-from`, `-rcpt-to`, `-client-addr`,
-/// `-client-name`, `-helo`, `-queue-id`, `-tls`), each [`Value::encoded`].
+/// `-client-name`, `-helo`, `-queue-id`, `-tls`), each [`super::Value::encoded`].
 pub fn metadata(env: &Envelope) -> Vec<(String, String)> {
     let mut meta = vec![("content-type".to_string(), "message/rfc822".to_string())];
     meta.extend(

@@ -70,19 +70,35 @@ impl<F: Backing> Spool<F> {
         self.file.is_some()
     }
 
-    /// Appends `bytes`; once more than [`MEMORY`] octets are held, they go to the file
-    /// (made by `make` on first use), on `rt`'s thread pool. On failure the file is
-    /// thrown away ([`Backing::discard`]) and the spool holds nothing more.
-    pub(crate) async fn write<R: Runtime>(
+    /// Appends `bytes` if they stay in memory (no file yet, and fewer than [`MEMORY`]
+    /// octets held then): the cheap path, which needs no future. Returns whether it did.
+    pub(crate) fn hold(&mut self, bytes: &[u8]) -> bool {
+        let fits = self.file.is_none() && self.buf.len() + bytes.len() < MEMORY;
+        if fits {
+            self.buf.extend_from_slice(bytes);
+        }
+        fits
+    }
+
+    /// Appends `bytes`; once more than [`MEMORY`] octets are held, they go to the file,
+    /// on `rt`'s thread pool. The file is made on first use by what `maker` gives
+    /// (called only then, so that a text that stays in memory costs the caller nothing
+    /// to prepare). On failure the file is thrown away ([`Backing::discard`]) and the
+    /// spool holds nothing more.
+    pub(crate) async fn write<R: Runtime, M>(
         &mut self,
         rt: &R,
         bytes: &[u8],
-        make: impl FnOnce() -> io::Result<F> + Send + 'static,
-    ) -> io::Result<()> {
+        maker: impl FnOnce() -> M,
+    ) -> io::Result<()>
+    where
+        M: FnOnce() -> io::Result<F> + Send + 'static,
+    {
         self.buf.extend_from_slice(bytes);
         if self.buf.len() < MEMORY {
             return Ok(());
         }
+        let make = maker();
         let buf = std::mem::take(&mut self.buf);
         let file = self.file.take();
         let written = rt
@@ -129,8 +145,11 @@ impl Spool<File> {
         dir: &Path,
         bytes: &[u8],
     ) -> Result<(), DeliveryError> {
-        let in_dir = dir.to_path_buf();
-        self.write(rt, bytes, move || unnamed_file(&in_dir))
+        let maker = || {
+            let in_dir = dir.to_path_buf();
+            move || unnamed_file(&in_dir)
+        };
+        self.write(rt, bytes, maker)
             .await
             .map_err(|e| spool_error(&e, dir))
     }

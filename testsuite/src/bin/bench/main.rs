@@ -70,6 +70,16 @@ fn run() -> Result<bool, String> {
         build(&o.root)?;
     }
     let bin_dir = target_dir(&o.root).join("release");
+    if let Some(baseline) = &o.baseline {
+        let to = bin_dir.join(Impl::Baseline.binary());
+        fs::copy(baseline, &to).map_err(|e| {
+            format!(
+                "cannot copy {} to {}: {e}",
+                baseline.display(),
+                to.display()
+            )
+        })?;
+    }
     for t in &o.targets {
         if t.imp != Impl::Sink && !bin_dir.join(t.imp.binary()).is_file() {
             return Err(format!(

@@ -26,7 +26,11 @@ options:
                         also `throughput` (a,b,c,curve), `mem` (idle,big), `all` (default)
   --servers LIST        comma-separated, from: sink, smol-discard, smol-maildir,
                         async-std-discard, async-std-maildir; also smol, async-std,
-                        discard, maildir, all (default)
+                        discard, maildir, all (default); with --baseline also
+                        baseline-discard, baseline-maildir, baseline
+  --baseline BIN        another build of guerrilla-smol (an older commit's, say), run
+                        beside this one as the baseline-* servers; when --servers names
+                        none of them, both are added
   --curve LIST          sessions of the curve (default 1,10,50,200,1000)
   --curve-messages N    messages per curve point (default 5,000 x --scale, at least one
                         per session)
@@ -69,6 +73,8 @@ pub(crate) enum Impl {
     Sink,
     Smol,
     AsyncStd,
+    /// Another build of guerrilla-smol (`--baseline`), to compare two versions.
+    Baseline,
 }
 
 impl Impl {
@@ -77,6 +83,7 @@ impl Impl {
             Self::Sink => "smtp-sink",
             Self::Smol => "smol",
             Self::AsyncStd => "async-std",
+            Self::Baseline => "baseline",
         }
     }
 
@@ -85,6 +92,7 @@ impl Impl {
             Self::Sink => "smtp-sink",
             Self::Smol => "guerrilla-smol",
             Self::AsyncStd => "guerrilla-async-std",
+            Self::Baseline => "guerrilla-baseline",
         }
     }
 }
@@ -104,11 +112,13 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    pub(crate) const ALL: [Self; 5] = [
+    pub(crate) const ALL: [Self; 7] = [
         Self::new(Impl::Sink, Mode::Discard),
         Self::new(Impl::Smol, Mode::Discard),
+        Self::new(Impl::Baseline, Mode::Discard),
         Self::new(Impl::AsyncStd, Mode::Discard),
         Self::new(Impl::Smol, Mode::Maildir),
+        Self::new(Impl::Baseline, Mode::Maildir),
         Self::new(Impl::AsyncStd, Mode::Maildir),
     ];
 
@@ -196,6 +206,8 @@ pub(crate) struct Opts {
     pub(crate) handoff: Vec<String>,
     /// Messages per hand-off run.
     pub(crate) handoff_messages: usize,
+    /// Another build of guerrilla-smol to run beside this one (`baseline-*` servers).
+    pub(crate) baseline: Option<PathBuf>,
 }
 
 pub(crate) fn parse_opts() -> Result<Opts, String> {
@@ -209,7 +221,10 @@ pub(crate) fn parse_opts() -> Result<Opts, String> {
         loads: ["a", "b", "c", "curve", "idle", "big"]
             .map(String::from)
             .to_vec(),
-        targets: Target::ALL.to_vec(),
+        targets: Target::ALL
+            .into_iter()
+            .filter(|t| t.imp != Impl::Baseline)
+            .collect(),
         curve: vec![1, 10, 50, 200, 1000],
         curve_messages: 0,
         scale: if quick { 0.05 } else { 1.0 },
@@ -235,6 +250,7 @@ pub(crate) fn parse_opts() -> Result<Opts, String> {
         root,
         handoff: Vec::new(),
         handoff_messages: if quick { 500 } else { 5000 },
+        baseline: None,
     };
     args.reverse();
     let mut curve_messages = None;
@@ -311,12 +327,21 @@ pub(crate) fn parse_opts() -> Result<Opts, String> {
                 }
             }
             "--handoff-messages" => o.handoff_messages = num(value()?)?.max(SESSIONS_MIN),
+            "--baseline" => o.baseline = Some(PathBuf::from(value()?)),
             "--out" => o.out = PathBuf::from(value()?),
             "--tmp" => o.tmp = PathBuf::from(value()?),
             "--run-timeout" => o.run_timeout = Duration::from_secs(num(value()?)? as u64),
             "--trash-limit-gib" => o.trash_limit_gib = num(value()?)? as u64,
             _ => return Err(format!("unknown option {arg} (see --help)")),
         }
+    }
+    if o.baseline.is_some() && !o.targets.iter().any(|t| t.imp == Impl::Baseline) {
+        o.targets.extend([
+            Target::new(Impl::Baseline, Mode::Discard),
+            Target::new(Impl::Baseline, Mode::Maildir),
+        ]);
+        o.targets
+            .sort_by_key(|t| Target::ALL.iter().position(|a| a == t));
     }
     o.curve_messages =
         curve_messages.unwrap_or_else(|| ((5000.0 * o.scale).round() as usize).max(1));
@@ -348,12 +373,15 @@ fn parse_targets(list: &str) -> Result<Vec<Target>, String> {
         let matched: Vec<Target> = Target::ALL
             .into_iter()
             .filter(|t| match item {
-                "all" => true,
+                "all" => t.imp != Impl::Baseline,
                 "sink" | "smtp-sink" => t.imp == Impl::Sink,
                 "smol" => t.imp == Impl::Smol,
                 "async-std" => t.imp == Impl::AsyncStd,
-                "discard" => t.imp != Impl::Sink && t.mode == Mode::Discard,
-                "maildir" => t.mode == Mode::Maildir,
+                "baseline" => t.imp == Impl::Baseline,
+                "discard" => {
+                    matches!(t.imp, Impl::Smol | Impl::AsyncStd) && t.mode == Mode::Discard
+                }
+                "maildir" => t.imp != Impl::Baseline && t.mode == Mode::Maildir,
                 _ => t.id() == item,
             })
             .collect();

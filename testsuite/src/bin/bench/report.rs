@@ -498,6 +498,7 @@ pub(crate) fn curve_svg(
                 Impl::Sink => "#222222",
                 Impl::Smol => "#1f77b4",
                 Impl::AsyncStd => "#d62728",
+                Impl::Baseline => "#7f7f7f",
             };
             let dash = if t.mode == Mode::Maildir {
                 r#" stroke-dasharray="7 4""#

@@ -248,15 +248,19 @@ impl<R: Runtime> Message for MaildirMessage<R> {
     /// Held in memory up to [`super::SPOOL_MEMORY`], then streamed to the first folder's
     /// `tmp/`.
     async fn write(&mut self, bytes: &[u8]) -> Result<(), DeliveryError> {
-        let dir = Arc::clone(&self.maildir.dir);
-        let first = self.targets[0].path.clone();
+        if self.spool.hold(bytes) {
+            return Ok(());
+        }
+        let (maildir, targets) = (&self.maildir, &self.targets);
+        let maker = || {
+            let dir = Arc::clone(&maildir.dir);
+            let first = targets[0].path.clone();
+            move || dir.create_tmp(&first)
+        };
         // Big futures on cold paths are boxed so that an idle session's task stays small.
-        Box::pin(
-            self.spool
-                .write(&self.maildir.rt, bytes, move || dir.create_tmp(&first)),
-        )
-        .await
-        .map_err(|e| classify(&e))
+        Box::pin(self.spool.write(&maildir.rt, bytes, maker))
+            .await
+            .map_err(|e| classify(&e))
     }
 
     /// Makes the message durable in every recipient's `new/`; `Ok` means on disk. See
