@@ -12,7 +12,7 @@ use std::time::Duration;
 use frontend_smol::{Config, Deliver, Message, Transaction};
 use proto::Recipient;
 use proto::syntax::{MailParams, ReversePath};
-use proto::{DeliveryError, Envelope};
+use proto::{DeliveryError, Envelope, Verdict};
 
 /// A received message: who sent it, to whom, and its text.
 #[derive(Clone, Debug)]
@@ -75,7 +75,8 @@ impl Message for Arriving {
         Ok(())
     }
 
-    async fn commit(self) -> Result<(), DeliveryError> {
+    /// `_verdict` holds the sender checks' findings: empty here, as `GSMTP_VERIFY` is off.
+    async fn commit(self, _verdict: &Verdict) -> Result<(), DeliveryError> {
         self.inbox
             .0
             .lock()
@@ -177,7 +178,7 @@ impl Message for Broken {
         Ok(())
     }
 
-    async fn commit(self) -> Result<(), DeliveryError> {
+    async fn commit(self, _: &Verdict) -> Result<(), DeliveryError> {
         panic!("a bug in the destination")
     }
 }

@@ -179,6 +179,20 @@ pub struct Config {
     /// `GSMTP_METRICS_LISTEN`: where `/metrics` (Prometheus) and `/healthz` are served;
     /// off by default.
     pub metrics_listen: Option<SocketAddr>,
+    /// `GSMTP_VERIFY`: the checks run on every message (`spf`, `dkim`, `dmarc`, `arc`, or
+    /// `all`); none by default.
+    pub verify: crate::verdict::Checks,
+    /// `GSMTP_DNS_SERVERS`: the DNS servers the checks ask (`addr` or `addr:port`); empty:
+    /// the system's resolv.conf.
+    pub dns_servers: Vec<SocketAddr>,
+    /// `GSMTP_DNS_TIMEOUT`: how long one DNS query may take.
+    pub dns_timeout: Duration,
+    /// `GSMTP_DMARC_REJECT`: refuse a message whose DMARC fails under `p=reject`
+    /// (`550 5.7.1`).
+    pub dmarc_reject: bool,
+    /// `GSMTP_VERIFY_TEMPFAIL`: answer `451 4.7.0` when a check could not complete
+    /// (`temperror`), rather than accept the message with `temperror` recorded.
+    pub verify_tempfail: bool,
 }
 
 impl Default for Config {
@@ -224,6 +238,11 @@ impl Default for Config {
             user: None,
             pid_file: None,
             metrics_listen: None,
+            verify: crate::verdict::Checks::default(),
+            dns_servers: Vec::new(),
+            dns_timeout: Duration::from_secs(5),
+            dmarc_reject: false,
+            verify_tempfail: false,
         }
     }
 }

@@ -77,6 +77,7 @@ pub mod reply;
 pub mod syntax;
 mod timer;
 pub mod trace;
+pub mod verdict;
 
 // The delivery contract.
 pub mod delivery;
@@ -99,3 +100,4 @@ pub use delivery::{
 };
 pub use syntax::{ParseError, parse_command};
 pub use timer::Timer;
+pub use verdict::Verdict;

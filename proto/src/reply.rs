@@ -252,6 +252,10 @@ catalogue! {
     BAD_SENDER = 501 "5.1.7" "Error: bad sender address syntax";
     /// A recipient address that does not parse.
     BAD_RECIPIENT = 501 "5.1.3" "Error: bad recipient address syntax";
+    /// DMARC failed under the `From:` domain's `p=reject` (`GSMTP_DMARC_REJECT`).
+    DMARC_REJECTED = 550 "5.7.1" "Error: the From: domain's DMARC policy rejects this message";
+    /// A sender check could not complete (`GSMTP_VERIFY_TEMPFAIL`).
+    VERIFY_TEMPFAIL = 451 "4.7.0" "Error: sender authentication could not complete, try again later";
     /// An ESMTP parameter that is not offered.
     UNSUPPORTED_PARAMETER = 555 "5.5.4" "Error: unsupported parameter";
 }

@@ -90,19 +90,22 @@ impl<'a> Trace<'a> {
 /// Appends `Return-Path: <sender>`, `X-Original-To: <address>` when the address was
 /// rewritten, `Delivered-To: <address>` and the Received header, each ending in CRLF: the
 /// headers of a final delivery (a Maildir file), in the order Postfix's local(8) writes
-/// them.
+/// them. Returns where the Received header begins in `out`: an `Authentication-Results`
+/// field goes there, between the delivery's headers and ours.
 pub fn write_prefix(
     out: &mut Vec<u8>,
     original_to: Option<&str>,
     delivered_to: &str,
     trace: &Trace<'_>,
-) {
+) -> usize {
     write_return_path(out, trace.sender);
     if let Some(original) = original_to {
         out.extend_from_slice(format!("X-Original-To: {}\r\n", clean_address(original)).as_bytes());
     }
     out.extend_from_slice(format!("Delivered-To: {}\r\n", clean_address(delivered_to)).as_bytes());
+    let received = out.len();
     write_received(out, trace);
+    received
 }
 
 /// Appends `Return-Path: <sender>` and CRLF (RFC 5321 §4.4).

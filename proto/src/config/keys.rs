@@ -263,7 +263,7 @@ pub const TABLE: &[Key] = &[
     key("GSMTP_BARE_NEWLINE", Live,
         |c, v| v.one_of(BARE_NEWLINES, "expected normalize or reject").map(|b| c.bare_newline = b),
         |c| name_of(BARE_NEWLINES, c.bare_newline)),
-    // Read once, at start (`io/cli.rs`): a reload neither changes it nor names it.
+    // Shutdown takes the running generation's value.
     key("GSMTP_SHUTDOWN_GRACE", Live,
         |c, v| v.seconds().map(|d| c.shutdown_grace = d),
         |c| secs(c.shutdown_grace)),
@@ -296,7 +296,33 @@ pub const TABLE: &[Key] = &[
     key("GSMTP_METRICS_LISTEN", Restart(|c, old| c.metrics_listen = old.metrics_listen),
         |c, v| v.opt(Value::addr).map(|a| c.metrics_listen = a),
         |c| opt(&c.metrics_listen)),
+    // A destination holds a message for the checks' verdict (LMTP) when they run.
+    key("GSMTP_VERIFY", Destination,
+        |c, v| v.checks().map(|k| c.verify = k),
+        |c| c.verify.to_string()),
+    key("GSMTP_DNS_SERVERS", Restart(|c, old| c.dns_servers.clone_from(&old.dns_servers)),
+        |c, v| v.list(dns_server).map(|l| c.dns_servers = l),
+        |c| list(&c.dns_servers)),
+    key("GSMTP_DNS_TIMEOUT", Restart(|c, old| c.dns_timeout = old.dns_timeout),
+        |c, v| v.seconds().map(|d| c.dns_timeout = d),
+        |c| secs(c.dns_timeout)),
+    key("GSMTP_DMARC_REJECT", Live,
+        |c, v| v.yes_no().map(|b| c.dmarc_reject = b),
+        |c| yn(c.dmarc_reject)),
+    key("GSMTP_VERIFY_TEMPFAIL", Live,
+        |c, v| v.yes_no().map(|b| c.verify_tempfail = b),
+        |c| yn(c.verify_tempfail)),
 ];
+
+/// A DNS server: `addr:port`, `[v6]:port`, or an address alone (port 53).
+fn dns_server(s: &str) -> Option<std::net::SocketAddr> {
+    parse_addr(s).or_else(|| {
+        let ip = s.trim_start_matches('[').trim_end_matches(']');
+        ip.parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| std::net::SocketAddr::new(ip, 53))
+    })
+}
 
 /// Every key's name, in [`TABLE`]'s order (aliases and the original's ignored keys aside).
 pub const KEYS: &[&str] = &names::<{ TABLE.len() }>();

@@ -158,6 +158,11 @@ impl Value<'_> {
             .collect()
     }
 
+    /// `GSMTP_VERIFY`'s list of checks.
+    pub(super) fn checks(&self) -> Result<crate::verdict::Checks, ConfigError> {
+        crate::verdict::Checks::parse(&self.string()?).map_err(|e| self.error(&e))
+    }
+
     /// One of `choices`, case aside; else an error saying what was `expected`.
     pub(super) fn one_of<T: Copy>(
         &self,

@@ -3,8 +3,9 @@
 
 use std::fmt::Write as _;
 
-use super::{RCPT_TO, envelope_fields, refusal};
+use super::{RCPT_TO, envelope_fields, refusal, verdict_fields};
 use crate::delivery::{DeliveryError, Envelope};
+use crate::verdict::Verdict;
 
 /// The envelope as HTTP request headers: every fact of [`envelope_fields`] but the
 /// recipients (`X-Smtp-Mail-From`, `X-Smtp-Client-Addr`, `X-Smtp-Client-Name`,
@@ -12,19 +13,48 @@ use crate::delivery::{DeliveryError, Envelope};
 /// `X-Smtp-Rcpt-Count`. Their number and size are bounded whatever the message: the
 /// recipients, up to `GSMTP_MAX_RCPT` of them of any length, travel in the body's JSON
 /// envelope ([`envelope`]), which any receiver takes.
-pub fn headers(env: &Envelope) -> Vec<(&'static str, String)> {
+///
+/// The verdict's facts follow ([`super::verdict_fields`]): `X-Smtp-Verdict-Spf`, `-Dkim`,
+/// `-Dmarc`, `-Arc` (each when its check ran) and `X-Smtp-Authenticated-From` (only when
+/// the `From:` is authenticated). The signature covers them all ([`signed`]).
+pub fn headers(env: &Envelope, verdict: &Verdict) -> Vec<(&'static str, String)> {
     let mut h: Vec<(&'static str, String)> = envelope_fields(env)
         .into_iter()
         .filter(|(f, _)| *f != RCPT_TO)
         .map(|(f, v)| (f.header, v.encoded()))
         .collect();
     h.push(("X-Smtp-Rcpt-Count", env.recipients.len().to_string()));
+    h.extend(
+        verdict_fields(verdict)
+            .into_iter()
+            .map(|(f, v)| (f.header, v)),
+    );
     h
 }
 
+/// What `X-Smtp-Signature`'s HMAC covers, before the body: `<t>.`, then each of
+/// `headers` (the `X-Smtp-*` headers of [`headers`]) as `<lower-case name>:<value>` and
+/// LF, these lines sorted (as octets), then LF. A receiver rebuilds it from the `X-Smtp-*` headers it got
+/// (the signature's own aside), whatever their order on the way, so no header the
+/// signature covers can be added, dropped or changed.
+pub fn signed(t: u64, headers: &[(&str, String)]) -> Vec<u8> {
+    let mut lines: Vec<String> = headers
+        .iter()
+        .map(|(name, value)| format!("{}:{value}\n", name.to_ascii_lowercase()))
+        .collect();
+    lines.sort_unstable();
+    let mut out = format!("{t}.").into_bytes();
+    for line in lines {
+        out.extend_from_slice(line.as_bytes());
+    }
+    out.push(b'\n');
+    out
+}
+
 /// The JSON envelope of an HTTP request: every fact of [`envelope_fields`] by its JSON
-/// name, strings exactly as received (`"rcpt_to": ["u@example.com", ...]`).
-pub fn envelope(env: &Envelope) -> Vec<u8> {
+/// name, strings exactly as received (`"rcpt_to": ["u@example.com", ...]`), then, when a
+/// check ran, `"verdict"` ([`Verdict::to_json`]).
+pub fn envelope(env: &Envelope, verdict: &Verdict) -> Vec<u8> {
     // Written by hand to keep the fields in their order (serde_json's map sorts them).
     let mut out = b"{".to_vec();
     for (i, (f, v)) in envelope_fields(env).into_iter().enumerate() {
@@ -34,6 +64,10 @@ pub fn envelope(env: &Envelope) -> Vec<u8> {
         serde_json::to_writer(&mut out, f.json).expect("JSON of a string");
         out.push(b':');
         serde_json::to_writer(&mut out, &v.to_json()).expect("JSON of strings");
+    }
+    if !verdict.is_empty() {
+        out.extend_from_slice(b",\"verdict\":");
+        serde_json::to_writer(&mut out, &verdict.to_json()).expect("JSON");
     }
     out.push(b'}');
     out
@@ -47,14 +81,14 @@ pub fn envelope(env: &Envelope) -> Vec<u8> {
 /// The boundary must not occur in the message: the caller draws it at random once the
 /// client has no more say in the message's text (128 bits, never disclosed to the
 /// client), so no sender can end the part early.
-pub fn multipart(env: &Envelope, boundary: &str) -> (Vec<u8>, Vec<u8>) {
+pub fn multipart(env: &Envelope, verdict: &Verdict, boundary: &str) -> (Vec<u8>, Vec<u8>) {
     let mut head = format!(
         "--{boundary}\r\n\
          Content-Disposition: form-data; name=\"envelope\"\r\n\
          Content-Type: application/json\r\n\r\n"
     )
     .into_bytes();
-    head.extend_from_slice(&envelope(env));
+    head.extend_from_slice(&envelope(env, verdict));
     head.extend_from_slice(
         format!(
             "\r\n--{boundary}\r\n\
@@ -68,7 +102,7 @@ pub fn multipart(env: &Envelope, boundary: &str) -> (Vec<u8>, Vec<u8>) {
     (head, tail)
 }
 
-/// `X-Smtp-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "<t>." + body>`'s value.
+/// `X-Smtp-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of [`signed`] + body>`'s value.
 pub fn signature_value(t: u64, mac: &[u8]) -> String {
     let mut out = format!("t={t},v1=");
     for b in mac {

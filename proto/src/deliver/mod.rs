@@ -22,11 +22,14 @@ use crate::delivery::{DeliveryError, Envelope};
 use crate::reply::ReplyBuf;
 use crate::syntax::ReversePath;
 use crate::trace::{self, Trace};
+use crate::verdict::Verdict;
 
 /// What a hand-off puts before the message: `Return-Path` (unless the destination is a
 /// final delivery agent that writes its own, as an LMTP server does) and our `Received`
-/// header, whose `for` clause names the recipient when there is only one.
-pub fn prefix(env: &Envelope, host: &str, date: SystemTime, return_path: bool) -> Vec<u8> {
+/// header, whose `for` clause names the recipient when there is only one. Returns the
+/// bytes and where the Received header begins in them: the verdict's
+/// `Authentication-Results` field goes there.
+pub fn prefix(env: &Envelope, host: &str, date: SystemTime, return_path: bool) -> (Vec<u8>, usize) {
     let mut out = Vec::with_capacity(300);
     if return_path {
         trace::write_return_path(&mut out, &env.from);
@@ -39,8 +42,9 @@ pub fn prefix(env: &Envelope, host: &str, date: SystemTime, return_path: bool) -
         recipient: only,
         ..Trace::new(env, host, &env.recipients[0], date)
     };
+    let received = out.len();
     trace::write_received(&mut out, &t);
-    out
+    (out, received)
 }
 
 /// The sender as a bare address (`a@b.example`), empty for the null sender `<>`.
@@ -87,6 +91,54 @@ fields! {
     QUEUE_ID = "SMTP_QUEUE_ID" "X-Smtp-Queue-Id" "x-amz-meta-queue-id" "queue_id";
     /// The TLS version, or `none`.
     TLS = "SMTP_TLS" "X-Smtp-Tls" "x-amz-meta-tls" "tls";
+}
+
+fields! {
+    /// SPF's result: `pass smtp.mailfrom=a@b.example`, the result word first.
+    VERDICT_SPF = "SMTP_VERDICT_SPF" "X-Smtp-Verdict-Spf" "x-amz-meta-verdict-spf" "spf";
+    /// DKIM's result (the first passing signature, else the first).
+    VERDICT_DKIM = "SMTP_VERDICT_DKIM" "X-Smtp-Verdict-Dkim" "x-amz-meta-verdict-dkim" "dkim";
+    /// DMARC's result, with the domain's policy.
+    VERDICT_DMARC = "SMTP_VERDICT_DMARC" "X-Smtp-Verdict-Dmarc" "x-amz-meta-verdict-dmarc" "dmarc";
+    /// ARC's result.
+    VERDICT_ARC = "SMTP_VERDICT_ARC" "X-Smtp-Verdict-Arc" "x-amz-meta-verdict-arc" "arc";
+    /// The `From:` domain, present only when DMARC passed for it.
+    AUTHENTICATED_FROM = "SMTP_AUTHENTICATED_FROM" "X-Smtp-Authenticated-From"
+        "x-amz-meta-authenticated-from" "authenticated_from";
+}
+
+/// The verdict's facts for the text renderings (the environment, HTTP headers, S3
+/// metadata): each check that ran, described with its result word first
+/// ([`crate::verdict::Result::describe`]), and [`AUTHENTICATED_FROM`] when the `From:`
+/// is authenticated. Values are one line of text: octets outside visible ASCII and the
+/// space, and `%`, written `%XX`. Empty when no check ran.
+pub fn verdict_fields(verdict: &Verdict) -> Vec<(Field, String)> {
+    let mut out: Vec<(Field, String)> = [VERDICT_SPF, VERDICT_DKIM, VERDICT_DMARC, VERDICT_ARC]
+        .into_iter()
+        .filter_map(|f| {
+            verdict
+                .result(f.json)
+                .map(|r| (f, encode_text(&r.describe())))
+        })
+        .collect();
+    if let Some(from) = &verdict.authenticated_from {
+        out.push((AUTHENTICATED_FROM, encode(from)));
+    }
+    out
+}
+
+/// `s` with every octet that is not visible ASCII or a space written `%XX`, and `%`
+/// itself: a line of text for a header, a variable or metadata.
+pub fn encode_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (b.is_ascii_graphic() || b == b' ') && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
 }
 
 /// A fact's value: one string, or a list (the recipients).

@@ -1,18 +1,23 @@
 //! The pure half of `GSMTP_STORAGE=pipe`: the command's environment and arguments, and
 //! what its end means.
 
-use super::{envelope_fields, refusal, sender_address};
+use super::{envelope_fields, refusal, sender_address, verdict_fields};
 use crate::delivery::{DeliveryError, Envelope};
 use crate::reply::parse_status;
+use crate::verdict::Verdict;
 
 /// The envelope as a pipe command's environment: `SMTP_MAIL_FROM`, `SMTP_RCPT_TO`,
 /// `SMTP_CLIENT_ADDR`, `SMTP_CLIENT_NAME`, `SMTP_HELO`, `SMTP_QUEUE_ID`, `SMTP_TLS`,
 /// each [`super::Value::encoded`].
-pub fn environment(env: &Envelope) -> Vec<(&'static str, String)> {
-    envelope_fields(env)
+/// The verdict's facts follow ([`super::verdict_fields`]): `SMTP_VERDICT_SPF`, `_DKIM`,
+/// `_DMARC`, `_ARC`, each when its check ran, and `SMTP_AUTHENTICATED_FROM`.
+pub fn environment(env: &Envelope, verdict: &Verdict) -> Vec<(&'static str, String)> {
+    let mut vars: Vec<(&'static str, String)> = envelope_fields(env)
         .into_iter()
         .map(|(f, v)| (f.env, v.encoded()))
-        .collect()
+        .collect();
+    vars.extend(verdict_fields(verdict).into_iter().map(|(f, v)| (f.env, v)));
+    vars
 }
 
 /// How a pipe command ended.

@@ -2,9 +2,10 @@
 
 use std::time::SystemTime;
 
-use super::envelope_fields;
+use super::{envelope_fields, verdict_fields};
 use crate::delivery::{Envelope, QueueId};
 use crate::trace;
+use crate::verdict::Verdict;
 
 /// A message's object key: `<prefix><YYYY>/<MM>/<DD>/<queue id>.eml`, the date in UTC,
 /// so that keys sort by time and a consumer lists new mail with `start-after`.
@@ -16,12 +17,20 @@ pub fn key(prefix: &str, date: SystemTime, id: QueueId) -> String {
 /// The object's signed headers: `content-type: message/rfc822` and every fact of
 /// [`envelope_fields`] as metadata (`x-amz-meta-mail-from`, `-rcpt-to`, `-client-addr`,
 /// `-client-name`, `-helo`, `-queue-id`, `-tls`), each [`super::Value::encoded`].
-pub fn metadata(env: &Envelope) -> Vec<(String, String)> {
+///
+/// The verdict's facts follow ([`super::verdict_fields`]): `x-amz-meta-verdict-spf`,
+/// `-dkim`, `-dmarc`, `-arc` and `x-amz-meta-authenticated-from`.
+pub fn metadata(env: &Envelope, verdict: &Verdict) -> Vec<(String, String)> {
     let mut meta = vec![("content-type".to_string(), "message/rfc822".to_string())];
     meta.extend(
         envelope_fields(env)
             .into_iter()
             .map(|(f, v)| (f.meta.to_string(), v.encoded())),
+    );
+    meta.extend(
+        verdict_fields(verdict)
+            .into_iter()
+            .map(|(f, v)| (f.meta.to_string(), v)),
     );
     meta
 }

@@ -37,6 +37,7 @@ mod server;
 mod shared;
 mod time;
 mod tls;
+mod verify;
 
 pub use deliver::{Deliver, Destination, Message, Transaction};
 pub use runtime::{Plain, Runtime, Transport};

@@ -41,6 +41,8 @@ pub(crate) struct Metrics {
     pub(crate) tls: IntCounterVec,
     /// Messages the destination did not commit, by destination and error.
     pub(crate) destination_errors: IntCounterVec,
+    /// Verdicts of `GSMTP_VERIFY`'s checks, by check and RFC 8601 result.
+    pub(crate) verdicts: IntCounterVec,
     /// Whether the destination takes mail, for `/healthz`.
     pub(crate) health: Health,
 }
@@ -135,6 +137,11 @@ impl Metrics {
                 "Messages the destination did not commit, by destination and error.",
                 &["destination", "error"],
             ),
+            verdicts: counter(
+                "smtp_verdicts_total",
+                "Results of the sender checks, by check and result.",
+                &["check", "result"],
+            ),
             health: Health::default(),
             registry,
         }
@@ -162,12 +169,30 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
+    /// Counts a message's verdict: each check that ran, by its result (DKIM: each
+    /// signature).
+    pub(crate) fn verdict(&self, verdict: &crate::verdict::Verdict) {
+        let one = |check: &str, r: &crate::verdict::Result| {
+            self.verdicts
+                .with_label_values(&[check, r.outcome.as_str()])
+                .inc();
+        };
+        verdict.spf.iter().for_each(|r| one("spf", r));
+        verdict.dkim.iter().flatten().for_each(|r| one("dkim", r));
+        verdict.dmarc.iter().for_each(|r| one("dmarc", r));
+        verdict.arc.iter().for_each(|r| one("arc", r));
+    }
+
     /// Counts a reply that refused a command or a message.
     pub(crate) fn refused(&self, reply: &ReplyBuf, message_end: bool) {
         let code = reply.code.to_string();
-        self.refusals
-            .with_label_values(&[crate::reply::reason(reply.code, &reply.status), &code])
-            .inc();
+        // At a message's end, a security status is the checks' policy (at RCPT, 5.7.1
+        // is relaying).
+        let reason = match reply.status.get(1..3) {
+            Some(".7") if message_end => "policy",
+            _ => crate::reply::reason(reply.code, &reply.status),
+        };
+        self.refusals.with_label_values(&[reason, &code]).inc();
         if message_end {
             self.messages.with_label_values(&[&code]).inc();
         }
@@ -270,13 +295,27 @@ impl Health {
     }
 }
 
-/// One log line for an event of the connection. `delivery` is how long the store took,
-/// for [`Event::Queued`]; `destination` names the destination, logged with what it said
-/// when a refusal came from it. Field names mean one thing each: `conn` is the
+/// One log line for an event of the connection. `done` is, at a message's end, how long
+/// its checks and store took and the checks' verdict (logged by check: `spf=pass`, ...,
+/// and `authenticated_from`); `destination` names the destination, logged with what it
+/// said when a refusal came from it. Field names mean one thing each: `conn` is the
 /// connection number, `queue_id` the message's id.
-pub(crate) fn log_event(conn: &Connection, event: &Event, delivery: Duration, destination: &str) {
+pub(crate) fn log_event(
+    conn: &Connection,
+    event: &Event,
+    done: Option<(Duration, &crate::verdict::Verdict)>,
+    destination: &str,
+) {
     use tracing::field::display as shown;
     let client = conn.client_ip();
+    let delivery = done.map_or(Duration::ZERO, |d| d.0);
+    let verdict = done.map(|d| d.1).filter(|v| !v.is_empty());
+    let check = |name: &str| {
+        verdict
+            .and_then(|v| v.result(name))
+            .map(|r| r.outcome.as_str())
+    };
+    let authenticated_from = verdict.and_then(|v| v.authenticated_from.as_deref());
     match event {
         Event::Command(line) => {
             tracing::info!(target: "transcript", conn = conn.id(), %client, "C: {line}");
@@ -305,6 +344,11 @@ pub(crate) fn log_event(conn: &Connection, event: &Event, delivery: Duration, de
                 size,
                 tls = %conn.tls().map_or("no", |t| t.version.as_str()),
                 delivery_ms = %format_args!("{:.1}", delivery.as_secs_f64() * 1000.0),
+                spf = check("spf"),
+                dkim = check("dkim"),
+                dmarc = check("dmarc"),
+                arc = check("arc"),
+                authenticated_from,
                 "message queued"
             );
         }
@@ -337,6 +381,10 @@ pub(crate) fn log_event(conn: &Connection, event: &Event, delivery: Duration, de
                 to = to.as_deref().map(shown),
                 destination = cause.is_some().then_some(shown(destination)),
                 cause = cause.as_deref(),
+                spf = check("spf"),
+                dkim = check("dkim"),
+                dmarc = check("dmarc"),
+                arc = check("arc"),
                 "refused"
             );
         }

@@ -13,8 +13,10 @@ use super::observe::{log_event, metrics};
 use super::runtime::{Runtime, Transport};
 use super::shared::{ClientSlot, Shared};
 use super::time::{Deadline, Interrupt, Signal, bounded, race_with};
+use super::verify::{Request, reading::Reading};
 use crate::conn::{Action, Check, CloseReason, Connection};
 use crate::delivery::{DeliveryError, Envelope};
+use crate::verdict::Verdict;
 
 /// How a run of the pump ended.
 #[derive(Debug)]
@@ -44,6 +46,8 @@ struct Txn<D: Deliver> {
     /// Text not yet handed to the destination: the connection gives it a line or a read
     /// at a time; the destination gets it [`WRITE_BATCH`] at a time.
     pending: Vec<u8>,
+    /// The text read for the checks on its way, when `GSMTP_VERIFY` asks for any.
+    reading: Option<Box<Reading>>,
 }
 
 /// How much text is gathered before [`Message::write`] is called.
@@ -82,12 +86,57 @@ impl<D: Deliver> Txn<D> {
         };
     }
 
-    /// The message is complete: commit it, or give the answer its text earned.
-    async fn commit(&mut self) -> Result<(), DeliveryError> {
+    /// Takes the next piece of the text, through the checks' reading if any.
+    async fn take(&mut self, bytes: &[u8]) {
+        if matches!(self.held, Held::Failed(_)) {
+            return;
+        }
+        let bytes = match &mut self.reading {
+            Some(r) => r.feed(bytes),
+            None => std::borrow::Cow::Borrowed(bytes),
+        };
+        if self.pending.capacity() == 0 {
+            // Most messages fit: one allocation instead of a growing one.
+            self.pending.reserve(8 * 1024);
+        }
+        self.pending.extend_from_slice(&bytes);
+        if self.pending.len() >= WRITE_BATCH {
+            Box::pin(self.write()).await;
+        }
+    }
+
+    /// The text is complete: runs the checks, if any, on what was read. `None` when
+    /// there were none, or the message already failed.
+    async fn verify<R: Runtime>(
+        &mut self,
+        shared: &Shared<R, D>,
+        envelope: Option<&Envelope>,
+    ) -> Option<Verdict> {
+        let reading = self.reading.take()?;
+        let (rest, read) = reading.finish();
+        self.pending.extend_from_slice(&rest);
+        let (verifier, envelope) = (shared.verifier.as_ref()?, envelope?);
+        if !matches!(self.held, Held::Message(_)) {
+            return None;
+        }
+        let request = Request {
+            checks: shared.cfg.verify,
+            client_ip: envelope.client_ip,
+            helo: envelope.helo.clone(),
+            mail_from: crate::deliver::sender_address(&envelope.from),
+            host: shared.cfg.host_name.clone(),
+            read,
+        };
+        Some(verifier.verify(request).await)
+    }
+
+    /// The message is complete: commit it with the checks' `verdict`, or give the answer
+    /// its text earned.
+    async fn commit(&mut self, verdict: &Verdict) -> Result<(), DeliveryError> {
         self.write().await;
         self.pending = Vec::new();
         match std::mem::replace(&mut self.held, Held::Nothing) {
-            Held::Message(m) => guarded("commit", m.commit())
+            Held::Message(m) => guarded("commit", m.commit(verdict))
                 .await
                 .unwrap_or_else(|| Err(panic_error())),
             Held::Failed(e) => Err(e),
@@ -107,6 +156,7 @@ impl<D: Deliver> Txn<D> {
             Held::Failed(_) | Held::Nothing => {}
         }
         self.pending = Vec::new();
+        self.reading = None;
     }
 }
 
@@ -121,6 +171,7 @@ pub(crate) async fn run<R: Runtime, D: Deliver, T: Transport>(
     let mut txn = Txn::<D> {
         held: Held::Nothing,
         pending: Vec::new(),
+        reading: None,
     };
     let result = pump(shared, conn, io, &mut txn, slot).await;
     Box::pin(txn.abort()).await;
@@ -169,22 +220,26 @@ async fn pump<R: Runtime, D: Deliver, T: Transport>(
                 let result = Box::pin(answer(deliver, txn, slot, check)).await;
                 conn.handle_check(Instant::now(), result);
             }
-            Action::Begin(envelope) => Box::pin(txn.begin(envelope)).await,
-            Action::Write(bytes) => {
-                if !matches!(txn.held, Held::Failed(_)) {
-                    if txn.pending.capacity() == 0 {
-                        // Most messages fit: one allocation instead of a growing one.
-                        txn.pending.reserve(8 * 1024);
-                    }
-                    txn.pending.extend_from_slice(bytes);
-                    if txn.pending.len() >= WRITE_BATCH {
-                        Box::pin(txn.write()).await;
-                    }
+            Action::Begin(envelope) => {
+                if shared.verifier.is_some() {
+                    txn.reading = Some(Box::new(Reading::new(&shared.cfg.host_name)));
                 }
+                Box::pin(txn.begin(envelope)).await;
             }
+            Action::Write(bytes) => txn.take(bytes).await,
             Action::Commit => {
                 let started = Instant::now();
-                let result = Box::pin(txn.commit()).await;
+                let verdict = Box::pin(txn.verify(shared, conn.envelope())).await;
+                let verdict = verdict.unwrap_or_default();
+                metrics().verdict(&verdict);
+                let refusal = verdict.refusal(shared.cfg.dmarc_reject, shared.cfg.verify_tempfail);
+                let result = match refusal {
+                    Some(reply) => {
+                        Box::pin(txn.abort()).await;
+                        Err(DeliveryError::reply(reply))
+                    }
+                    None => Box::pin(txn.commit(&verdict)).await,
+                };
                 let now = Instant::now();
                 let m = metrics();
                 let result = match result {
@@ -193,6 +248,7 @@ async fn pump<R: Runtime, D: Deliver, T: Transport>(
                         m.health.success(now);
                         Ok(())
                     }
+                    Err(e) if refusal.is_some() => Err(e),
                     Err(e) => {
                         m.destination_error(deliver.name(), &e);
                         Err(noted(deliver, e))
@@ -200,7 +256,8 @@ async fn pump<R: Runtime, D: Deliver, T: Transport>(
                 };
                 conn.handle_delivery(now, result);
                 while let Some(event) = conn.poll_event() {
-                    log_event(conn, &event, now - started, deliver.name());
+                    let done = (now - started, &verdict);
+                    log_event(conn, &event, Some(done), deliver.name());
                 }
             }
             Action::Abort => Box::pin(txn.abort()).await,
@@ -290,7 +347,7 @@ async fn flush<R: Runtime, D: Deliver, T: Transport>(
     let mut out = Vec::new();
     let out = &mut out;
     while let Some(event) = conn.poll_event() {
-        log_event(conn, &event, Duration::ZERO, shared.deliver.name());
+        log_event(conn, &event, None, shared.deliver.name());
     }
     conn.poll_transmit(out);
     if out.is_empty() {

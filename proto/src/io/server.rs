@@ -11,6 +11,7 @@ use super::listen::{accept_loop, bind, raise_fd_limit, reactor};
 use super::runtime::Runtime;
 use super::shared::{Current, Shared};
 use super::time::Signal;
+use super::verify::Verifier;
 use crate::config::{Config, ConfigError};
 
 /// Makes the destination again for a reloaded configuration.
@@ -96,7 +97,13 @@ impl<R: Runtime, D: Deliver> Server<R, D> {
         };
         let restart = old.cfg.restart_needed(&cfg);
         cfg.keep_restart_only(&old.cfg);
-        self.current.set(old.next(cfg, deliver, tls));
+        // The checks' thread outlives the reload that started it; its DNS settings are
+        // restart-only.
+        let verifier = match &old.verifier {
+            Some(v) => Some(Arc::clone(v)),
+            None => verifier(&cfg)?,
+        };
+        self.current.set(old.next(cfg, deliver, tls, verifier));
         Ok(restart)
     }
 
@@ -111,6 +118,14 @@ impl<R: Runtime, D: Deliver> Server<R, D> {
             wait_for(|| shared.active() == 0, Duration::from_secs(10));
         }
     }
+}
+
+/// The checks' thread, if `cfg` asks for checks.
+fn verifier(cfg: &Config) -> Result<Option<Arc<Verifier>>, ConfigError> {
+    if !cfg.verify.any() {
+        return Ok(None);
+    }
+    Verifier::start(&cfg.dns_servers, cfg.dns_timeout).map(|v| Some(Arc::new(v)))
 }
 
 /// Polls `done` until it holds or `limit` passes; returns whether it held.
@@ -201,7 +216,8 @@ fn start_with_opener<R: Runtime, D: Deliver>(
         .as_ref()
         .map(|l| local(l, "GSMTP_METRICS_LISTEN"))
         .transpose()?;
-    let shared = Shared::new(rt.clone(), cfg, deliver, tls);
+    let verifier = verifier(&cfg)?;
+    let shared = Shared::new(rt.clone(), cfg, deliver, tls, verifier);
     let stopping_signal = shared.stopping.clone();
     let current = Arc::new(Current::new(shared));
     let listeners = [

@@ -11,6 +11,7 @@ use futures_rustls::TlsAcceptor;
 use super::deliver::Deliver;
 use super::runtime::Runtime;
 use super::time::Signal;
+use super::verify::Verifier;
 use crate::config::Config;
 use crate::policy::{ClientCounts, ClientKey};
 
@@ -23,6 +24,8 @@ pub(crate) struct Shared<R: Runtime, D: Deliver> {
     /// Where accepted mail goes (kept across a reload that does not change it).
     pub(crate) deliver: Arc<D>,
     pub(crate) tls: Option<TlsAcceptor>,
+    /// The checks' thread, when `GSMTP_VERIFY` asks for checks (kept across reloads).
+    pub(crate) verifier: Option<Arc<Verifier>>,
     /// Fired at the end of the shutdown grace period: remaining sessions get `421`.
     pub(crate) force: Signal,
     /// Fired when shutdown begins: listeners close.
@@ -46,12 +49,19 @@ impl<R: Runtime, D: Deliver> Shared<R, D> {
     }
 
     /// The first generation of a server.
-    pub(crate) fn new(rt: R, cfg: Config, deliver: D, tls: Option<TlsAcceptor>) -> Self {
+    pub(crate) fn new(
+        rt: R,
+        cfg: Config,
+        deliver: D,
+        tls: Option<TlsAcceptor>,
+        verifier: Option<Arc<Verifier>>,
+    ) -> Self {
         Self {
             rt,
             cfg: Arc::new(cfg),
             deliver: Arc::new(deliver),
             tls,
+            verifier,
             force: Signal::new(),
             stopping: Signal::new(),
             active: Arc::new(AtomicUsize::new(0)),
@@ -60,14 +70,21 @@ impl<R: Runtime, D: Deliver> Shared<R, D> {
         }
     }
 
-    /// The generation after this one: `cfg`, `deliver` and `tls` for the sessions accepted
-    /// from now on; the same counters and signals.
-    pub(crate) fn next(&self, cfg: Config, deliver: Arc<D>, tls: Option<TlsAcceptor>) -> Self {
+    /// The generation after this one: `cfg`, `deliver`, `tls` and `verifier` for the
+    /// sessions accepted from now on; the same counters and signals.
+    pub(crate) fn next(
+        &self,
+        cfg: Config,
+        deliver: Arc<D>,
+        tls: Option<TlsAcceptor>,
+        verifier: Option<Arc<Verifier>>,
+    ) -> Self {
         Self {
             rt: self.rt.clone(),
             cfg: Arc::new(cfg),
             deliver,
             tls,
+            verifier,
             force: self.force.clone(),
             stopping: self.stopping.clone(),
             active: Arc::clone(&self.active),

@@ -328,7 +328,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         verified = False
         if sig:
             parts = dict(p.split("=", 1) for p in sig.split(","))
-            mac = hmac.new(secret, parts["t"].encode() + b"." + body, hashlib.sha256).hexdigest()
+            covered = sorted("%s:%s\n" % (k.lower(), v) for k, v in self.headers.items()
+                             if k.lower().startswith("x-smtp-") and k.lower() != "x-smtp-signature")
+            signed = parts["t"].encode() + b"." + "".join(covered).encode() + b"\n"
+            mac = hmac.new(secret, signed + body, hashlib.sha256).hexdigest()
             verified = hmac.compare_digest(mac, parts["v1"])
         form = form_parts(self.headers.get("Content-Type", ""), body)
         envelope = json.loads(form["envelope"]) if "envelope" in form else {}

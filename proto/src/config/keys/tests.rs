@@ -57,6 +57,11 @@ const OTHER: &[(&str, &str)] = &[
     ("GUID", "mail"),
     ("PID_FILE", "/run/g.pid"),
     ("GSMTP_METRICS_LISTEN", "0.0.0.0:9190"),
+    ("GSMTP_VERIFY", "spf,dmarc"),
+    ("GSMTP_DNS_SERVERS", "127.0.0.1:5353,[::1]:53"),
+    ("GSMTP_DNS_TIMEOUT", "2"),
+    ("GSMTP_DMARC_REJECT", "Y"),
+    ("GSMTP_VERIFY_TEMPFAIL", "Y"),
 ];
 
 fn names(reload: impl Fn(&Reload) -> bool) -> Vec<&'static str> {
@@ -83,6 +88,8 @@ fn reload_classes() {
             "GUID",
             "PID_FILE",
             "GSMTP_METRICS_LISTEN",
+            "GSMTP_DNS_SERVERS",
+            "GSMTP_DNS_TIMEOUT",
         ]
     );
     let destination = names(|r| matches!(r, Destination));
@@ -91,6 +98,8 @@ fn reload_classes() {
         "GSMTP_STORAGE",
         "GSMTP_SPOOL_DIR",
         "GSMTP_FSYNC",
+        // LMTP holds its hand-off to the end while checks are on.
+        "GSMTP_VERIFY",
     ] {
         assert!(destination.contains(&k), "{k}");
     }
@@ -102,7 +111,7 @@ fn reload_classes() {
     {
         assert!(destination.contains(k), "{k}");
     }
-    assert_eq!(destination.len(), 6 + 4 + 5 + 3 + 7);
+    assert_eq!(destination.len(), 6 + 4 + 5 + 3 + 7 + 1);
     assert_eq!(
         names(|r| matches!(r, Log)),
         ["GSMTP_LOG_FILE", "GSMTP_LOG_FORMAT"]

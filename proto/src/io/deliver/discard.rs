@@ -3,6 +3,7 @@
 use super::{Deliver, Message, Transaction};
 use crate::delivery::{DeliveryError, Envelope};
 use crate::syntax::{MailParams, ReversePath};
+use crate::verdict::Verdict;
 
 /// Accepts and drops every message.
 #[derive(Clone, Copy, Debug, Default)]
@@ -41,7 +42,7 @@ impl Message for Discarded {
         Ok(())
     }
 
-    async fn commit(self) -> Result<(), DeliveryError> {
+    async fn commit(self, _: &Verdict) -> Result<(), DeliveryError> {
         Ok(())
     }
 }

@@ -9,9 +9,10 @@
 //! pieces (a 25 MiB message is never whole in memory). The single-valued facts are in
 //! `X-Smtp-*` headers too ([`crate::deliver::http_headers`]), a fixed and small number of
 //! them whatever the number of recipients, so any receiver takes the request. With
-//! `GSMTP_HTTP_SECRET`, `X-Smtp-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of
-//! "<t>." + body>` lets the receiver check where it came from, as Stripe's and Postmark's
-//! webhooks are signed.
+//! `GSMTP_HTTP_SECRET`, `X-Smtp-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of the
+//! `X-Smtp-*` headers and the body ([`crate::deliver::http::signed`])>` lets the receiver
+//! check where it came from and that nothing of it (the verdict's headers included) was
+//! changed, as Stripe's and Postmark's webhooks are signed.
 //!
 //! HTTP/1.1 is hyper's, through the shared [`Client`]: no hand-written HTTP. Connections
 //! are kept alive and reused; at most `GSMTP_HTTP_CONNECTIONS` requests run at once. A request
@@ -36,6 +37,7 @@ use crate::delivery::DeliveryError;
 use crate::delivery::Envelope;
 use crate::io::runtime::Runtime;
 use crate::syntax::{MailParams, ReversePath};
+use crate::verdict::Verdict;
 
 /// How much of the receiver's answer is read for its first line.
 const MAX_ANSWER: usize = 16 * 1024;
@@ -75,6 +77,8 @@ pub struct HttpMessage<R: Runtime> {
     http: Arc<Inner<R>>,
     env: Box<Envelope>,
     spool: Spool,
+    /// Where the verdict's `Authentication-Results` field goes in the spool.
+    results_at: usize,
 }
 
 impl<R: Runtime> Http<R> {
@@ -113,9 +117,14 @@ impl<R: Runtime> Inner<R> {
     /// Sends the message and reads the answer: its status and its first line. The body
     /// is `multipart/form-data`: the JSON envelope, then the message read from the
     /// spool, between delimiters drawn at random now that the message is complete.
-    async fn post(&self, env: &Envelope, spool: Spool) -> io::Result<(u16, String)> {
+    async fn post(
+        &self,
+        env: &Envelope,
+        verdict: &Verdict,
+        spool: Spool,
+    ) -> io::Result<(u16, String)> {
         let boundary = boundary()?;
-        let (head, tail) = pure::http::multipart(env, &boundary);
+        let (head, tail) = pure::http::multipart(env, verdict, &boundary);
         let spool = spool.freeze();
         let len = head.len() as u64 + spool.len() + tail.len() as u64;
         let mut req = hyper::Request::post(self.url.path.as_str())
@@ -126,15 +135,16 @@ impl<R: Runtime> Inner<R> {
             )
             .header(hyper::header::CONTENT_LENGTH, len)
             .header(hyper::header::USER_AGENT, "Guerrilla-SMTPd");
-        for (name, value) in pure::http::headers(env) {
-            req = req.header(name, value);
+        let headers = pure::http::headers(env, verdict);
+        for (name, value) in &headers {
+            req = req.header(*name, value.as_str());
         }
         if let Some(key) = &self.secret {
             let t = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
             let mut ctx = ring::hmac::Context::with_key(key);
-            ctx.update(format!("{t}.").as_bytes());
+            ctx.update(&pure::http::signed(t, &headers));
             ctx.update(&head);
             let mut reader = spool.reader(0..spool.len());
             while let Some(piece) = reader.next(&self.rt).await? {
@@ -219,11 +229,12 @@ impl<R: Runtime> Transaction for HttpTransaction<R> {
     type Message = HttpMessage<R>;
 
     async fn begin(self, env: &Envelope) -> Result<HttpMessage<R>, DeliveryError> {
-        let prefix = pure::prefix(env, &self.0.host, SystemTime::now(), true);
+        let (prefix, results_at) = pure::prefix(env, &self.0.host, SystemTime::now(), true);
         Ok(HttpMessage {
             http: self.0,
             env: Box::new(env.clone()),
             spool: Spool::new(prefix),
+            results_at,
         })
     }
 }
@@ -234,13 +245,24 @@ impl<R: Runtime> Message for HttpMessage<R> {
         self.spool.write_in(&http.rt, &http.spool_dir, bytes).await
     }
 
-    async fn commit(self) -> Result<(), DeliveryError> {
-        let Self { http, env, spool } = self;
+    async fn commit(self, verdict: &Verdict) -> Result<(), DeliveryError> {
+        let Self {
+            http,
+            env,
+            mut spool,
+            results_at,
+        } = self;
+        if !verdict.is_empty() {
+            let results = verdict.authentication_results(&http.host);
+            spool
+                .insert_in(&http.rt, &http.spool_dir, results_at, &results)
+                .await?;
+        }
         let timer = async {
             async_io::Timer::after(http.cfg.timeout).await;
             Err(io::Error::from(io::ErrorKind::TimedOut))
         };
-        let sent = http.post(&env, spool);
+        let sent = http.post(&env, verdict, spool);
         let (status, first) = match Box::pin(sent.or(timer)).await {
             Ok(answer) => answer,
             Err(e) => {

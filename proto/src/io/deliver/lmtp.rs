@@ -26,6 +26,7 @@ use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use futures_lite::{AsyncRead, AsyncWrite};
 
 use super::pool::{self, Pool};
+use super::spool::Spool;
 use super::{Deliver, Message, Transaction};
 use crate::config::{Config, ConfigError, LmtpAddr, LmtpConfig};
 use crate::deliver::lmtp::{self as pure, Capabilities, DotStuffer, ServerReply};
@@ -33,6 +34,7 @@ use crate::delivery::{DeliveryError, Envelope, Recipient};
 use crate::io::runtime::Runtime;
 use crate::io::time::with_timeout;
 use crate::syntax::{MailParams, ReversePath};
+use crate::verdict::Verdict;
 
 /// How much stuffed text is gathered before it is written.
 const WRITE_CHUNK: usize = 64 * 1024;
@@ -64,6 +66,18 @@ struct Inner<R: Runtime> {
     host: String,
     idle: Pool<Link>,
     slots: Arc<Semaphore>,
+    /// Where messages are held while the checks run (`GSMTP_VERIFY` on), else `None`:
+    /// the text streams through.
+    hold_in: Option<std::path::PathBuf>,
+}
+
+impl<R: Runtime> Inner<R> {
+    /// Where held messages are spooled (only asked while holding).
+    fn hold_dir(&self) -> &std::path::Path {
+        self.hold_in
+            .as_deref()
+            .unwrap_or_else(|| std::path::Path::new("."))
+    }
 }
 
 impl<R: Runtime> std::fmt::Debug for Inner<R> {
@@ -84,7 +98,9 @@ pub struct LmtpTransaction<R: Runtime> {
     accepted: usize,
 }
 
-/// A message being streamed to the LMTP server, after its DATA was answered `354`.
+/// A message on its way to the LMTP server: streamed after its DATA was answered `354`,
+/// or, when the checks of `GSMTP_VERIFY` run, held in a spool until they are done (the
+/// verdict's `Authentication-Results` field goes at the top) and sent at the commit.
 pub struct LmtpMessage<R: Runtime> {
     lmtp: Arc<Inner<R>>,
     /// `None` once the link broke.
@@ -93,6 +109,8 @@ pub struct LmtpMessage<R: Runtime> {
     accepted: usize,
     stuffer: DotStuffer,
     out: Vec<u8>,
+    /// The held text and where the `Authentication-Results` field goes in it.
+    held: Option<(Spool, usize)>,
 }
 
 impl<R: Runtime> std::fmt::Debug for LmtpTransaction<R> {
@@ -118,6 +136,11 @@ impl<R: Runtime> Lmtp<R> {
             key: "GSMTP_LMTP_ADDR".into(),
             message: "GSMTP_STORAGE=lmtp needs an address".into(),
         })?;
+        let hold_in = if cfg.verify.any() {
+            Some(super::spool_dir(cfg)?)
+        } else {
+            None
+        };
         Ok(Self(Arc::new(Inner {
             rt,
             addr,
@@ -125,6 +148,7 @@ impl<R: Runtime> Lmtp<R> {
             host: cfg.host_name.clone(),
             idle: Pool::new(cfg.lmtp.connections),
             slots: Arc::new(Semaphore::new(cfg.lmtp.connections)),
+            hold_in,
         })))
     }
 }
@@ -215,6 +239,23 @@ impl<R: Runtime> Inner<R> {
             DeliveryError::transient().with_text(FAILED)
         };
         err.because(format_args!("LMTP server {} during {what}: {e}", self.addr))
+    }
+
+    /// DATA, answered `354`: the link, ready for the text.
+    async fn data(&self, mut l: Link) -> Result<Link, DeliveryError> {
+        let deadline = Instant::now() + self.cfg.timeout;
+        let reply = match send(&mut l, b"DATA\r\n", deadline).await {
+            Ok(()) => read_reply(&mut l, deadline).await,
+            Err(e) => Err(e),
+        };
+        match reply {
+            Ok(r) if r.code == 354 => Ok(l),
+            Ok(r) => {
+                self.keep(l, deadline).await;
+                Err(self.refused("DATA", &r))
+            }
+            Err(e) => Err(self.fault("DATA", &e)),
+        }
     }
 
     /// The link broke earlier in this transaction.
@@ -380,7 +421,7 @@ impl<R: Runtime> Transaction for LmtpTransaction<R> {
         }
     }
 
-    /// DATA, then our `Received` header.
+    /// DATA, then our `Received` header; or, when the checks run, the text is held.
     async fn begin(self, env: &Envelope) -> Result<LmtpMessage<R>, DeliveryError> {
         let Self {
             lmtp,
@@ -388,32 +429,27 @@ impl<R: Runtime> Transaction for LmtpTransaction<R> {
             _slot,
             accepted,
         } = self;
-        let deadline = Instant::now() + lmtp.cfg.timeout;
-        let Some(mut l) = link else {
+        let Some(l) = link else {
             return Err(lmtp.broken());
         };
-        let reply = match send(&mut l, b"DATA\r\n", deadline).await {
-            Ok(()) => read_reply(&mut l, deadline).await,
-            Err(e) => Err(e),
-        };
-        match reply {
-            Ok(r) if r.code == 354 => {}
-            Ok(r) => {
-                lmtp.keep(l, deadline).await;
-                return Err(lmtp.refused("DATA", &r));
-            }
-            Err(e) => return Err(lmtp.fault("DATA", &e)),
-        }
+        let (prefix, results_at) =
+            crate::deliver::prefix(env, &lmtp.host, SystemTime::now(), false);
         let mut m = LmtpMessage {
+            link: None,
             lmtp,
-            link: Some(l),
             _slot,
             accepted,
             stuffer: DotStuffer::default(),
             out: Vec::new(),
+            held: None,
         };
-        let prefix = crate::deliver::prefix(env, &m.lmtp.host, SystemTime::now(), false);
-        m.stuffer.stuff(&prefix, &mut m.out);
+        if m.lmtp.hold_in.is_some() {
+            m.link = Some(l);
+            m.held = Some((Spool::new(prefix), results_at));
+        } else {
+            m.link = Some(m.lmtp.data(l).await?);
+            m.stuffer.stuff(&prefix, &mut m.out);
+        }
         Ok(m)
     }
 
@@ -442,8 +478,46 @@ impl<R: Runtime> LmtpMessage<R> {
     }
 }
 
+impl<R: Runtime> LmtpMessage<R> {
+    /// The held text: the verdict's field put in, DATA, and the text streamed through.
+    async fn send_held(&mut self, verdict: &Verdict) -> Result<(), DeliveryError> {
+        let Some((mut spool, results_at)) = self.held.take() else {
+            return Ok(());
+        };
+        let lmtp = Arc::clone(&self.lmtp);
+        let dir = lmtp.hold_dir();
+        if !verdict.is_empty() {
+            let results = verdict.authentication_results(&lmtp.host);
+            spool.insert_in(&lmtp.rt, dir, results_at, &results).await?;
+        }
+        let Some(l) = self.link.take() else {
+            return Err(lmtp.broken());
+        };
+        self.link = Some(lmtp.data(l).await?);
+        let spool = spool.freeze();
+        let mut reader = spool.reader(0..spool.len());
+        loop {
+            let piece = reader
+                .next(&lmtp.rt)
+                .await
+                .map_err(|e| super::spool::spool_error(&e, dir))?;
+            let Some(piece) = piece else { break };
+            self.stuffer.stuff(&piece, &mut self.out);
+            if self.out.len() >= WRITE_CHUNK {
+                self.flush().await?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl<R: Runtime> Message for LmtpMessage<R> {
     async fn write(&mut self, bytes: &[u8]) -> Result<(), DeliveryError> {
+        if let Some((spool, _)) = self.held.as_mut() {
+            let lmtp = &self.lmtp;
+            let dir = lmtp.hold_dir();
+            return Box::pin(spool.write_in(&lmtp.rt, dir, bytes)).await;
+        }
         self.stuffer.stuff(bytes, &mut self.out);
         if self.out.len() < WRITE_CHUNK {
             return Ok(());
@@ -452,7 +526,8 @@ impl<R: Runtime> Message for LmtpMessage<R> {
     }
 
     /// The final dot, then one answer per accepted recipient.
-    async fn commit(mut self) -> Result<(), DeliveryError> {
+    async fn commit(mut self, verdict: &Verdict) -> Result<(), DeliveryError> {
+        Box::pin(self.send_held(verdict)).await?;
         self.stuffer.finish(&mut self.out);
         Box::pin(self.flush()).await?;
         let lmtp = &self.lmtp;
@@ -484,8 +559,13 @@ impl<R: Runtime> Message for LmtpMessage<R> {
     }
 
     /// The link is dropped, which throws the unfinished message away on the server's
-    /// side.
-    async fn abort(self) {
-        drop(self);
+    /// side (a held text never reached it: the link is reset and kept).
+    async fn abort(mut self) {
+        if self.held.is_some()
+            && let Some(l) = self.link.take()
+        {
+            let deadline = Instant::now() + self.lmtp.cfg.timeout;
+            self.lmtp.keep(l, deadline).await;
+        }
     }
 }

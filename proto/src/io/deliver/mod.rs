@@ -54,6 +54,7 @@ use super::runtime::Runtime;
 use crate::config::{Config, ConfigError, Storage};
 use crate::delivery::{DeliveryError, Envelope, Recipient};
 use crate::syntax::{MailParams, ReversePath};
+use crate::verdict::Verdict;
 
 pub use discard::{Discard, Discarded};
 pub use http::{Http, HttpMessage, HttpTransaction};
@@ -143,7 +144,12 @@ pub trait Message: Send + 'static {
     /// answered `250`. It may fail, and must be able to: the commit is where a store
     /// gives its final word (a sync that finds the disk full, an S3 upload's Complete,
     /// an LMTP server's answers after the dot), and that word is the client's reply.
-    fn commit(self) -> impl Future<Output = Result<(), DeliveryError>> + Send;
+    ///
+    /// `verdict` is what the checks of `GSMTP_VERIFY` found (empty when none ran): a
+    /// destination puts its `Authentication-Results` field
+    /// ([`Verdict::authentication_results`]) at the top of the stored message, and hands
+    /// its facts on where it can.
+    fn commit(self, verdict: &Verdict) -> impl Future<Output = Result<(), DeliveryError>> + Send;
 
     /// The message was refused, or the client went away: nothing of it may ever be
     /// committed.
@@ -315,8 +321,8 @@ impl<R: Runtime> Message for DestinationMessage<R> {
         dispatch!(self, Self, |m| m.write(bytes).await)
     }
 
-    async fn commit(self) -> Result<(), DeliveryError> {
-        dispatch!(self, Self, |m| m.commit().await)
+    async fn commit(self, verdict: &Verdict) -> Result<(), DeliveryError> {
+        dispatch!(self, Self, |m| m.commit(verdict).await)
     }
 
     async fn abort(self) {

@@ -34,6 +34,7 @@ use crate::delivery::Recipient;
 use crate::io::runtime::Runtime;
 use crate::reply;
 use crate::syntax::{MailParams, ReversePath};
+use crate::verdict::Verdict;
 
 /// How much of a command's output is kept (the rest is read and dropped).
 const MAX_OUTPUT: usize = 4096;
@@ -68,6 +69,8 @@ pub struct PipeMessage<R: Runtime> {
     pipe: Arc<Inner<R>>,
     env: Box<Envelope>,
     spool: Spool,
+    /// Where the verdict's `Authentication-Results` field goes in the spool.
+    results_at: usize,
 }
 
 impl<R: Runtime> Pipe<R> {
@@ -109,7 +112,12 @@ impl<R: Runtime> Inner<R> {
     /// (waiting for a turn included). A command whose time is up by the time its turn
     /// comes is never started: the timer is asked first, and the clock again once the
     /// turn is taken, so no command can deliver after its `451` went out.
-    async fn run(&self, env: &Envelope, spool: Spool) -> Result<(), DeliveryError> {
+    async fn run(
+        &self,
+        env: &Envelope,
+        verdict: &Verdict,
+        spool: Spool,
+    ) -> Result<(), DeliveryError> {
         let started = Instant::now();
         let deadline = started + self.cfg.timeout;
         let input = spool
@@ -146,7 +154,7 @@ impl<R: Runtime> Inner<R> {
                 return Err(late());
             }
             spawned.store(true, std::sync::atomic::Ordering::Relaxed);
-            self.spawn_and_wait(env, input, started).await
+            self.spawn_and_wait(env, verdict, input, started).await
         };
         timer.or(run).await
     }
@@ -156,6 +164,7 @@ impl<R: Runtime> Inner<R> {
     async fn spawn_and_wait(
         &self,
         env: &Envelope,
+        verdict: &Verdict,
         input: std::fs::File,
         started: Instant,
     ) -> Result<(), DeliveryError> {
@@ -170,7 +179,7 @@ impl<R: Runtime> Inner<R> {
             )
             .env_clear()
             .env("PATH", &self.path_env)
-            .envs(pure::pipe::environment(env));
+            .envs(pure::pipe::environment(env, verdict));
         std::os::unix::process::CommandExt::process_group(&mut std_cmd, 0);
         let mut cmd = async_process::Command::from(std_cmd);
         cmd.stdin(Stdio::from(input))
@@ -326,11 +335,12 @@ impl<R: Runtime> Transaction for PipeTransaction<R> {
     }
 
     async fn begin(self, env: &Envelope) -> Result<PipeMessage<R>, DeliveryError> {
-        let prefix = pure::prefix(env, &self.pipe.host, SystemTime::now(), true);
+        let (prefix, results_at) = pure::prefix(env, &self.pipe.host, SystemTime::now(), true);
         Ok(PipeMessage {
             pipe: self.pipe,
             env: Box::new(env.clone()),
             spool: Spool::new(prefix),
+            results_at,
         })
     }
 }
@@ -341,7 +351,14 @@ impl<R: Runtime> Message for PipeMessage<R> {
         self.spool.write_in(&pipe.rt, &pipe.spool_dir, bytes).await
     }
 
-    async fn commit(self) -> Result<(), DeliveryError> {
-        Box::pin(self.pipe.run(&self.env, self.spool)).await
+    async fn commit(mut self, verdict: &Verdict) -> Result<(), DeliveryError> {
+        let pipe = &self.pipe;
+        if !verdict.is_empty() {
+            let results = verdict.authentication_results(&pipe.host);
+            self.spool
+                .insert_in(&pipe.rt, &pipe.spool_dir, self.results_at, &results)
+                .await?;
+        }
+        Box::pin(pipe.run(&self.env, verdict, self.spool)).await
     }
 }

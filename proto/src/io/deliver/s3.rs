@@ -45,6 +45,7 @@ use crate::delivery::DeliveryError;
 use crate::delivery::Envelope;
 use crate::io::runtime::Runtime;
 use crate::syntax::{MailParams, ReversePath};
+use crate::verdict::Verdict;
 
 /// The reply's text when the store fails or refuses (credentials, a full bucket, a
 /// node down).
@@ -95,17 +96,15 @@ pub struct S3Message<R: Runtime> {
     text: Box<Text>,
 }
 
-/// A message on its way: its envelope and key, its spool, and the MD5 of each
-/// [`PART`] of it so far.
+/// A message on its way: its envelope and key, its spool, and the MD5 of each [`PART`]
+/// of it so far.
 struct Text {
     env: Envelope,
     key: String,
     spool: Spool,
-    /// The MD5s of the complete parts.
-    parts: Vec<[u8; 16]>,
-    /// The part being written, and how much of it there is.
-    current: Md5,
-    current_len: u64,
+    md5: PartHashes,
+    /// Where the verdict's `Authentication-Results` field goes in the spool.
+    results_at: usize,
 }
 
 impl std::fmt::Debug for Text {
@@ -116,7 +115,17 @@ impl std::fmt::Debug for Text {
     }
 }
 
-impl Text {
+/// The MD5s of an object's [`PART`]s, computed as its octets go by.
+#[derive(Default)]
+struct PartHashes {
+    /// The MD5s of the complete parts.
+    parts: Vec<[u8; 16]>,
+    /// The part being written, and how much of it there is.
+    current: Md5,
+    current_len: u64,
+}
+
+impl PartHashes {
     /// Hashes `bytes` into the parts they fall in.
     fn hash(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
@@ -133,12 +142,11 @@ impl Text {
     }
 
     /// The MD5s of every part, the last one included.
-    fn finish(self: Box<Self>) -> (Envelope, String, Spool, Vec<[u8; 16]>) {
-        let mut this = *self;
-        if this.current_len > 0 || this.parts.is_empty() {
-            this.parts.push(this.current.finalize().into());
+    fn finish(mut self) -> Vec<[u8; 16]> {
+        if self.current_len > 0 || self.parts.is_empty() {
+            self.parts.push(self.current.finalize().into());
         }
-        (this.env, this.key, this.spool, this.parts)
+        self.parts
     }
 }
 
@@ -425,17 +433,16 @@ impl<R: Runtime> Transaction for S3Transaction<R> {
     async fn begin(self, env: &Envelope) -> Result<S3Message<R>, DeliveryError> {
         let s3 = self.0;
         let now = SystemTime::now();
-        let prefix = pure::prefix(env, &s3.host, now, true);
+        let (prefix, results_at) = pure::prefix(env, &s3.host, now, true);
         let key = pure::s3::key(&s3.prefix, now, env.id);
-        let mut current = Md5::new();
-        current.update(&prefix);
+        let mut md5 = PartHashes::default();
+        md5.hash(&prefix);
         let text = Box::new(Text {
             env: env.clone(),
             key,
-            current_len: prefix.len() as u64,
-            current,
             spool: Spool::new(prefix),
-            parts: Vec::new(),
+            md5,
+            results_at,
         });
         Ok(S3Message { s3, text })
     }
@@ -443,25 +450,48 @@ impl<R: Runtime> Transaction for S3Transaction<R> {
 
 impl<R: Runtime> Message for S3Message<R> {
     async fn write(&mut self, bytes: &[u8]) -> Result<(), DeliveryError> {
-        self.text.hash(bytes);
+        self.text.md5.hash(bytes);
         let s3 = &self.s3;
         self.text.spool.write_in(&s3.rt, &s3.spool_dir, bytes).await
     }
 
-    async fn commit(self) -> Result<(), DeliveryError> {
+    /// With a verdict, its `Authentication-Results` field goes in first, and the parts'
+    /// MD5s are computed again, reading the spool once.
+    async fn commit(self, verdict: &Verdict) -> Result<(), DeliveryError> {
         let s3 = self.s3;
-        let (env, key, spool, md5s) = self.text.finish();
-        let meta = pure::s3::metadata(&env);
-        let spool = spool.freeze();
+        let Text {
+            env,
+            key,
+            mut spool,
+            md5,
+            results_at,
+        } = *self.text;
+        let store_failed = |e: &dyn std::fmt::Display| {
+            DeliveryError::transient()
+                .with_text(STORE_FAILED)
+                .because(format_args!("{} key {key}: {e}", s3.endpoint))
+        };
+        let (spool, md5s) = if verdict.is_empty() {
+            (spool.freeze(), md5.finish())
+        } else {
+            let results = verdict.authentication_results(&s3.host);
+            spool
+                .insert_in(&s3.rt, &s3.spool_dir, results_at, &results)
+                .await?;
+            let spool = spool.freeze();
+            let mut md5 = PartHashes::default();
+            let mut reader = spool.reader(0..spool.len());
+            while let Some(piece) = reader.next(&s3.rt).await.map_err(|e| store_failed(&e))? {
+                md5.hash(&piece);
+            }
+            (spool, md5.finish())
+        };
+        let meta = pure::s3::metadata(&env, verdict);
         let result = if md5s.len() == 1 {
             s3.put(&key, &meta, &spool, &md5s[0]).await
         } else {
             s3.multipart(&key, &meta, &spool, &md5s).await
         };
-        result.map_err(|e| {
-            DeliveryError::transient()
-                .with_text(STORE_FAILED)
-                .because(format_args!("{} key {key}: {e}", s3.endpoint))
-        })
+        result.map_err(|e| store_failed(&e))
     }
 }

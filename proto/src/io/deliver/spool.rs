@@ -123,6 +123,53 @@ impl<F: Backing> Spool<F> {
         Ok(())
     }
 
+    /// Inserts `bytes` at offset `at` of the text (within its first [`MEMORY`] octets:
+    /// the trace headers). In memory, a splice; once the text has a file, a new file
+    /// (made by what `maker` gives) gets the first `at` octets, `bytes`, and the rest
+    /// of the old file, copied by the kernel (`copy_file_range`), on `rt`'s thread pool;
+    /// the old file is thrown away. How a header known only at the end (the verdict's)
+    /// goes at the top of a message already spooled, in bounded memory.
+    pub(crate) async fn insert<R: Runtime, M>(
+        &mut self,
+        rt: &R,
+        at: usize,
+        bytes: &[u8],
+        maker: impl FnOnce() -> M,
+    ) -> io::Result<()>
+    where
+        M: FnOnce() -> io::Result<F> + Send + 'static,
+    {
+        let Some((old, n)) = self.file.take() else {
+            let at = at.min(self.buf.len());
+            self.buf.splice(at..at, bytes.iter().copied());
+            return Ok(());
+        };
+        let make = maker();
+        let bytes = bytes.to_vec();
+        let moved = rt
+            .unblock(move || {
+                let mut old = old;
+                let copied = (|| -> io::Result<(F, u64)> {
+                    let mut new = make()?;
+                    let at = (at as u64).min(n);
+                    let mut head = vec![0; at as usize];
+                    old.file().read_exact_at(&mut head, 0)?;
+                    let file = new.file();
+                    file.write_all(&head)?;
+                    file.write_all(&bytes)?;
+                    old.file().seek(io::SeekFrom::Start(at))?;
+                    let mut rest = io::Read::take(&*old.file(), n - at);
+                    io::copy(&mut rest, file)?;
+                    Ok((new, n + bytes.len() as u64))
+                })();
+                old.discard();
+                copied
+            })
+            .await;
+        self.file = Some(moved?);
+        Ok(())
+    }
+
     /// The file, if the text outgrew memory, and what is still only in memory.
     pub(crate) fn into_parts(self) -> (Option<F>, Vec<u8>) {
         (self.file.map(|(f, _)| f), self.buf)
@@ -150,6 +197,24 @@ impl Spool<File> {
             move || unnamed_file(&in_dir)
         };
         self.write(rt, bytes, maker)
+            .await
+            .map_err(|e| spool_error(&e, dir))
+    }
+
+    /// [`Spool::insert`] with a new file, if one is needed, in `dir`; a fault named as
+    /// [`Spool::write_in`]'s.
+    pub(crate) async fn insert_in<R: Runtime>(
+        &mut self,
+        rt: &R,
+        dir: &Path,
+        at: usize,
+        bytes: &[u8],
+    ) -> Result<(), DeliveryError> {
+        let maker = || {
+            let in_dir = dir.to_path_buf();
+            move || unnamed_file(&in_dir)
+        };
+        self.insert(rt, at, bytes, maker)
             .await
             .map_err(|e| spool_error(&e, dir))
     }

@@ -56,6 +56,7 @@ use crate::delivery::{MailboxPath, Recipient};
 use crate::io::runtime::Runtime;
 use crate::syntax::{MailParams, ReversePath};
 use crate::trace;
+use crate::verdict::Verdict;
 
 /// From this many files (or `new/` directories), a batch is synced with one `syncfs`
 /// rather than one by one.
@@ -94,6 +95,8 @@ struct Dir {
 struct Target {
     path: MailboxPath,
     prefix: Vec<u8>,
+    /// Where the verdict's `Authentication-Results` field goes in `prefix`.
+    results_at: usize,
 }
 
 /// A transaction of the Maildir: its recipients' folders are checked as they come.
@@ -219,7 +222,7 @@ impl<R: Runtime> Transaction for MaildirTransaction<R> {
             .map(|r| {
                 let mut prefix = Vec::with_capacity(300);
                 let trace = trace::Trace::new(env, &self.0.dir.host, r, now);
-                trace::write_prefix(
+                let results_at = trace::write_prefix(
                     &mut prefix,
                     r.original_to.as_deref(),
                     &r.delivered_to,
@@ -228,6 +231,7 @@ impl<R: Runtime> Transaction for MaildirTransaction<R> {
                 Target {
                     path: r.path.clone(),
                     prefix,
+                    results_at,
                 }
             })
             .collect();
@@ -265,12 +269,31 @@ impl<R: Runtime> Message for MaildirMessage<R> {
 
     /// Makes the message durable in every recipient's `new/`; `Ok` means on disk. See
     /// the module docs for the steps.
-    async fn commit(self) -> Result<(), DeliveryError> {
+    /// With a verdict, its `Authentication-Results` field goes into every copy's
+    /// headers first (for a text already in its `tmp/` file, into a new file with the
+    /// rest copied by the kernel).
+    async fn commit(self, verdict: &Verdict) -> Result<(), DeliveryError> {
         let Self {
             maildir,
-            targets,
-            spool,
+            mut targets,
+            mut spool,
         } = self;
+        if !verdict.is_empty() {
+            let results = verdict.authentication_results(&maildir.dir.host);
+            let maker = || {
+                let dir = Arc::clone(&maildir.dir);
+                let first = targets[0].path.clone();
+                move || dir.create_tmp(&first)
+            };
+            let at = targets[0].results_at;
+            Box::pin(spool.insert(&maildir.rt, at, &results, maker))
+                .await
+                .map_err(|e| classify(&e))?;
+            for t in &mut targets {
+                t.prefix
+                    .splice(t.results_at..t.results_at, results.iter().copied());
+            }
+        }
         let (file, buf) = spool.into_parts();
         let copies = Copies { targets, buf, file };
         let dir = Arc::clone(&maildir.dir);

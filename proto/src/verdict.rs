@@ -1,0 +1,622 @@
+//! The verdict on a message: who really sent it (SPF, DKIM, DMARC, ARC), as data, and its
+//! renderings. The checks themselves run in `proto::io`; this is what they produce and
+//! what every destination hands on.
+//!
+//! Each check has an RFC 8601 result word ([`Outcome`]) and the SES-style summary
+//! ([`Summary`]) derived from it; DMARC adds the domain's [`Policy`]. One fact stands
+//! above the rest: [`Verdict::authenticated_from`], the `From:` domain when DMARC passed
+//! for it (an SPF or DKIM pass aligned with it), the one question applications ask: is
+//! the `From:` really who it says?
+//!
+//! A check that was not asked for is absent (`None`), which renders as nothing at all and
+//! as `DISABLED` in summaries: a verdict never says `pass` for a check that did not run.
+
+use std::fmt;
+
+/// A check's result, in RFC 8601's words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// It passed.
+    Pass,
+    /// It failed.
+    Fail,
+    /// SPF's weak fail (`~all`).
+    SoftFail,
+    /// The domain makes no assertion (SPF `?all`).
+    Neutral,
+    /// Nothing to check: no record, no signature.
+    None,
+    /// A transient error (DNS did not answer in time): the check could not complete.
+    TempError,
+    /// A permanent error (a malformed record, a lookup loop).
+    PermError,
+}
+
+impl Outcome {
+    /// The word in `Authentication-Results`: `pass`, `fail`, `softfail`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pass => "pass",
+            Self::Fail => "fail",
+            Self::SoftFail => "softfail",
+            Self::Neutral => "neutral",
+            Self::None => "none",
+            Self::TempError => "temperror",
+            Self::PermError => "permerror",
+        }
+    }
+
+    /// The SES-style summary of this result.
+    pub fn summary(self) -> Summary {
+        match self {
+            Self::Pass => Summary::Pass,
+            Self::Fail => Summary::Fail,
+            Self::SoftFail | Self::Neutral | Self::None | Self::PermError => Summary::Gray,
+            Self::TempError => Summary::ProcessingFailed,
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Amazon SES's summary of a check: `PASS`, `FAIL`, `GRAY` (neither: softfail, neutral,
+/// none, permerror), `PROCESSING_FAILED` (temperror), `DISABLED` (not checked).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Summary {
+    /// `PASS`.
+    Pass,
+    /// `FAIL`.
+    Fail,
+    /// `GRAY`.
+    Gray,
+    /// `PROCESSING_FAILED`.
+    ProcessingFailed,
+    /// `DISABLED`.
+    Disabled,
+}
+
+impl Summary {
+    /// `PASS`, `FAIL`, `GRAY`, `PROCESSING_FAILED` or `DISABLED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pass => "PASS",
+            Self::Fail => "FAIL",
+            Self::Gray => "GRAY",
+            Self::ProcessingFailed => "PROCESSING_FAILED",
+            Self::Disabled => "DISABLED",
+        }
+    }
+}
+
+/// A DMARC policy (`p=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Policy {
+    /// `p=none`: monitor only.
+    None,
+    /// `p=quarantine`.
+    Quarantine,
+    /// `p=reject`.
+    Reject,
+}
+
+impl Policy {
+    /// `none`, `quarantine` or `reject`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Quarantine => "quarantine",
+            Self::Reject => "reject",
+        }
+    }
+}
+
+/// One check's result: its outcome, the properties it was about (RFC 8601's
+/// `ptype.property=value`, such as `smtp.mailfrom` or `header.d`), and why, in a few
+/// words, when it did not pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Result {
+    /// The outcome.
+    pub outcome: Outcome,
+    /// `(property, value)` pairs, in order: `("smtp.mailfrom", "a@b.example")`.
+    pub properties: Vec<(&'static str, String)>,
+    /// Why, when it did not pass (`body hash did not verify`).
+    pub reason: Option<String>,
+}
+
+impl Result {
+    /// A result with no properties and no reason.
+    pub fn new(outcome: Outcome) -> Self {
+        Self {
+            outcome,
+            properties: Vec::new(),
+            reason: None,
+        }
+    }
+
+    /// With the property `name=value` added.
+    #[must_use]
+    pub fn with(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.properties.push((name, value.into()));
+        self
+    }
+
+    /// With a reason.
+    #[must_use]
+    pub fn because(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    /// The value of property `name`, if set.
+    pub fn property(&self, name: &str) -> Option<&str> {
+        self.properties
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `pass smtp.mailfrom=a@b.example`, or `fail (body hash did not verify)
+    /// header.d=b.example header.s=s1`: the result word first, as in
+    /// `Authentication-Results` after the method.
+    pub fn describe(&self) -> String {
+        let mut out = String::from(self.outcome.as_str());
+        if let Some(r) = &self.reason {
+            out.push_str(" (");
+            out.push_str(&comment(r));
+            out.push(')');
+        }
+        for (name, value) in &self.properties {
+            out.push(' ');
+            out.push_str(name);
+            out.push('=');
+            out.push_str(&property_value(value));
+        }
+        out
+    }
+}
+
+/// The checks a server runs (`GSMTP_VERIFY`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Checks {
+    /// SPF for the MAIL FROM domain (or the HELO name for `<>`).
+    pub spf: bool,
+    /// Every DKIM signature.
+    pub dkim: bool,
+    /// DMARC for the `From:` domain, with alignment and its policy.
+    pub dmarc: bool,
+    /// ARC chain validation.
+    pub arc: bool,
+}
+
+impl Checks {
+    /// All four.
+    pub const ALL: Self = Self {
+        spf: true,
+        dkim: true,
+        dmarc: true,
+        arc: true,
+    };
+
+    /// Whether any check runs.
+    pub fn any(self) -> bool {
+        self.spf || self.dkim || self.dmarc || self.arc
+    }
+
+    /// Parses `spf,dkim,dmarc,arc` (any of them, any order) or `all`; empty is none.
+    pub fn parse(list: &str) -> std::result::Result<Self, String> {
+        let mut c = Self::default();
+        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match item.to_ascii_lowercase().as_str() {
+                "all" => c = Self::ALL,
+                "spf" => c.spf = true,
+                "dkim" => c.dkim = true,
+                "dmarc" => c.dmarc = true,
+                "arc" => c.arc = true,
+                other => {
+                    return Err(format!(
+                        "unknown check {other:?}: expected spf, dkim, dmarc, arc or all"
+                    ));
+                }
+            }
+        }
+        Ok(c)
+    }
+}
+
+impl fmt::Display for Checks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = [
+            (self.spf, "spf"),
+            (self.dkim, "dkim"),
+            (self.dmarc, "dmarc"),
+            (self.arc, "arc"),
+        ]
+        .into_iter()
+        .filter_map(|(on, n)| on.then_some(n))
+        .collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+/// What the checks found. A check that was not run is `None`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// SPF (`smtp.mailfrom` or `smtp.helo`).
+    pub spf: Option<Result>,
+    /// One result per DKIM signature (`header.d`, `header.s`, `header.b`); a message
+    /// without any gets one `none`.
+    pub dkim: Option<Vec<Result>>,
+    /// DMARC (`header.from`, and the policy as a comment).
+    pub dmarc: Option<Result>,
+    /// The domain's DMARC policy, when DMARC was checked and the domain has one.
+    pub dmarc_policy: Option<Policy>,
+    /// ARC (`arc.chain`).
+    pub arc: Option<Result>,
+    /// The `From:` domain, when DMARC passed for it: an SPF or DKIM pass aligned with it.
+    pub authenticated_from: Option<String>,
+}
+
+/// The checks by name, in the order every rendering uses.
+pub const CHECKS: [&str; 4] = ["spf", "dkim", "dmarc", "arc"];
+
+impl Verdict {
+    /// Whether any check ran.
+    pub fn is_empty(&self) -> bool {
+        self.spf.is_none() && self.dkim.is_none() && self.dmarc.is_none() && self.arc.is_none()
+    }
+
+    /// The result that stands for DKIM as a whole: the first passing signature, else
+    /// the first one.
+    pub fn dkim_result(&self) -> Option<&Result> {
+        let all = self.dkim.as_ref()?;
+        all.iter()
+            .find(|r| r.outcome == Outcome::Pass)
+            .or_else(|| all.first())
+    }
+
+    /// The result of check `name` (one of [`CHECKS`]), if it ran.
+    pub fn result(&self, name: &str) -> Option<&Result> {
+        match name {
+            "spf" => self.spf.as_ref(),
+            "dkim" => self.dkim_result(),
+            "dmarc" => self.dmarc.as_ref(),
+            "arc" => self.arc.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The SES-style summary of check `name`: `DISABLED` when it did not run.
+    pub fn summary(&self, name: &str) -> Summary {
+        self.result(name)
+            .map_or(Summary::Disabled, |r| r.outcome.summary())
+    }
+
+    /// Whether a check could not complete (a `temperror`).
+    pub fn has_temperror(&self) -> bool {
+        CHECKS
+            .iter()
+            .filter_map(|n| self.result(n))
+            .chain(self.dkim.iter().flatten())
+            .any(|r| r.outcome == Outcome::TempError)
+    }
+
+    /// Whether DMARC failed under `p=reject`.
+    pub fn dmarc_rejects(&self) -> bool {
+        self.dmarc
+            .as_ref()
+            .is_some_and(|r| r.outcome == Outcome::Fail)
+            && self.dmarc_policy == Some(Policy::Reject)
+    }
+
+    /// The reply the verdict earns under the policy keys, if it refuses the message:
+    /// [`DMARC_REJECTED`](crate::reply::DMARC_REJECTED) when `dmarc_reject`
+    /// (`GSMTP_DMARC_REJECT`) is on and DMARC failed under `p=reject`;
+    /// [`VERIFY_TEMPFAIL`](crate::reply::VERIFY_TEMPFAIL) when `tempfail`
+    /// (`GSMTP_VERIFY_TEMPFAIL`) is on and a check could not complete. A `temperror`
+    /// never earns a `5xx`; without the keys no verdict refuses.
+    pub fn refusal(&self, dmarc_reject: bool, tempfail: bool) -> Option<crate::reply::Reply> {
+        if dmarc_reject && self.dmarc_rejects() {
+            Some(crate::reply::DMARC_REJECTED)
+        } else if tempfail && self.has_temperror() {
+            Some(crate::reply::VERIFY_TEMPFAIL)
+        } else {
+            None
+        }
+    }
+
+    /// Each check that ran, as `(name, describe())`: `("spf", "pass
+    /// smtp.mailfrom=a@b.example")`, DKIM's first passing signature (or its first).
+    pub fn described(&self) -> Vec<(&'static str, String)> {
+        CHECKS
+            .iter()
+            .filter_map(|n| self.result(n).map(|r| (*n, r.describe())))
+            .collect()
+    }
+
+    /// The `Authentication-Results:` header field (RFC 8601), CRLF included, with
+    /// `authserv_id` (our host name) as its authserv-id and every result (each DKIM
+    /// signature its own), folded one result per line.
+    pub fn authentication_results(&self, authserv_id: &str) -> Vec<u8> {
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(r) = &self.spf {
+            parts.push(format!("spf={}", r.describe()));
+        }
+        for r in self.dkim.iter().flatten() {
+            parts.push(format!("dkim={}", r.describe()));
+        }
+        if let Some(r) = &self.dmarc {
+            parts.push(format!("dmarc={}", r.describe()));
+        }
+        if let Some(r) = &self.arc {
+            parts.push(format!("arc={}", r.describe()));
+        }
+        let mut out = format!("Authentication-Results: {}", property_value(authserv_id));
+        if parts.is_empty() {
+            out.push_str("; none");
+        } else {
+            for p in parts {
+                out.push_str(";\r\n\t");
+                out.push_str(&p);
+            }
+        }
+        out.push_str("\r\n");
+        out.into_bytes()
+    }
+
+    /// The verdict as JSON: per check its `result`, `summary` and properties (DKIM: one
+    /// object per signature under `signatures`), `dmarc_policy`, and
+    /// `authenticated_from` (`null` unless the `From:` is authenticated).
+    pub fn to_json(&self) -> serde_json::Value {
+        let one = |r: &Result| {
+            let mut o = serde_json::Map::new();
+            o.insert("result".into(), r.outcome.as_str().into());
+            o.insert("summary".into(), r.outcome.summary().as_str().into());
+            for (k, v) in &r.properties {
+                o.insert((*k).into(), v.as_str().into());
+            }
+            if let Some(reason) = &r.reason {
+                o.insert("reason".into(), reason.as_str().into());
+            }
+            serde_json::Value::Object(o)
+        };
+        let mut o = serde_json::Map::new();
+        for name in CHECKS {
+            let value = match (name, self.result(name)) {
+                (_, None) => serde_json::json!({"result": null, "summary": "DISABLED"}),
+                ("dkim", Some(r)) => {
+                    let mut v = one(r);
+                    let all: Vec<serde_json::Value> = self.dkim.iter().flatten().map(one).collect();
+                    v["signatures"] = all.into();
+                    v
+                }
+                (_, Some(r)) => one(r),
+            };
+            o.insert(name.into(), value);
+        }
+        o.insert(
+            "dmarc_policy".into(),
+            self.dmarc_policy.map(Policy::as_str).into(),
+        );
+        o.insert(
+            "authenticated_from".into(),
+            self.authenticated_from.as_deref().into(),
+        );
+        serde_json::Value::Object(o)
+    }
+}
+
+/// `value` as an RFC 8601 property value: as it is when it holds only visible ASCII
+/// other than `( ) < > , ; \ " [ ]` (an address, a domain, a base64 prefix), else as a
+/// quoted string.
+fn property_value(value: &str) -> String {
+    let token = !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>,;\\\"[]".contains(&b));
+    if token {
+        value.to_string()
+    } else {
+        let mut out = String::from("\"");
+        for c in value.chars() {
+            match c {
+                '"' | '\\' => {
+                    out.push('\\');
+                    out.push(c);
+                }
+                c if c.is_control() => out.push('?'),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+}
+
+/// `text` fit for an RFC 5322 comment: no parentheses, backslashes or controls.
+fn comment(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '(' | ')' | '\\' => ' ',
+            c if c.is_control() => ' ',
+            c => c,
+        })
+        .collect()
+}
+
+/// Removes from a message's header section (`header`, up to and without the blank line)
+/// every `Authentication-Results` field whose authserv-id is `authserv_id` (compared
+/// without regard to case), continuation lines included: RFC 8601 §5 asks a receiver to
+/// remove those it did not write, so that no sender can forge our verdict. Fields with
+/// another authserv-id are kept. Returns the header section as it should be stored and
+/// how many fields were removed.
+pub fn remove_own_results(header: &[u8], authserv_id: &str) -> (Vec<u8>, usize) {
+    let mut out = Vec::with_capacity(header.len());
+    let mut removed = 0;
+    let mut dropping = false;
+    let mut at = 0;
+    while at < header.len() {
+        let end = memchr::memchr(b'\n', &header[at..]).map_or(header.len(), |i| at + i + 1);
+        let line = &header[at..end];
+        let continuation = matches!(line.first(), Some(b' ' | b'\t'));
+        if !continuation {
+            dropping = claims(line, authserv_id);
+            removed += usize::from(dropping);
+        }
+        if !dropping {
+            out.extend_from_slice(line);
+        }
+        at = end;
+    }
+    (out, removed)
+}
+
+/// Whether a header line starts an `Authentication-Results` field for `authserv_id`.
+fn claims(line: &[u8], authserv_id: &str) -> bool {
+    const NAME: &[u8] = b"authentication-results";
+    let Some(colon) = memchr::memchr(b':', line) else {
+        return false;
+    };
+    let name = line[..colon].trim_ascii();
+    if !name.eq_ignore_ascii_case(NAME) {
+        return false;
+    }
+    let value = &line[colon + 1..];
+    let id_end = value
+        .iter()
+        .position(|b| matches!(b, b';' | b'\r' | b'\n' | b'('))
+        .unwrap_or(value.len());
+    let id = value[..id_end].trim_ascii();
+    let id = id
+        .strip_prefix(b"\"")
+        .and_then(|i| i.strip_suffix(b"\""))
+        .unwrap_or(id);
+    id.eq_ignore_ascii_case(authserv_id.as_bytes())
+}
+
+/// Where a message's header section ends: the offset just past its blank line
+/// (`CRLF CRLF`, or a bare-LF `LF LF`), if it has one in `text`.
+pub fn header_end(text: &[u8]) -> Option<usize> {
+    if text.starts_with(b"\r\n") {
+        return Some(2);
+    }
+    if text.starts_with(b"\n") {
+        return Some(1);
+    }
+    let crlf = memchr::memmem::find(text, b"\r\n\r\n").map(|i| i + 4);
+    let lf = memchr::memmem::find(text, b"\n\n").map(|i| i + 2);
+    match (crlf, lf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Verdict {
+        Verdict {
+            spf: Some(Result::new(Outcome::Pass).with("smtp.mailfrom", "a@sender.example")),
+            dkim: Some(vec![
+                Result::new(Outcome::Fail)
+                    .because("body hash did not verify")
+                    .with("header.d", "other.example")
+                    .with("header.s", "s1"),
+                Result::new(Outcome::Pass)
+                    .with("header.d", "sender.example")
+                    .with("header.s", "s2"),
+            ]),
+            dmarc: Some(Result::new(Outcome::Pass).with("header.from", "sender.example")),
+            dmarc_policy: Some(Policy::Reject),
+            arc: None,
+            authenticated_from: Some("sender.example".into()),
+        }
+    }
+
+    #[test]
+    fn authentication_results_header() {
+        let v = sample();
+        assert_eq!(
+            String::from_utf8(v.authentication_results("mx.test")).unwrap(),
+            "Authentication-Results: mx.test;\r\n\
+             \tspf=pass smtp.mailfrom=a@sender.example;\r\n\
+             \tdkim=fail (body hash did not verify) header.d=other.example header.s=s1;\r\n\
+             \tdkim=pass header.d=sender.example header.s=s2;\r\n\
+             \tdmarc=pass header.from=sender.example\r\n"
+        );
+        assert_eq!(
+            String::from_utf8(Verdict::default().authentication_results("mx.test")).unwrap(),
+            "Authentication-Results: mx.test; none\r\n"
+        );
+        assert_eq!(
+            v.summary("dkim"),
+            Summary::Pass,
+            "a passing signature stands"
+        );
+        assert_eq!(v.summary("arc"), Summary::Disabled);
+        assert_eq!(Outcome::TempError.summary(), Summary::ProcessingFailed);
+        assert!(!v.dmarc_rejects());
+        assert_eq!(
+            v.described()[0],
+            ("spf", "pass smtp.mailfrom=a@sender.example".to_string())
+        );
+        let j = v.to_json();
+        assert_eq!(j["dkim"]["signatures"].as_array().map(Vec::len), Some(2));
+        assert_eq!(j["arc"]["summary"], "DISABLED");
+        assert_eq!(j["authenticated_from"], "sender.example");
+    }
+
+    #[test]
+    fn odd_values_are_quoted() {
+        let r = Result::new(Outcome::Fail)
+            .with("smtp.mailfrom", "\"a b\"@x.example")
+            .because("a (nested) reason");
+        assert_eq!(
+            r.describe(),
+            "fail (a  nested  reason) smtp.mailfrom=\"\\\"a b\\\"@x.example\""
+        );
+    }
+
+    #[test]
+    fn checks_parse() {
+        assert_eq!(Checks::parse("").unwrap(), Checks::default());
+        assert_eq!(Checks::parse("all").unwrap(), Checks::ALL);
+        let c = Checks::parse(" dkim, DMARC ").unwrap();
+        assert!(c.dkim && c.dmarc && !c.spf && !c.arc);
+        assert_eq!(c.to_string(), "dkim,dmarc");
+        assert!(Checks::parse("spf,rbl").is_err());
+    }
+
+    #[test]
+    fn forged_results_are_removed() {
+        let header = b"Received: from x\r\n\
+            Authentication-Results: mx.test; dkim=pass\r\n\
+            \theader.d=forged.example\r\n\
+            Authentication-Results: other.example; spf=fail\r\n\
+            authentication-results:MX.TEST;spf=pass\r\n\
+            Authentication-Results: \"mx.test\" (comment); dmarc=pass\r\n\
+            Subject: hi\r\n";
+        let (kept, removed) = remove_own_results(header, "mx.test");
+        assert_eq!(removed, 3);
+        assert_eq!(
+            String::from_utf8(kept).unwrap(),
+            "Received: from x\r\n\
+             Authentication-Results: other.example; spf=fail\r\n\
+             Subject: hi\r\n"
+        );
+        let (same, none) = remove_own_results(b"Subject: x\r\n", "mx.test");
+        assert_eq!((same.as_slice(), none), (&b"Subject: x\r\n"[..], 0));
+    }
+
+    #[test]
+    fn header_section_ends() {
+        assert_eq!(header_end(b"A: b\r\n\r\nbody"), Some(8));
+        assert_eq!(header_end(b"\r\nbody"), Some(2));
+        assert_eq!(header_end(b"A: b\r\nC: d\r\n"), None);
+        assert_eq!(header_end(b"A: b\n\nbody"), Some(6));
+    }
+}
