@@ -328,13 +328,31 @@ impl Verdict {
         }
     }
 
-    /// Each check that ran, as `(name, describe())`: `("spf", "pass
-    /// smtp.mailfrom=a@b.example")`, DKIM's first passing signature (or its first).
+    /// Each check that ran, as `(name, description)`: `("spf", "pass
+    /// smtp.mailfrom=a@b.example")`, DKIM's first passing signature (or its first), and
+    /// DMARC with the policy as a comment (`"fail (p=reject) header.from=b.example"`).
     pub fn described(&self) -> Vec<(&'static str, String)> {
         CHECKS
             .iter()
-            .filter_map(|n| self.result(n).map(|r| (*n, r.describe())))
+            .filter_map(|n| self.result(n).map(|r| (*n, self.describe(n, r))))
             .collect()
+    }
+
+    /// `r`, a result of check `name`, as [`Result::describe`] does, with DMARC's policy
+    /// as a comment after the result word.
+    fn describe(&self, name: &str, r: &Result) -> String {
+        match self.dmarc_policy.filter(|_| name == "dmarc") {
+            Some(p) => {
+                let mut r = r.clone();
+                let policy = format!("p={}", p.as_str());
+                r.reason = Some(match r.reason.take() {
+                    Some(why) => format!("{policy}; {why}"),
+                    None => policy,
+                });
+                r.describe()
+            }
+            None => r.describe(),
+        }
     }
 
     /// The `Authentication-Results:` header field (RFC 8601), CRLF included, with
@@ -349,7 +367,7 @@ impl Verdict {
             parts.push(format!("dkim={}", r.describe()));
         }
         if let Some(r) = &self.dmarc {
-            parts.push(format!("dmarc={}", r.describe()));
+            parts.push(format!("dmarc={}", self.describe("dmarc", r)));
         }
         if let Some(r) = &self.arc {
             parts.push(format!("arc={}", r.describe()));
@@ -498,20 +516,25 @@ fn claims(line: &[u8], authserv_id: &str) -> bool {
 }
 
 /// Where a message's header section ends: the offset just past its blank line
-/// (`CRLF CRLF`, or a bare-LF `LF LF`), if it has one in `text`.
-pub fn header_end(text: &[u8]) -> Option<usize> {
+/// (`CRLF CRLF`, or a bare-LF `LF LF`), if it has one in `text`. A text read piece by
+/// piece is searched again from `from` on (what was searched before, less the three
+/// octets a blank line could straddle).
+pub fn header_end(text: &[u8], from: usize) -> Option<usize> {
     if text.starts_with(b"\r\n") {
         return Some(2);
     }
     if text.starts_with(b"\n") {
         return Some(1);
     }
-    let crlf = memchr::memmem::find(text, b"\r\n\r\n").map(|i| i + 4);
-    let lf = memchr::memmem::find(text, b"\n\n").map(|i| i + 2);
-    match (crlf, lf) {
+    let from = from.saturating_sub(3).min(text.len());
+    let window = &text[from..];
+    let crlf = memchr::memmem::find(window, b"\r\n\r\n").map(|i| i + 4);
+    let lf = memchr::memmem::find(window, b"\n\n").map(|i| i + 2);
+    let end = match (crlf, lf) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
-    }
+    };
+    end.map(|e| e + from)
 }
 
 #[cfg(test)]
@@ -546,7 +569,7 @@ mod tests {
              \tspf=pass smtp.mailfrom=a@sender.example;\r\n\
              \tdkim=fail (body hash did not verify) header.d=other.example header.s=s1;\r\n\
              \tdkim=pass header.d=sender.example header.s=s2;\r\n\
-             \tdmarc=pass header.from=sender.example\r\n"
+             \tdmarc=pass (p=reject) header.from=sender.example\r\n"
         );
         assert_eq!(
             String::from_utf8(Verdict::default().authentication_results("mx.test")).unwrap(),
@@ -568,6 +591,35 @@ mod tests {
         assert_eq!(j["dkim"]["signatures"].as_array().map(Vec::len), Some(2));
         assert_eq!(j["arc"]["summary"], "DISABLED");
         assert_eq!(j["authenticated_from"], "sender.example");
+    }
+
+    #[test]
+    fn only_the_policy_keys_refuse() {
+        let mut v = sample();
+        assert_eq!(v.refusal(true, true), None, "a pass never refuses");
+        v.dmarc = Some(Result::new(Outcome::Fail).with("header.from", "sender.example"));
+        assert_eq!(v.refusal(false, true), None, "without GSMTP_DMARC_REJECT");
+        assert_eq!(v.refusal(true, false), Some(crate::reply::DMARC_REJECTED));
+        assert_eq!(
+            v.described()[2].1,
+            "fail (p=reject) header.from=sender.example"
+        );
+        v.dmarc = v.dmarc.map(|r| r.because("not aligned"));
+        assert_eq!(
+            v.described()[2].1,
+            "fail (p=reject; not aligned) header.from=sender.example"
+        );
+        v.dmarc_policy = Some(Policy::Quarantine);
+        assert_eq!(v.refusal(true, true), None, "p=quarantine is only recorded");
+        v.spf = Some(Result::new(Outcome::TempError));
+        assert_eq!(
+            v.refusal(true, false),
+            None,
+            "a temperror alone never refuses"
+        );
+        assert_eq!(v.refusal(true, true), Some(crate::reply::VERIFY_TEMPFAIL));
+        assert_eq!(crate::reply::VERIFY_TEMPFAIL.code, 451);
+        assert_eq!(crate::reply::DMARC_REJECTED.status, "5.7.1");
     }
 
     #[test]
@@ -614,9 +666,12 @@ mod tests {
 
     #[test]
     fn header_section_ends() {
-        assert_eq!(header_end(b"A: b\r\n\r\nbody"), Some(8));
-        assert_eq!(header_end(b"\r\nbody"), Some(2));
-        assert_eq!(header_end(b"A: b\r\nC: d\r\n"), None);
-        assert_eq!(header_end(b"A: b\n\nbody"), Some(6));
+        assert_eq!(header_end(b"A: b\r\n\r\nbody", 0), Some(8));
+        assert_eq!(header_end(b"\r\nbody", 0), Some(2));
+        assert_eq!(header_end(b"A: b\r\nC: d\r\n", 0), None);
+        assert_eq!(header_end(b"A: b\n\nbody", 0), Some(6));
+        // Searched again from a line's end: that line end is not a blank line.
+        assert_eq!(header_end(b"A: b\r\nC: d\r\n", 6), None);
+        assert_eq!(header_end(b"A: b\r\nC: d\r\n\r\nx", 12), Some(14));
     }
 }

@@ -109,16 +109,16 @@ fields! {
 
 /// The verdict's facts for the text renderings (the environment, HTTP headers, S3
 /// metadata): each check that ran, described with its result word first
-/// ([`crate::verdict::Result::describe`]), and [`AUTHENTICATED_FROM`] when the `From:`
+/// ([`Verdict::described`]), and [`AUTHENTICATED_FROM`] when the `From:`
 /// is authenticated. Values are one line of text: octets outside visible ASCII and the
 /// space, and `%`, written `%XX`. Empty when no check ran.
 pub fn verdict_fields(verdict: &Verdict) -> Vec<(Field, String)> {
+    let described = verdict.described();
     let mut out: Vec<(Field, String)> = [VERDICT_SPF, VERDICT_DKIM, VERDICT_DMARC, VERDICT_ARC]
         .into_iter()
         .filter_map(|f| {
-            verdict
-                .result(f.json)
-                .map(|r| (f, encode_text(&r.describe())))
+            let (_, text) = described.iter().find(|(name, _)| *name == f.json)?;
+            Some((f, encode_text(text)))
         })
         .collect();
     if let Some(from) = &verdict.authenticated_from {

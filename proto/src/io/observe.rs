@@ -313,9 +313,9 @@ pub(crate) fn log_event(
     let check = |name: &str| {
         verdict
             .and_then(|v| v.result(name))
-            .map(|r| r.outcome.as_str())
+            .map(|r| shown(r.outcome.as_str()))
     };
-    let authenticated_from = verdict.and_then(|v| v.authenticated_from.as_deref());
+    let authenticated_from = verdict.and_then(|v| v.authenticated_from.as_deref().map(shown));
     match event {
         Event::Command(line) => {
             tracing::info!(target: "transcript", conn = conn.id(), %client, "C: {line}");

@@ -33,7 +33,11 @@ exit 0
 
 /// A daemon with `GSMTP_STORAGE=pipe` running [`HOOK`] (as `sh <hook> <out> <args>`),
 /// and the folder it writes to.
-fn pipe_daemon(bin: &str, args: &str, tweak: impl FnOnce(&mut Settings)) -> (Daemon, TempDir) {
+pub(super) fn pipe_daemon(
+    bin: &str,
+    args: &str,
+    tweak: impl FnOnce(&mut Settings),
+) -> (Daemon, TempDir) {
     let out = TempDir::new("hook");
     let hook = out.path().join("hook.sh");
     fs::write(&hook, HOOK).expect("write the hook");
@@ -396,15 +400,20 @@ pub fn http_receiver(port: u16, out: &Path, tls: bool) -> super::daemon::Proc {
 
 /// A test HTTP receiver (plain HTTP) and the folder it stores into, with a daemon
 /// delivering to it with the secret, a 2 s timeout and room for 25 MiB.
-struct HttpSetup {
-    d: Daemon,
+pub(super) struct HttpSetup {
+    pub(super) d: Daemon,
     rx: super::daemon::Proc,
     port: u16,
-    out: TempDir,
+    pub(super) out: TempDir,
 }
 
 impl HttpSetup {
     fn start(bin: &str) -> Self {
+        Self::start_with(bin, |_| {})
+    }
+
+    /// [`HttpSetup::start`] with `tweak` applied to the server's settings last.
+    pub(super) fn start_with(bin: &str, tweak: impl FnOnce(&mut Settings)) -> Self {
         let out = TempDir::new("receiver");
         let port = super::daemon::free_port();
         let rx = http_receiver(port, out.path(), false);
@@ -415,6 +424,7 @@ impl HttpSetup {
                 .set("GSMTP_HTTP_SECRET", SECRET)
                 .set("GSMTP_HTTP_TIMEOUT", "2")
                 .set("GSMTP_MAX_SIZE", "30000000");
+            tweak(s);
         });
         Self { d, rx, port, out }
     }

@@ -30,14 +30,19 @@ fn delivered(fetched: &[u8], sent: &[u8], id: &str) -> bool {
 /// A private Dovecot with users `u@` and `v@example.com` (in its own folder), and our
 /// server delivering to its LMTP port (5 s timeout, room for 25 MiB). Fields drop in
 /// order: the server stops first.
-struct LmtpSetup {
-    d: Daemon,
-    dc: Dovecot,
+pub(super) struct LmtpSetup {
+    pub(super) d: Daemon,
+    pub(super) dc: Dovecot,
     _dir: TempDir,
 }
 
 impl LmtpSetup {
     fn start(bin: &str) -> Self {
+        Self::start_with(bin, |_| {})
+    }
+
+    /// [`LmtpSetup::start`] with `tweak` applied to the server's settings last.
+    pub(super) fn start_with(bin: &str, tweak: impl FnOnce(&mut super::Settings)) -> Self {
         let dir = TempDir::new("lmtp");
         let dc = Dovecot::start(&dir, &["u@example.com", "v@example.com"], None, MAIL_OWNER);
         let lmtp = dc.lmtp.to_string();
@@ -46,6 +51,7 @@ impl LmtpSetup {
                 .set("GSMTP_LMTP_ADDR", &lmtp)
                 .set("GSMTP_LMTP_TIMEOUT", "5")
                 .set("GSMTP_MAX_SIZE", "30000000");
+            tweak(s);
         });
         Self { d, dc, _dir: dir }
     }

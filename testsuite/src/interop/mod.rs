@@ -34,6 +34,7 @@ mod privilege;
 mod proxies;
 mod s3;
 mod trial;
+mod verdicts;
 
 pub use binary::*;
 pub use clients::*;
@@ -48,6 +49,7 @@ pub use privilege::*;
 pub use proxies::*;
 pub use s3::*;
 pub use trial::*;
+pub use verdicts::*;
 
 /// The message each client sends, CRLF line ends included: headers, lines that start
 /// with one or two dots, a lone dot, indented lines, an empty line, and a long line.
@@ -122,6 +124,16 @@ macro_rules! for_each_interop {
         $m!(dovecot_imap_reads_our_maildir_as_its_owner, $bin);
         $m!(dovecot_imap_reads_our_maildir_as_a_group_member, $bin);
         $m!(http_envelope_through_nginx, $bin);
+        // verdicts
+        $m!(verdicts_in_maildir, $bin);
+        $m!(verdicts_over_http, $bin);
+        $m!(verdicts_in_s3_metadata, $bin);
+        $m!(verdicts_in_pipe_environment, $bin);
+        $m!(verdicts_through_lmtp_held, $bin);
+        $m!(verdicts_big_message_in_bounded_memory, $bin);
+        $m!(dmarc_reject_refuses_only_p_reject, $bin);
+        $m!(dns_down_is_temperror_never_5xx, $bin);
+        $m!(slow_dns_leaves_other_sessions_alone, $bin);
     };
 }
 

@@ -24,7 +24,12 @@ fn s3_daemon(bin: &str, g: &Garage, via: usize) -> Daemon {
 }
 
 /// [`s3_daemon`] with the test defaults, then `tweak`.
-fn s3_daemon_with(bin: &str, g: &Garage, via: usize, tweak: impl FnOnce(&mut Settings)) -> Daemon {
+pub(super) fn s3_daemon_with(
+    bin: &str,
+    g: &Garage,
+    via: usize,
+    tweak: impl FnOnce(&mut Settings),
+) -> Daemon {
     let endpoint = format!("http://{}", g.s3(via));
     let (key, secret) = (g.key_id.clone(), g.secret.clone());
     Daemon::start(bin, |s| {
@@ -41,7 +46,7 @@ fn s3_daemon_with(bin: &str, g: &Garage, via: usize, tweak: impl FnOnce(&mut Set
 }
 
 /// The key of message `id`, stored today.
-fn key_of(id: &str) -> String {
+pub(super) fn key_of(id: &str) -> String {
     let today = proto::deliver::s3::key(PREFIX, SystemTime::now(), proto::QueueId(0));
     let day = today.rsplit_once('/').map_or("", |(d, _)| d);
     format!("{day}/{id}.eml")

@@ -244,7 +244,10 @@ async fn check(auth: &MessageAuthenticator, caches: &Caches, req: Request) -> Ve
     }
     if let Some(out) = &arc {
         let (outcome, reason) = dkim_outcome(out.result());
-        let mut r = verdict::Result::new(outcome).with("arc.chain", out.sets().len().to_string());
+        let mut r = verdict::Result::new(outcome);
+        if !out.sets().is_empty() {
+            r = r.with("arc.chain", out.sets().len().to_string());
+        }
         if let Some(reason) = reason {
             r = r.because(reason);
         }
@@ -277,9 +280,6 @@ async fn check(auth: &MessageAuthenticator, caches: &Caches, req: Request) -> Ve
         }
         .filter(|_| out.dmarc_record().is_some());
         let mut r = verdict::Result::new(outcome);
-        if let Some(p) = policy {
-            r = r.with("policy.dmarc", p.as_str());
-        }
         if !from.is_empty() {
             r = r.with("header.from", from.clone());
         }
