@@ -472,24 +472,44 @@ fn comment(text: &str) -> String {
 /// another authserv-id are kept. Returns the header section as it should be stored and
 /// how many fields were removed.
 pub fn remove_own_results(header: &[u8], authserv_id: &str) -> (Vec<u8>, usize) {
+    let (out, kept, all) = filter_fields(header, |line| !claims(line, authserv_id));
+    (out, all - kept)
+}
+
+/// The `DKIM-Signature` and `ARC-Message-Signature` fields of a header section, whole:
+/// all that the body's hashes depend on, so that finding which hashes to compute need
+/// not parse the rest.
+pub fn signature_fields(header: &[u8]) -> Vec<u8> {
+    filter_fields(header, |line| {
+        let name = memchr::memchr(b':', line).map_or(&[][..], |c| line[..c].trim_ascii());
+        name.eq_ignore_ascii_case(b"dkim-signature")
+            || name.eq_ignore_ascii_case(b"arc-message-signature")
+    })
+    .0
+}
+
+/// The fields of `header` whose first line `keep` accepts, continuation lines included;
+/// with how many were kept, of how many.
+fn filter_fields(header: &[u8], keep: impl Fn(&[u8]) -> bool) -> (Vec<u8>, usize, usize) {
     let mut out = Vec::with_capacity(header.len());
-    let mut removed = 0;
-    let mut dropping = false;
+    let (mut kept, mut all) = (0, 0);
+    let mut keeping = true;
     let mut at = 0;
     while at < header.len() {
         let end = memchr::memchr(b'\n', &header[at..]).map_or(header.len(), |i| at + i + 1);
         let line = &header[at..end];
         let continuation = matches!(line.first(), Some(b' ' | b'\t'));
         if !continuation {
-            dropping = claims(line, authserv_id);
-            removed += usize::from(dropping);
+            keeping = keep(line);
+            all += 1;
+            kept += usize::from(keeping);
         }
-        if !dropping {
+        if keeping {
             out.extend_from_slice(line);
         }
         at = end;
     }
-    (out, removed)
+    (out, kept, all)
 }
 
 /// Whether a header line starts an `Authentication-Results` field for `authserv_id`.
@@ -620,6 +640,19 @@ mod tests {
         assert_eq!(v.refusal(true, true), Some(crate::reply::VERIFY_TEMPFAIL));
         assert_eq!(crate::reply::VERIFY_TEMPFAIL.code, 451);
         assert_eq!(crate::reply::DMARC_REJECTED.status, "5.7.1");
+    }
+
+    #[test]
+    fn signature_fields_only() {
+        let header = b"From: a@b.example\r\n\
+                       DKIM-Signature: v=1; d=b.example;\r\n\tbh=x; b=y\r\n\
+                       Subject: dkim-signature: not this\r\n\
+                       arc-message-signature : i=1;\r\n bh=z\r\n";
+        assert_eq!(
+            signature_fields(header),
+            b"DKIM-Signature: v=1; d=b.example;\r\n\tbh=x; b=y\r\n\
+              arc-message-signature : i=1;\r\n bh=z\r\n"
+        );
     }
 
     #[test]

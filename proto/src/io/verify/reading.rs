@@ -111,7 +111,9 @@ impl Reading {
     /// and that rest are returned.
     fn body_begins(&mut self, end: usize) -> Vec<u8> {
         let rest = self.header.split_off(end);
-        let keys: Vec<HashKey> = AuthenticatedMessage::parse_with_opts(&self.header, None, true)
+        // Only the signatures decide the hashes: they are parsed, not the whole section.
+        let signatures = verdict::signature_fields(&self.header);
+        let keys: Vec<HashKey> = AuthenticatedMessage::parse_with_opts(&signatures, None, true)
             .map(|m| {
                 m.body_hashes
                     .iter()

@@ -22,6 +22,7 @@ mod memory;
 mod opts;
 mod report;
 mod servers;
+mod verdicts;
 
 use std::fmt::Write as _;
 use std::fs;
@@ -107,6 +108,12 @@ fn run() -> Result<bool, String> {
         eprintln!(
             "bench: warning: the open-file limit is {nofile}; the idle or curve figures may fail"
         );
+    }
+    if o.verdicts {
+        let (date, _) = utc_now();
+        let result = verdicts::run(&o, &env, &date);
+        let _ = fs::remove_dir_all(&tmp);
+        return result;
     }
     if !o.handoff.is_empty() {
         let (date, _) = utc_now();

@@ -58,6 +58,11 @@ options:
                         itself), s3 (3-node Garage; curl PUTs, issue 12), or all;
                         50 sessions, connections reused
   --handoff-messages N  messages per hand-off run (default 5,000; --quick: 500)
+  --verdicts            instead of the loads above, compare guerrilla-smol with
+                        GSMTP_VERIFY=all and with the checks off (issue 18): 50 sessions
+                        of DKIM-signed 4 KiB messages, a private dnsmasq, warm cache,
+                        discard and Maildir (needs dnsmasq and python3-dkim)
+  --verdict-messages N  messages per verdicts run (default 10,000; --quick: 1,000)
   --trash-limit-gib N   stored test messages are moved aside after each run and deleted
                         when a server stops, or once one server's exceed N GiB (default 8;
                         a full run stores about 5 GiB per Maildir server)
@@ -208,6 +213,10 @@ pub(crate) struct Opts {
     pub(crate) handoff_messages: usize,
     /// Another build of guerrilla-smol to run beside this one (`baseline-*` servers).
     pub(crate) baseline: Option<PathBuf>,
+    /// Compare the sender checks on and off (issue 18); when set, only that runs.
+    pub(crate) verdicts: bool,
+    /// Messages per verdicts run.
+    pub(crate) verdict_messages: usize,
 }
 
 pub(crate) fn parse_opts() -> Result<Opts, String> {
@@ -251,6 +260,8 @@ pub(crate) fn parse_opts() -> Result<Opts, String> {
         handoff: Vec::new(),
         handoff_messages: if quick { 500 } else { 5000 },
         baseline: None,
+        verdicts: false,
+        verdict_messages: if quick { 1000 } else { 10_000 },
     };
     args.reverse();
     let mut curve_messages = None;
@@ -328,6 +339,8 @@ pub(crate) fn parse_opts() -> Result<Opts, String> {
             }
             "--handoff-messages" => o.handoff_messages = num(value()?)?.max(SESSIONS_MIN),
             "--baseline" => o.baseline = Some(PathBuf::from(value()?)),
+            "--verdicts" => o.verdicts = true,
+            "--verdict-messages" => o.verdict_messages = num(value()?)?.max(SESSIONS_MIN),
             "--out" => o.out = PathBuf::from(value()?),
             "--tmp" => o.tmp = PathBuf::from(value()?),
             "--run-timeout" => o.run_timeout = Duration::from_secs(num(value()?)? as u64),
