@@ -134,6 +134,7 @@ macro_rules! for_each_interop {
         $m!(dmarc_reject_refuses_only_p_reject, $bin);
         $m!(dns_down_is_temperror_never_5xx, $bin);
         $m!(slow_dns_leaves_other_sessions_alone, $bin);
+        $m!(verify_follows_a_reload, $bin);
     };
 }
 

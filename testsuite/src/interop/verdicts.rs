@@ -939,3 +939,55 @@ pub fn slow_dns_leaves_other_sessions_alone(bin: &str) {
         assert!(ours.contains("spf=none"), "{ours}");
     }
 }
+
+/// A reload turns the checks on for the sessions that follow (the checks' thread starts
+/// then), and `GSMTP_DMARC_REJECT` with them; one turning them off again stops adding
+/// the field.
+pub fn verify_follows_a_reload(bin: &str) {
+    let z = Zones::start();
+    let mut d = Daemon::start(bin, |s| {
+        s.set("GSMTP_DNS_SERVERS", &z.addr.to_string());
+    });
+    let all = cases(&z);
+    let pick = |name: &str| all.iter().find(|c| c.name == name).expect("the case");
+    let (signed, unaligned) = (pick("dkim-rsa"), pick("dmarc-reject"));
+    let folder = format!("example.com/{}", signed.name);
+    assert_eq!(send(&d, signed).code, 250);
+    let reload = |d: &mut Daemon, s: &Settings, n: usize| {
+        s.write(&d.dir().join("guerrilla.conf"));
+        d.process().signal(nix::sys::signal::Signal::SIGHUP);
+        assert!(
+            super::daemon::wait_until(Duration::from_secs(5), || {
+                d.log().matches("configuration reloaded").count() == n
+            }),
+            "reload {n}: {}",
+            d.log()
+        );
+    };
+    let mut on = d.settings.clone();
+    verify_all(&mut on, z.addr);
+    on.set("GSMTP_DMARC_REJECT", "Y");
+    reload(&mut d, &on, 1);
+    assert_eq!(send(&d, signed).code, 250);
+    assert_eq!(
+        send(&d, unaligned).code,
+        550,
+        "the policy came with the reload"
+    );
+    let mut off = on.clone();
+    off.remove("GSMTP_VERIFY").remove("GSMTP_DMARC_REJECT");
+    reload(&mut d, &off, 2);
+    assert_eq!(send(&d, signed).code, 250);
+    assert_eq!(send(&d, unaligned).code, 250);
+    let mut results: Vec<usize> = d
+        .files(&folder, "new")
+        .iter()
+        .map(|p| fields(&fs::read(p).expect("read"), "Authentication-Results").len())
+        .collect();
+    results.sort_unstable();
+    assert_eq!(
+        results,
+        [0, 0, 1],
+        "only the message sent while the checks were on"
+    );
+}
