@@ -18,12 +18,14 @@ use std::time::Duration;
 
 use crate::policy::{AllowedHosts, IpNet};
 
+mod filter;
 mod handoff;
 mod keys;
 mod show;
 mod value;
+pub use filter::{FilterConfig, OnError, milter_addr};
 pub use handoff::{
-    HttpConfig, HttpUrl, LmtpAddr, LmtpConfig, PipeConfig, S3Config, Secret, valid_bucket,
+    HttpConfig, HttpUrl, StreamAddr, LmtpConfig, PipeConfig, S3Config, Secret, valid_bucket,
 };
 use keys::IGNORED;
 pub use keys::{KEYS, Key, Reload, TABLE};
@@ -193,6 +195,8 @@ pub struct Config {
     /// `GSMTP_VERIFY_TEMPFAIL`: answer `451 4.7.0` when a check could not complete
     /// (`temperror`), rather than accept the message with `temperror` recorded.
     pub verify_tempfail: bool,
+    /// The content filters: rspamd, milters, and their failure policy.
+    pub filter: FilterConfig,
 }
 
 impl Default for Config {
@@ -243,6 +247,7 @@ impl Default for Config {
             dns_timeout: Duration::from_secs(5),
             dmarc_reject: false,
             verify_tempfail: false,
+            filter: FilterConfig::default(),
         }
     }
 }

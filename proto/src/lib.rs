@@ -77,6 +77,8 @@ pub mod reply;
 pub mod syntax;
 mod timer;
 pub mod trace;
+pub mod filter;
+pub mod header;
 pub mod verdict;
 
 // The delivery contract.

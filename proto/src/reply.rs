@@ -256,6 +256,14 @@ catalogue! {
     DMARC_REJECTED = 550 "5.7.1" "Error: the From: domain's DMARC policy rejects this message";
     /// A sender check could not complete (`GSMTP_VERIFY_TEMPFAIL`).
     VERIFY_TEMPFAIL = 451 "4.7.0" "Error: sender authentication could not complete, try again later";
+    /// The spam filter's `reject`, when it gave no text of its own.
+    SPAM_REJECTED = 550 "5.7.1" "Error: spam message rejected";
+    /// The spam filter's `soft reject`, when it gave no text of its own.
+    FILTER_DEFERRED = 451 "4.7.1" "Error: try again later";
+    /// The spam filter's `greylist`, with `GSMTP_GREYLIST=Y`.
+    GREYLISTED = 451 "4.7.1" "Error: greylisted, try again later";
+    /// A content filter could not be asked, under `GSMTP_FILTER_ON_ERROR=tempfail`.
+    FILTER_FAILED = 451 "4.7.1" "Error: the content filter failed, try again later";
     /// An ESMTP parameter that is not offered.
     UNSUPPORTED_PARAMETER = 555 "5.5.4" "Error: unsupported parameter";
 }

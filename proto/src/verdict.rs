@@ -1,6 +1,7 @@
-//! The verdict on a message: who really sent it (SPF, DKIM, DMARC, ARC), as data, and its
-//! renderings. The checks themselves run in `proto::io`; this is what they produce and
-//! what every destination hands on.
+//! The verdict on a message: who really sent it (SPF, DKIM, DMARC, ARC), what the
+//! content filters said of it (spam, virus, milters), as data, and its renderings. The
+//! checks themselves run in `proto::io`; this is what they produce and what every
+//! destination hands on.
 //!
 //! Each check has an RFC 8601 result word ([`Outcome`]) and the SES-style summary
 //! ([`Summary`]) derived from it; DMARC adds the domain's [`Policy`]. One fact stands
@@ -258,15 +259,30 @@ pub struct Verdict {
     pub arc: Option<Result>,
     /// The `From:` domain, when DMARC passed for it: an SPF or DKIM pass aligned with it.
     pub authenticated_from: Option<String>,
+    /// The spam filter's (rspamd's) result: `pass` (no action), `neutral` (greylist,
+    /// soft reject: SES's `GRAY`), `fail` (add header, rewrite subject, reject), or
+    /// `temperror` when it could not be asked and the message was let through; with
+    /// `action`, `score`, `required` and `symbols`.
+    pub spam: Option<Result>,
+    /// The virus scan's result, when the spam filter ran one: `pass`, `fail` (with
+    /// `names`), or `temperror` (the scan failed).
+    pub virus: Option<Result>,
+    /// The milters' result: `pass`, or `temperror` when one failed and
+    /// `GSMTP_FILTER_ON_ERROR=accept` let the message through; `quarantine` when one
+    /// asked for it.
+    pub milter: Option<Result>,
 }
 
-/// The checks by name, in the order every rendering uses.
-pub const CHECKS: [&str; 4] = ["spf", "dkim", "dmarc", "arc"];
+/// The sender checks by name, in the order `Authentication-Results` uses.
+pub const SENDER_CHECKS: [&str; 4] = ["spf", "dkim", "dmarc", "arc"];
+
+/// Every check by name, in the order every data rendering uses.
+pub const CHECKS: [&str; 7] = ["spf", "dkim", "dmarc", "arc", "spam", "virus", "milter"];
 
 impl Verdict {
     /// Whether any check ran.
     pub fn is_empty(&self) -> bool {
-        self.spf.is_none() && self.dkim.is_none() && self.dmarc.is_none() && self.arc.is_none()
+        CHECKS.iter().all(|n| self.result(n).is_none())
     }
 
     /// The result that stands for DKIM as a whole: the first passing signature, else
@@ -285,6 +301,9 @@ impl Verdict {
             "dkim" => self.dkim_result(),
             "dmarc" => self.dmarc.as_ref(),
             "arc" => self.arc.as_ref(),
+            "spam" => self.spam.as_ref(),
+            "virus" => self.virus.as_ref(),
+            "milter" => self.milter.as_ref(),
             _ => None,
         }
     }
@@ -295,9 +314,9 @@ impl Verdict {
             .map_or(Summary::Disabled, |r| r.outcome.summary())
     }
 
-    /// Whether a check could not complete (a `temperror`).
+    /// Whether a sender check could not complete (a `temperror`).
     pub fn has_temperror(&self) -> bool {
-        CHECKS
+        SENDER_CHECKS
             .iter()
             .filter_map(|n| self.result(n))
             .chain(self.dkim.iter().flatten())
@@ -353,6 +372,37 @@ impl Verdict {
             }
             None => r.describe(),
         }
+    }
+
+    /// The fields the verdict puts at the top of the stored message, CRLF included:
+    /// `Authentication-Results` when a sender check ran, then, when the spam filter
+    /// answered, `X-Spam-Status` (`Yes` or `No`, the score, the required score and the
+    /// action) and `X-Spam: Yes` for spam. Empty when no check ran.
+    pub fn header_fields(&self, authserv_id: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        if SENDER_CHECKS.iter().any(|n| self.result(n).is_some()) {
+            out = self.authentication_results(authserv_id);
+        }
+        if let Some(spam) = self
+            .spam
+            .as_ref()
+            .filter(|r| r.property("action").is_some())
+        {
+            let yes = spam.outcome == Outcome::Fail;
+            let get = |n: &str| spam.property(n).unwrap_or("-");
+            let status = format!(
+                "X-Spam-Status: {}, score={} required={} action=\"{}\"\r\n",
+                if yes { "Yes" } else { "No" },
+                get("score"),
+                get("required"),
+                get("action")
+            );
+            out.extend_from_slice(status.as_bytes());
+            if yes {
+                out.extend_from_slice(b"X-Spam: Yes\r\n");
+            }
+        }
+        out
     }
 
     /// The `Authentication-Results:` header field (RFC 8601), CRLF included, with
@@ -472,7 +522,7 @@ fn comment(text: &str) -> String {
 /// another authserv-id are kept. Returns the header section as it should be stored and
 /// how many fields were removed.
 pub fn remove_own_results(header: &[u8], authserv_id: &str) -> (Vec<u8>, usize) {
-    let (out, kept, all) = filter_fields(header, |line| !claims(line, authserv_id));
+    let (out, kept, all) = crate::header::filter_fields(header, |line| !claims(line, authserv_id));
     (out, all - kept)
 }
 
@@ -480,36 +530,12 @@ pub fn remove_own_results(header: &[u8], authserv_id: &str) -> (Vec<u8>, usize) 
 /// all that the body's hashes depend on, so that finding which hashes to compute need
 /// not parse the rest.
 pub fn signature_fields(header: &[u8]) -> Vec<u8> {
-    filter_fields(header, |line| {
-        let name = memchr::memchr(b':', line).map_or(&[][..], |c| line[..c].trim_ascii());
+    crate::header::filter_fields(header, |line| {
+        let name = crate::header::name(line);
         name.eq_ignore_ascii_case(b"dkim-signature")
             || name.eq_ignore_ascii_case(b"arc-message-signature")
     })
     .0
-}
-
-/// The fields of `header` whose first line `keep` accepts, continuation lines included;
-/// with how many were kept, of how many.
-fn filter_fields(header: &[u8], keep: impl Fn(&[u8]) -> bool) -> (Vec<u8>, usize, usize) {
-    let mut out = Vec::with_capacity(header.len());
-    let (mut kept, mut all) = (0, 0);
-    let mut keeping = true;
-    let mut at = 0;
-    while at < header.len() {
-        let end = memchr::memchr(b'\n', &header[at..]).map_or(header.len(), |i| at + i + 1);
-        let line = &header[at..end];
-        let continuation = matches!(line.first(), Some(b' ' | b'\t'));
-        if !continuation {
-            keeping = keep(line);
-            all += 1;
-            kept += usize::from(keeping);
-        }
-        if keeping {
-            out.extend_from_slice(line);
-        }
-        at = end;
-    }
-    (out, kept, all)
 }
 
 /// Whether a header line starts an `Authentication-Results` field for `authserv_id`.
@@ -535,28 +561,6 @@ fn claims(line: &[u8], authserv_id: &str) -> bool {
     id.eq_ignore_ascii_case(authserv_id.as_bytes())
 }
 
-/// Where a message's header section ends: the offset just past its blank line
-/// (`CRLF CRLF`, or a bare-LF `LF LF`), if it has one in `text`. A text read piece by
-/// piece is searched again from `from` on (what was searched before, less the three
-/// octets a blank line could straddle).
-pub fn header_end(text: &[u8], from: usize) -> Option<usize> {
-    if text.starts_with(b"\r\n") {
-        return Some(2);
-    }
-    if text.starts_with(b"\n") {
-        return Some(1);
-    }
-    let from = from.saturating_sub(3).min(text.len());
-    let window = &text[from..];
-    let crlf = memchr::memmem::find(window, b"\r\n\r\n").map(|i| i + 4);
-    let lf = memchr::memmem::find(window, b"\n\n").map(|i| i + 2);
-    let end = match (crlf, lf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    end.map(|e| e + from)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -577,6 +581,7 @@ mod tests {
             dmarc_policy: Some(Policy::Reject),
             arc: None,
             authenticated_from: Some("sender.example".into()),
+            ..Verdict::default()
         }
     }
 
@@ -695,16 +700,5 @@ mod tests {
         );
         let (same, none) = remove_own_results(b"Subject: x\r\n", "mx.test");
         assert_eq!((same.as_slice(), none), (&b"Subject: x\r\n"[..], 0));
-    }
-
-    #[test]
-    fn header_section_ends() {
-        assert_eq!(header_end(b"A: b\r\n\r\nbody", 0), Some(8));
-        assert_eq!(header_end(b"\r\nbody", 0), Some(2));
-        assert_eq!(header_end(b"A: b\r\nC: d\r\n", 0), None);
-        assert_eq!(header_end(b"A: b\n\nbody", 0), Some(6));
-        // Searched again from a line's end: that line end is not a blank line.
-        assert_eq!(header_end(b"A: b\r\nC: d\r\n", 6), None);
-        assert_eq!(header_end(b"A: b\r\nC: d\r\n\r\nx", 12), Some(14));
     }
 }

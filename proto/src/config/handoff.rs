@@ -144,16 +144,17 @@ impl Default for HttpConfig {
     }
 }
 
-/// Where an LMTP server listens.
+/// Where a stream server listens (an LMTP server, a milter): a TCP `host:port` or a Unix
+/// socket.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LmtpAddr {
+pub enum StreamAddr {
     /// `host:port` (a name, or an address; IPv6 in brackets).
     Tcp(String),
     /// `unix:/path` to a socket.
     Unix(PathBuf),
 }
 
-impl LmtpAddr {
+impl StreamAddr {
     /// Parses `host:port` or `unix:/path`.
     pub fn parse(s: &str) -> Option<Self> {
         if let Some(path) = s.strip_prefix("unix:") {
@@ -171,7 +172,7 @@ impl LmtpAddr {
     }
 }
 
-impl std::fmt::Display for LmtpAddr {
+impl std::fmt::Display for StreamAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Tcp(a) => f.write_str(a),
@@ -184,7 +185,7 @@ impl std::fmt::Display for LmtpAddr {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LmtpConfig {
     /// `GSMTP_LMTP_ADDR`.
-    pub addr: Option<LmtpAddr>,
+    pub addr: Option<StreamAddr>,
     /// `GSMTP_LMTP_TIMEOUT`: how long the server may take for any one answer.
     pub timeout: Duration,
     /// `GSMTP_LMTP_CONNECTIONS`: the most LMTP sessions at once. Each transaction holds
@@ -238,17 +239,17 @@ mod tests {
     #[test]
     fn lmtp_addrs() {
         assert_eq!(
-            LmtpAddr::parse("unix:/run/dovecot/lmtp"),
-            Some(LmtpAddr::Unix("/run/dovecot/lmtp".into()))
+            StreamAddr::parse("unix:/run/dovecot/lmtp"),
+            Some(StreamAddr::Unix("/run/dovecot/lmtp".into()))
         );
         assert_eq!(
-            LmtpAddr::parse("127.0.0.1:24"),
-            Some(LmtpAddr::Tcp("127.0.0.1:24".into()))
+            StreamAddr::parse("127.0.0.1:24"),
+            Some(StreamAddr::Tcp("127.0.0.1:24".into()))
         );
-        assert!(LmtpAddr::parse("[::1]:24").is_some());
-        assert!(LmtpAddr::parse("mail.example:24").is_some());
+        assert!(StreamAddr::parse("[::1]:24").is_some());
+        assert!(StreamAddr::parse("mail.example:24").is_some());
         for bad in ["unix:", "host", "host:x", "bad host:24"] {
-            assert_eq!(LmtpAddr::parse(bad), None, "{bad}");
+            assert_eq!(StreamAddr::parse(bad), None, "{bad}");
         }
     }
 }

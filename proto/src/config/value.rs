@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{ConfigError, HttpUrl, LmtpAddr, valid_bucket};
+use super::{ConfigError, HttpUrl, StreamAddr, valid_bucket};
 use crate::policy::AllowedHosts;
 
 /// Parses `ip:port`, `[v6]:port`, `localhost:port` (the IPv4 loopback, as Go's
@@ -163,6 +163,15 @@ impl Value<'_> {
         crate::verdict::Checks::parse(&self.string()?).map_err(|e| self.error(&e))
     }
 
+    /// `GSMTP_FILTER_ON_ERROR`: `tempfail` or `accept`.
+    pub(super) fn on_error(&self) -> Result<crate::config::OnError, ConfigError> {
+        use crate::config::OnError;
+        self.one_of(
+            &[("tempfail", OnError::Tempfail), ("accept", OnError::Accept)],
+            "tempfail or accept",
+        )
+    }
+
     /// One of `choices`, case aside; else an error saying what was `expected`.
     pub(super) fn one_of<T: Copy>(
         &self,
@@ -230,8 +239,8 @@ impl Value<'_> {
     }
 
     /// `host:port` or `unix:/path`.
-    pub(super) fn lmtp_addr(&self) -> Result<LmtpAddr, ConfigError> {
-        LmtpAddr::parse(&self.string()?)
+    pub(super) fn lmtp_addr(&self) -> Result<StreamAddr, ConfigError> {
+        StreamAddr::parse(&self.string()?)
             .ok_or_else(|| self.error("expected host:port or unix:/path"))
     }
 

@@ -102,6 +102,12 @@ fields! {
     VERDICT_DMARC = "SMTP_VERDICT_DMARC" "X-Smtp-Verdict-Dmarc" "x-amz-meta-verdict-dmarc" "dmarc";
     /// ARC's result.
     VERDICT_ARC = "SMTP_VERDICT_ARC" "X-Smtp-Verdict-Arc" "x-amz-meta-verdict-arc" "arc";
+    /// The spam filter's (rspamd's) result: `fail action=reject score=16.00 ...`.
+    VERDICT_SPAM = "SMTP_VERDICT_SPAM" "X-Smtp-Verdict-Spam" "x-amz-meta-verdict-spam" "spam";
+    /// The virus scan's result (an antivirus symbol of rspamd's).
+    VERDICT_VIRUS = "SMTP_VERDICT_VIRUS" "X-Smtp-Verdict-Virus" "x-amz-meta-verdict-virus" "virus";
+    /// The milters' result: `pass`, or `temperror` when one failed and was passed over.
+    VERDICT_MILTER = "SMTP_VERDICT_MILTER" "X-Smtp-Verdict-Milter" "x-amz-meta-verdict-milter" "milter";
     /// The `From:` domain, present only when DMARC passed for it.
     AUTHENTICATED_FROM = "SMTP_AUTHENTICATED_FROM" "X-Smtp-Authenticated-From"
         "x-amz-meta-authenticated-from" "authenticated_from";
@@ -114,7 +120,16 @@ fields! {
 /// space, and `%`, written `%XX`. Empty when no check ran.
 pub fn verdict_fields(verdict: &Verdict) -> Vec<(Field, String)> {
     let described = verdict.described();
-    let mut out: Vec<(Field, String)> = [VERDICT_SPF, VERDICT_DKIM, VERDICT_DMARC, VERDICT_ARC]
+    let checks = [
+        VERDICT_SPF,
+        VERDICT_DKIM,
+        VERDICT_DMARC,
+        VERDICT_ARC,
+        VERDICT_SPAM,
+        VERDICT_VIRUS,
+        VERDICT_MILTER,
+    ];
+    let mut out: Vec<(Field, String)> = checks
         .into_iter()
         .filter_map(|f| {
             let (_, text) = described.iter().find(|(name, _)| *name == f.json)?;

@@ -41,8 +41,10 @@ pub(crate) struct Metrics {
     pub(crate) tls: IntCounterVec,
     /// Messages the destination did not commit, by destination and error.
     pub(crate) destination_errors: IntCounterVec,
-    /// Verdicts of `GSMTP_VERIFY`'s checks, by check and RFC 8601 result.
+    /// Verdicts of `GSMTP_VERIFY`'s checks and the filters, by check and RFC 8601 result.
     pub(crate) verdicts: IntCounterVec,
+    /// Filters that could not be asked, by filter (`rspamd`, `milter`).
+    pub(crate) filter_errors: IntCounterVec,
     /// Whether the destination takes mail, for `/healthz`.
     pub(crate) health: Health,
 }
@@ -139,8 +141,13 @@ impl Metrics {
             ),
             verdicts: counter(
                 "smtp_verdicts_total",
-                "Results of the sender checks, by check and result.",
+                "Results of the sender checks and content filters, by check and result.",
                 &["check", "result"],
+            ),
+            filter_errors: counter(
+                "smtp_filter_errors_total",
+                "Content filters that could not be asked, by filter.",
+                &["filter"],
             ),
             health: Health::default(),
             registry,
@@ -177,10 +184,12 @@ impl Metrics {
                 .with_label_values(&[check, r.outcome.as_str()])
                 .inc();
         };
-        verdict.spf.iter().for_each(|r| one("spf", r));
-        verdict.dkim.iter().flatten().for_each(|r| one("dkim", r));
-        verdict.dmarc.iter().for_each(|r| one("dmarc", r));
-        verdict.arc.iter().for_each(|r| one("arc", r));
+        for name in crate::verdict::CHECKS {
+            match name {
+                "dkim" => verdict.dkim.iter().flatten().for_each(|r| one(name, r)),
+                _ => verdict.result(name).into_iter().for_each(|r| one(name, r)),
+            }
+        }
     }
 
     /// Counts a reply that refused a command or a message.
@@ -348,6 +357,9 @@ pub(crate) fn log_event(
                 dkim = check("dkim"),
                 dmarc = check("dmarc"),
                 arc = check("arc"),
+                spam = check("spam"),
+                virus = check("virus"),
+                milter = check("milter"),
                 authenticated_from,
                 "message queued"
             );
@@ -385,6 +397,9 @@ pub(crate) fn log_event(
                 dkim = check("dkim"),
                 dmarc = check("dmarc"),
                 arc = check("arc"),
+                spam = check("spam"),
+                virus = check("virus"),
+                milter = check("milter"),
                 "refused"
             );
         }

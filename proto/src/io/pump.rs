@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::deliver::{Deliver, Message, Transaction, guarded};
+use super::filter::{Edited, Hold};
 use super::observe::{log_event, metrics};
 use super::runtime::{Runtime, Transport};
 use super::shared::{ClientSlot, Shared};
@@ -16,6 +17,7 @@ use super::time::{Deadline, Interrupt, Signal, bounded, race_with};
 use super::verify::{Request, reading::Reading};
 use crate::conn::{Action, Check, CloseReason, Connection};
 use crate::delivery::{DeliveryError, Envelope};
+use crate::reply::ReplyBuf;
 use crate::verdict::Verdict;
 
 /// How a run of the pump ended.
@@ -48,6 +50,9 @@ struct Txn<D: Deliver> {
     pending: Vec<u8>,
     /// The text read for the checks on its way, when `GSMTP_VERIFY` asks for any.
     reading: Option<Box<Reading>>,
+    /// The text held whole for the content filters, when there are any: the destination
+    /// gets it once they have answered.
+    hold: Option<Hold>,
 }
 
 /// How much text is gathered before [`Message::write`] is called.
@@ -87,7 +92,7 @@ impl<D: Deliver> Txn<D> {
     }
 
     /// Takes the next piece of the text, through the checks' reading if any.
-    async fn take(&mut self, bytes: &[u8]) {
+    async fn take<R: Runtime>(&mut self, rt: &R, bytes: &[u8]) {
         if matches!(self.held, Held::Failed(_)) {
             return;
         }
@@ -95,13 +100,82 @@ impl<D: Deliver> Txn<D> {
             Some(r) => r.feed(bytes),
             None => std::borrow::Cow::Borrowed(bytes),
         };
+        self.put(rt, &bytes).await;
+    }
+
+    /// Hands a piece of text on: to the filters' hold while there is one, else to the
+    /// destination, [`WRITE_BATCH`] at a time.
+    async fn put<R: Runtime>(&mut self, rt: &R, bytes: &[u8]) {
+        if let Some(hold) = &mut self.hold {
+            if let Err(e) = hold.write(rt, bytes).await {
+                self.hold = None;
+                self.fail(e).await;
+            }
+            return;
+        }
         if self.pending.capacity() == 0 {
             // Most messages fit: one allocation instead of a growing one.
             self.pending.reserve(8 * 1024);
         }
-        self.pending.extend_from_slice(&bytes);
+        self.pending.extend_from_slice(bytes);
         if self.pending.len() >= WRITE_BATCH {
             Box::pin(self.write()).await;
+        }
+    }
+
+    /// The message failed with `e`: the destination's message is aborted, and `e` is the
+    /// answer at its end.
+    async fn fail(&mut self, e: DeliveryError) {
+        if let Held::Message(m) = std::mem::replace(&mut self.held, Held::Failed(e)) {
+            guarded("abort", m.abort()).await;
+        }
+    }
+
+    /// The text is complete and the checks have run: asks the content filters, if any,
+    /// and hands the text, with their edits, to the destination. `Err` is the filters'
+    /// refusal.
+    async fn filter<R: Runtime>(
+        &mut self,
+        shared: &Shared<R, D>,
+        envelope: Option<&Envelope>,
+        verdict: &mut Verdict,
+    ) -> Result<(), ReplyBuf> {
+        let Some(hold) = self.hold.take() else {
+            return Ok(());
+        };
+        let text = hold.freeze();
+        let (Some(filters), Some(envelope)) = (&shared.filters, envelope) else {
+            return Ok(());
+        };
+        if !matches!(self.held, Held::Message(_)) {
+            return Ok(());
+        }
+        let edits = filters.check(envelope, &text, verdict).await?;
+        let rt = &shared.rt;
+        let mut edited = match Edited::new(rt, &text, &edits).await {
+            Ok(e) => e,
+            Err(e) => {
+                self.fail(DeliveryError::transient().because(format!("the held text: {e}")))
+                    .await;
+                return Ok(());
+            }
+        };
+        loop {
+            match edited.next(rt).await {
+                Ok(Some(piece)) => {
+                    self.pending = piece;
+                    self.write().await;
+                }
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    self.fail(DeliveryError::transient().because(format!("the held text: {e}")))
+                        .await;
+                    return Ok(());
+                }
+            }
+            if !matches!(self.held, Held::Message(_)) {
+                return Ok(());
+            }
         }
     }
 
@@ -114,7 +188,7 @@ impl<D: Deliver> Txn<D> {
     ) -> Option<Verdict> {
         let reading = self.reading.take()?;
         let (rest, read) = reading.finish();
-        self.pending.extend_from_slice(&rest);
+        self.put(&shared.rt, &rest).await;
         let (verifier, envelope) = (shared.verifier.as_ref()?, envelope?);
         if !matches!(self.held, Held::Message(_)) {
             return None;
@@ -157,6 +231,7 @@ impl<D: Deliver> Txn<D> {
         }
         self.pending = Vec::new();
         self.reading = None;
+        self.hold = None;
     }
 }
 
@@ -172,6 +247,7 @@ pub(crate) async fn run<R: Runtime, D: Deliver, T: Transport>(
         held: Held::Nothing,
         pending: Vec::new(),
         reading: None,
+        hold: None,
     };
     let result = pump(shared, conn, io, &mut txn, slot).await;
     Box::pin(txn.abort()).await;
@@ -224,15 +300,25 @@ async fn pump<R: Runtime, D: Deliver, T: Transport>(
                 if shared.verifier.is_some() {
                     txn.reading = Some(Box::new(Reading::new(&shared.cfg.host_name)));
                 }
+                txn.hold = shared.filters.as_ref().map(|f| f.hold());
                 Box::pin(txn.begin(envelope)).await;
             }
-            Action::Write(bytes) => txn.take(bytes).await,
+            Action::Write(bytes) => txn.take(&shared.rt, bytes).await,
             Action::Commit => {
                 let started = Instant::now();
                 let verdict = Box::pin(txn.verify(shared, conn.envelope())).await;
-                let verdict = verdict.unwrap_or_default();
+                let mut verdict = verdict.unwrap_or_default();
+                let refusal = verdict
+                    .refusal(shared.cfg.dmarc_reject, shared.cfg.verify_tempfail)
+                    .map(ReplyBuf::from);
+                let refusal = match refusal {
+                    Some(r) => Some(r),
+                    None => Box::pin(txn.filter(shared, conn.envelope(), &mut verdict))
+                        .await
+                        .err(),
+                };
                 metrics().verdict(&verdict);
-                let refusal = verdict.refusal(shared.cfg.dmarc_reject, shared.cfg.verify_tempfail);
+                let refused = refusal.is_some();
                 let result = match refusal {
                     Some(reply) => {
                         Box::pin(txn.abort()).await;
@@ -248,7 +334,7 @@ async fn pump<R: Runtime, D: Deliver, T: Transport>(
                         m.health.success(now);
                         Ok(())
                     }
-                    Err(e) if refusal.is_some() => Err(e),
+                    Err(e) if refused => Err(e),
                     Err(e) => {
                         m.destination_error(deliver.name(), &e);
                         Err(noted(deliver, e))

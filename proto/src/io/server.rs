@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::deliver::{Deliver, Destination};
+use super::filter::Filters;
 use super::listen::{accept_loop, bind, raise_fd_limit, reactor};
 use super::runtime::Runtime;
 use super::shared::{Current, Shared};
@@ -103,7 +104,9 @@ impl<R: Runtime, D: Deliver> Server<R, D> {
             Some(v) => Some(Arc::clone(v)),
             None => verifier(&cfg)?,
         };
-        self.current.set(old.next(cfg, deliver, tls, verifier));
+        let filters = Filters::open(&old.rt, &cfg)?;
+        self.current
+            .set(old.next(cfg, deliver, tls, verifier, filters));
         Ok(restart)
     }
 
@@ -217,7 +220,8 @@ fn start_with_opener<R: Runtime, D: Deliver>(
         .map(|l| local(l, "GSMTP_METRICS_LISTEN"))
         .transpose()?;
     let verifier = verifier(&cfg)?;
-    let shared = Shared::new(rt.clone(), cfg, deliver, tls, verifier);
+    let filters = Filters::open(&rt, &cfg)?;
+    let shared = Shared::new(rt.clone(), cfg, deliver, tls, verifier, filters);
     let stopping_signal = shared.stopping.clone();
     let current = Arc::new(Current::new(shared));
     let listeners = [

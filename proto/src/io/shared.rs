@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use futures_rustls::TlsAcceptor;
 
 use super::deliver::Deliver;
+use super::filter::Filters;
 use super::runtime::Runtime;
 use super::time::Signal;
 use super::verify::Verifier;
@@ -26,6 +27,8 @@ pub(crate) struct Shared<R: Runtime, D: Deliver> {
     pub(crate) tls: Option<TlsAcceptor>,
     /// The checks' thread, when `GSMTP_VERIFY` asks for checks (kept across reloads).
     pub(crate) verifier: Option<Arc<Verifier>>,
+    /// The content filters (rspamd, milters), when configured.
+    pub(crate) filters: Option<Arc<Filters<R>>>,
     /// Fired at the end of the shutdown grace period: remaining sessions get `421`.
     pub(crate) force: Signal,
     /// Fired when shutdown begins: listeners close.
@@ -55,6 +58,7 @@ impl<R: Runtime, D: Deliver> Shared<R, D> {
         deliver: D,
         tls: Option<TlsAcceptor>,
         verifier: Option<Arc<Verifier>>,
+        filters: Option<Filters<R>>,
     ) -> Self {
         Self {
             rt,
@@ -62,6 +66,7 @@ impl<R: Runtime, D: Deliver> Shared<R, D> {
             deliver: Arc::new(deliver),
             tls,
             verifier,
+            filters: filters.map(Arc::new),
             force: Signal::new(),
             stopping: Signal::new(),
             active: Arc::new(AtomicUsize::new(0)),
@@ -70,14 +75,15 @@ impl<R: Runtime, D: Deliver> Shared<R, D> {
         }
     }
 
-    /// The generation after this one: `cfg`, `deliver`, `tls` and `verifier` for the
-    /// sessions accepted from now on; the same counters and signals.
+    /// The generation after this one: `cfg`, `deliver`, `tls`, `verifier` and `filters`
+    /// for the sessions accepted from now on; the same counters and signals.
     pub(crate) fn next(
         &self,
         cfg: Config,
         deliver: Arc<D>,
         tls: Option<TlsAcceptor>,
         verifier: Option<Arc<Verifier>>,
+        filters: Option<Filters<R>>,
     ) -> Self {
         Self {
             rt: self.rt.clone(),
@@ -85,6 +91,7 @@ impl<R: Runtime, D: Deliver> Shared<R, D> {
             deliver,
             tls,
             verifier,
+            filters: filters.map(Arc::new),
             force: self.force.clone(),
             stopping: self.stopping.clone(),
             active: Arc::clone(&self.active),

@@ -62,6 +62,15 @@ const OTHER: &[(&str, &str)] = &[
     ("GSMTP_DNS_TIMEOUT", "2"),
     ("GSMTP_DMARC_REJECT", "Y"),
     ("GSMTP_VERIFY_TEMPFAIL", "Y"),
+    ("GSMTP_RSPAMD_URL", "http://127.0.0.1:11333/"),
+    ("GSMTP_RSPAMD_TIMEOUT", "9"),
+    ("GSMTP_RSPAMD_PASSWORD", "q"),
+    ("GSMTP_GREYLIST", "Y"),
+    ("GSMTP_MILTERS", "inet:127.0.0.1:8891,unix:/run/m.sock"),
+    ("GSMTP_MILTER_CONNECT_TIMEOUT", "7"),
+    ("GSMTP_MILTER_COMMAND_TIMEOUT", "8"),
+    ("GSMTP_MILTER_CONTENT_TIMEOUT", "99"),
+    ("GSMTP_FILTER_ON_ERROR", "accept"),
 ];
 
 fn names(reload: impl Fn(&Reload) -> bool) -> Vec<&'static str> {

@@ -252,8 +252,8 @@ impl<R: Runtime> Message for HttpMessage<R> {
             mut spool,
             results_at,
         } = self;
-        if !verdict.is_empty() {
-            let results = verdict.authentication_results(&http.host);
+        let results = verdict.header_fields(&http.host);
+        if !results.is_empty() {
             spool
                 .insert_in(&http.rt, &http.spool_dir, results_at, &results)
                 .await?;

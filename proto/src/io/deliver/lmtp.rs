@@ -28,7 +28,7 @@ use futures_lite::{AsyncRead, AsyncWrite};
 use super::pool::{self, Pool};
 use super::spool::Spool;
 use super::{Deliver, Message, Transaction};
-use crate::config::{Config, ConfigError, LmtpAddr, LmtpConfig};
+use crate::config::{Config, ConfigError, StreamAddr, LmtpConfig};
 use crate::deliver::lmtp::{self as pure, Capabilities, DotStuffer, ServerReply};
 use crate::delivery::{DeliveryError, Envelope, Recipient};
 use crate::io::runtime::Runtime;
@@ -61,7 +61,7 @@ pub struct Lmtp<R: Runtime>(Arc<Inner<R>>);
 /// What the LMTP destination's transactions share.
 struct Inner<R: Runtime> {
     rt: R,
-    addr: LmtpAddr,
+    addr: StreamAddr,
     cfg: LmtpConfig,
     host: String,
     idle: Pool<Link>,
@@ -160,10 +160,10 @@ impl<R: Runtime> Inner<R> {
             return Ok((l, true));
         }
         let stream: Box<dyn Duplex> = match &self.addr {
-            LmtpAddr::Unix(path) => {
+            StreamAddr::Unix(path) => {
                 Box::new(async_io::Async::<std::os::unix::net::UnixStream>::connect(path).await?)
             }
-            LmtpAddr::Tcp(hostport) => Box::new(pool::connect(&self.rt, hostport.clone()).await?),
+            StreamAddr::Tcp(hostport) => Box::new(pool::connect(&self.rt, hostport.clone()).await?),
         };
         let mut l = Link {
             stream,
@@ -486,8 +486,8 @@ impl<R: Runtime> LmtpMessage<R> {
         };
         let lmtp = Arc::clone(&self.lmtp);
         let dir = lmtp.hold_dir();
-        if !verdict.is_empty() {
-            let results = verdict.authentication_results(&lmtp.host);
+        let results = verdict.header_fields(&lmtp.host);
+        if !results.is_empty() {
             spool.insert_in(&lmtp.rt, dir, results_at, &results).await?;
         }
         let Some(l) = self.link.take() else {

@@ -35,7 +35,7 @@
 //! The destinations built in, one file each, are chosen by `GSMTP_STORAGE`
 //! ([`Destination`]); a Rust program can bring its own through `start_with`.
 
-mod client;
+pub(crate) mod client;
 mod discard;
 mod http;
 mod lmtp;
@@ -43,7 +43,7 @@ mod maildir;
 mod pipe;
 mod pool;
 mod s3;
-mod spool;
+pub(crate) mod spool;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;

@@ -353,8 +353,8 @@ impl<R: Runtime> Message for PipeMessage<R> {
 
     async fn commit(mut self, verdict: &Verdict) -> Result<(), DeliveryError> {
         let pipe = &self.pipe;
-        if !verdict.is_empty() {
-            let results = verdict.authentication_results(&pipe.host);
+        let results = verdict.header_fields(&pipe.host);
+        if !results.is_empty() {
             self.spool
                 .insert_in(&pipe.rt, &pipe.spool_dir, self.results_at, &results)
                 .await?;

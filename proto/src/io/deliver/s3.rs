@@ -471,10 +471,10 @@ impl<R: Runtime> Message for S3Message<R> {
                 .with_text(STORE_FAILED)
                 .because(format_args!("{} key {key}: {e}", s3.endpoint))
         };
-        let (spool, md5s) = if verdict.is_empty() {
+        let results = verdict.header_fields(&s3.host);
+        let (spool, md5s) = if results.is_empty() {
             (spool.freeze(), md5.finish())
         } else {
-            let results = verdict.authentication_results(&s3.host);
             spool
                 .insert_in(&s3.rt, &s3.spool_dir, results_at, &results)
                 .await?;

@@ -175,7 +175,7 @@ fn unfinished(checks: Checks, why: &str) -> Verdict {
         dmarc: checks.dmarc.then(t).flatten(),
         dmarc_policy: None,
         arc: checks.arc.then(t).flatten(),
-        authenticated_from: None,
+        ..Verdict::default()
     }
 }
 
@@ -322,7 +322,7 @@ fn permanent(checks: Checks, why: &str) -> Verdict {
         dmarc: checks.dmarc.then(p).flatten(),
         dmarc_policy: None,
         arc: checks.arc.then(p).flatten(),
-        authenticated_from: None,
+        ..Verdict::default()
     }
 }
 

@@ -15,7 +15,7 @@ use crate::verdict;
 
 /// The longest header section read for the checks. Past it, the text is handed on as it
 /// is and the checks report a permanent error.
-pub(crate) const MAX_HEADER: usize = 256 * 1024;
+pub(crate) use crate::header::MAX_HEADER;
 
 /// One body hash a signature asks for: its canonicalization, algorithm and `l=`.
 type HashKey = (Canonicalization, HashAlgorithm, u64);
@@ -89,7 +89,7 @@ impl Reading {
             State::Header { scanned } => {
                 let from = *scanned;
                 self.header.extend_from_slice(bytes);
-                match verdict::header_end(&self.header, from) {
+                match crate::header::header_end(&self.header, from) {
                     Some(end) => Cow::Owned(self.body_begins(end)),
                     None if self.header.len() > MAX_HEADER => {
                         self.state = State::TooLong;

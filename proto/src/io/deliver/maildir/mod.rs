@@ -278,8 +278,8 @@ impl<R: Runtime> Message for MaildirMessage<R> {
             mut targets,
             mut spool,
         } = self;
-        if !verdict.is_empty() {
-            let results = verdict.authentication_results(&maildir.dir.host);
+        let results = verdict.header_fields(&maildir.dir.host);
+        if !results.is_empty() {
             let maker = || {
                 let dir = Arc::clone(&maildir.dir);
                 let first = targets[0].path.clone();
