@@ -25,6 +25,7 @@ mod binary;
 mod clients;
 mod daemon;
 mod dovecot;
+mod filters;
 mod garage;
 mod handoff;
 mod hardening;
@@ -40,6 +41,7 @@ pub use binary::*;
 pub use clients::*;
 pub use daemon::*;
 pub use dovecot::*;
+pub use filters::*;
 pub use garage::*;
 pub use handoff::*;
 pub use hardening::*;
@@ -135,6 +137,11 @@ macro_rules! for_each_interop {
         $m!(dns_down_is_temperror_never_5xx, $bin);
         $m!(slow_dns_leaves_other_sessions_alone, $bin);
         $m!(verify_follows_a_reload, $bin);
+        // content filters
+        $m!(rspamd_fixture_actions, $bin);
+        $m!(milter_fixtures_answer, $bin);
+        $m!(milter_fixtures_clamav_rejects_eicar, $bin);
+        $m!(milter_fixtures_opendkim_verifies, $bin);
     };
 }
 
