@@ -491,12 +491,17 @@ impl ClamavMilter {
 }
 
 impl Drop for ClamavMilter {
-    /// Kills it: it notices SIGTERM only at its listener's next poll, five seconds on,
-    /// and nothing of it outlives its directory.
+    /// Kills it: libmilter would take up to five seconds over SIGTERM.
     fn drop(&mut self) {
-        if self.proc.exited().is_none() {
-            self.proc.signal(Signal::SIGKILL);
-        }
+        kill_milter(&mut self.proc);
+    }
+}
+
+/// Kills a libmilter daemon: it notices SIGTERM only at its listener's next poll, up to
+/// five seconds on, and nothing of it outlives its directory. [`Proc`] then reaps it.
+fn kill_milter(proc: &mut Proc) {
+    if proc.exited().is_none() {
+        proc.signal(Signal::SIGKILL);
     }
 }
 
@@ -555,6 +560,13 @@ impl OpenDkim {
     /// Its standard output and error so far.
     pub fn log(&self) -> String {
         self.proc.log()
+    }
+}
+
+impl Drop for OpenDkim {
+    /// Kills it: libmilter would take up to five seconds over SIGTERM.
+    fn drop(&mut self) {
+        kill_milter(&mut self.proc);
     }
 }
 
