@@ -28,6 +28,8 @@ pub(super) enum Pending {
         name: Option<String>,
         helo: Option<Helo>,
     },
+    /// HELO or EHLO, when milters are asked about it.
+    Helo(Helo),
 }
 
 /// `503` for RCPT or XCLIENT while a message is being transferred.
@@ -95,22 +97,17 @@ impl Connection {
 
     fn execute(&mut self, cmd: Command<'_>) {
         match cmd {
-            Command::Helo(name) => {
-                self.helo = Some(Helo {
+            Command::Helo(name) | Command::Ehlo(name) => {
+                let helo = Helo {
                     name: name.to_owned(),
-                    esmtp: false,
-                });
+                    esmtp: matches!(cmd, Command::Ehlo(_)),
+                };
                 self.reset_transaction();
-                let text = format!("{} Hello {name}", self.cfg.host_name);
-                reply::write_line(&mut self.tx, 250, "", text);
-            }
-            Command::Ehlo(name) => {
-                self.helo = Some(Helo {
-                    name: name.to_owned(),
-                    esmtp: true,
-                });
-                self.reset_transaction();
-                self.write_ehlo(name);
+                if self.cfg.filter.milters.is_empty() {
+                    self.greet(helo);
+                } else {
+                    self.ask(Pending::Helo(helo));
+                }
             }
             Command::Mail { from, params } => self.mail(from, params),
             Command::Rcpt { to } => self.rcpt(to),
@@ -132,6 +129,17 @@ impl Connection {
             Command::StartTls => self.starttls(),
             Command::Xclient(attrs) => self.xclient(&attrs),
         }
+    }
+
+    /// Takes the client's HELO or EHLO name and answers it.
+    fn greet(&mut self, helo: Helo) {
+        if helo.esmtp {
+            self.write_ehlo(&helo.name);
+        } else {
+            let text = format!("{} Hello {}", self.cfg.host_name, helo.name);
+            reply::write_line(&mut self.tx, 250, "", text);
+        }
+        self.helo = Some(helo);
     }
 
     fn write_ehlo(&mut self, name: &str) {
@@ -247,6 +255,7 @@ impl Connection {
                 recipient,
             },
             Pending::Client { ip, .. } => Check::Client(*ip),
+            Pending::Helo(helo) => Check::Helo { name: &helo.name },
         })
     }
 
@@ -285,6 +294,14 @@ impl Connection {
                 // gave one (so MAIL may follow at once), else waiting for HELO/EHLO.
                 self.helo = helo;
                 self.write_greeting();
+            }
+            (Pending::Helo(helo), Ok(())) => self.greet(helo),
+            (Pending::Helo(_), Err(e)) => {
+                // A client a filter refuses by its name: the session ends, politely.
+                let r = e.reply_at(crate::Stage::Mail);
+                self.reject_because(r, None, e.cause());
+                self.reset_transaction();
+                self.mode = Mode::Closed(CloseReason::Refused);
             }
             (Pending::Client { .. }, Err(_)) => {
                 self.stats.refusals += 1;

@@ -134,6 +134,12 @@ pub enum Check<'a> {
     /// XCLIENT named a new client address: may it open one more session? Any error means
     /// it has too many, and the session ends with `421 4.7.0`.
     Client(IpAddr),
+    /// HELO or EHLO, asked only when milters are configured (they may refuse a client
+    /// by its HELO name): an error is the reply, and the session ends.
+    Helo {
+        /// The name the client gave.
+        name: &'a str,
+    },
 }
 
 /// Why a connection ended.
@@ -158,6 +164,9 @@ pub enum CloseReason {
     /// The client broke the framing in a way that cannot be recovered from, or spoke
     /// another protocol (HTTP).
     Protocol,
+    /// A filter refused the client at its connection or its HELO (`554 5.7.1`, or `421`
+    /// for a temporary refusal).
+    Refused,
 }
 
 impl CloseReason {
@@ -172,6 +181,7 @@ impl CloseReason {
             Self::ClientLimit => "client-limit",
             Self::Shutdown => "shutdown",
             Self::Protocol => "protocol",
+            Self::Refused => "refused",
         }
     }
 }
@@ -336,6 +346,17 @@ impl Connection {
         }
         c.stats.refusals += 1;
         c.mode = Mode::Closed(why);
+        c
+    }
+
+    /// A connection answered `reply` instead of the greeting and closed: a filter
+    /// refused the client (`554 5.7.1`, or `421 4.7.1` when it may try again later).
+    pub fn refuse_with(cfg: Arc<Config>, now: Instant, accept: Accept, reply: &ReplyBuf) -> Self {
+        let mut c = Self::blank(cfg, now, accept);
+        let code = if reply.code < 500 { 421 } else { 554 };
+        reply::write_line(&mut c.tx, code, &reply.status, &reply.text);
+        c.stats.refusals += 1;
+        c.mode = Mode::Closed(CloseReason::Refused);
         c
     }
 

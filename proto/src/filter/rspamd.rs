@@ -124,11 +124,14 @@ pub enum Decision {
     Refuse(ReplyBuf),
 }
 
-/// The symbol rspamd adds when its own task timed out and the answer is partial.
-const TIMEOUT_SYMBOLS: [&str; 2] = ["TIMEOUT", "TASK_TIMEOUT"];
+/// The text of rspamd's answer when its own task timed out (with its option
+/// `soft_reject_on_timeout = true`: without it, rspamd's partial answer cannot be told
+/// from a real one).
+const TIMED_OUT: &str = "timeout processing message";
 
 /// Parses `/checkv2`'s JSON. An answer without a known action, or one rspamd gave after
-/// its own time-out (a partial result), is an error: the message was not checked.
+/// its own time-out (a partial result, which it marks with [`TIMED_OUT`] when
+/// `soft_reject_on_timeout` is on), is an error: the message was not checked.
 pub fn parse(body: &[u8]) -> std::result::Result<Answer, String> {
     let json: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| format!("rspamd answered no JSON: {e}"))?;
@@ -167,12 +170,6 @@ pub fn parse(body: &[u8]) -> std::result::Result<Answer, String> {
                 .collect()
         })
         .unwrap_or_default();
-    if let Some(t) = symbols
-        .iter()
-        .find(|s| TIMEOUT_SYMBOLS.contains(&s.name.as_str()))
-    {
-        return Err(format!("rspamd timed out ({}): a partial result", t.name));
-    }
     // The strongest first, for the renderings.
     symbols.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.name.cmp(&b.name)));
     let text = |v: Option<&serde_json::Value>| {
@@ -180,12 +177,16 @@ pub fn parse(body: &[u8]) -> std::result::Result<Answer, String> {
             .map(str::to_string)
             .filter(|s| !s.is_empty())
     };
+    let smtp_message = text(json.pointer("/messages/smtp_message"));
+    if action == Action::SoftReject && smtp_message.as_deref() == Some(TIMED_OUT) {
+        return Err("rspamd timed out: a partial result".into());
+    }
     Ok(Answer {
         action,
         score: num("score"),
         required: num("required_score"),
         symbols,
-        smtp_message: text(json.pointer("/messages/smtp_message")),
+        smtp_message,
         subject: text(json.get("subject")),
         edits: json.get("milter").map(milter_edits).unwrap_or_default(),
     })
@@ -404,7 +405,8 @@ mod tests {
         assert!(parse(br#"{"error":"bad request"}"#).is_err());
         assert!(parse(br#"{"action":"discard"}"#).is_err());
         assert!(parse(br#"{"score":1}"#).is_err());
-        let partial = br#"{"action":"no action","score":0,"symbols":{"TIMEOUT":{"score":0}}}"#;
+        let partial = br#"{"action":"soft reject","score":2,
+            "messages":{"smtp_message":"timeout processing message"}}"#;
         assert!(parse(partial).unwrap_err().contains("partial"));
     }
 

@@ -373,6 +373,7 @@ async fn answer<R: Runtime, D: Deliver>(
     match check {
         Check::Client(ip) if slot.move_to(ip) => Ok(()),
         Check::Client(_) => Err(DeliveryError::transient()),
+        Check::Helo { .. } => Ok(()),
         Check::Sender { from, params } => {
             txn.abort().await;
             let t = guarded("start", deliver.start(from, params))

@@ -39,6 +39,9 @@ pub const GTUBE_NO_ACTION: &str =
 pub const RSPAMD_SOFT_REJECT: &str = "GSMTPD-RSPAMD-TEST-SOFT-REJECT";
 /// Our marker for `greylist`, forced the same way.
 pub const RSPAMD_GREYLIST: &str = "GSMTPD-RSPAMD-TEST-GREYLIST";
+/// Our marker for a check that never ends: a symbol asks a listener that never answers,
+/// so rspamd's own task time-out (2 s here) cuts the check short.
+pub const RSPAMD_HANG: &str = "GSMTPD-RSPAMD-TEST-HANG";
 /// Every marker and the rspamd action it gives.
 pub const RSPAMD_MARKERS: &[(&str, &str)] = &[
     (GTUBE, "reject"),
@@ -96,13 +99,30 @@ pub struct Rspamd {
     /// The controller (no password; `secure_ip` 127.0.0.1).
     pub controller: SocketAddr,
     dir: TempDir,
+    /// What [`RSPAMD_HANG`]'s symbol asks: it accepts and never answers.
+    _hang: std::net::TcpListener,
 }
 
 /// The prefilter behind [`RSPAMD_SOFT_REJECT`] and [`RSPAMD_GREYLIST`]: the action of
 /// the first marker the message holds, as a pre-result (no score, no other check).
-fn rspamd_local_lua() -> String {
+fn rspamd_local_lua(hang: SocketAddr) -> String {
     format!(
-        r"local markers = {{
+        r"local rspamd_http = require 'rspamd_http'
+rspamd_config:register_symbol({{
+  name = 'GSMTPD_TEST_HANG',
+  score = 0.0,
+  callback = function(task)
+    if tostring(task:get_content()):find('{RSPAMD_HANG}', 1, true) then
+      rspamd_http.request({{
+        task = task,
+        url = 'http://{hang}/',
+        timeout = 60.0,
+        callback = function() end,
+      }})
+    end
+  end,
+}})
+local markers = {{
   {{'{RSPAMD_SOFT_REJECT}', 'soft reject'}},
   {{'{RSPAMD_GREYLIST}', 'greylist'}},
 }}
@@ -199,6 +219,8 @@ worker "rspamd_proxy" {{
             &format!(
                 r#"filters = "chartable,dkim,regexp";
 enable_test_patterns = true;
+task_timeout = 2s;
+soft_reject_on_timeout = true;
 url_tld = "{r}/tld.dat";
 tempdir = "{r}/tmp";
 dns {{
@@ -216,7 +238,9 @@ dns {{
                 "enabled = false;\n",
             );
         }
-        write(root, "rspamd.local.lua", &rspamd_local_lua());
+        let hang = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let hang_addr = hang.local_addr().expect("an address");
+        write(root, "rspamd.local.lua", &rspamd_local_lua(hang_addr));
         write(
             root,
             "tld.dat",
@@ -248,6 +272,7 @@ dns {{
             milter,
             controller,
             dir,
+            _hang: hang,
         }
     }
 
@@ -259,6 +284,29 @@ dns {{
     /// Its log so far.
     pub fn log(&self) -> String {
         self.proc.log()
+    }
+
+    /// Sends `signal` to rspamd's main process and every worker it forked (SIGSTOP makes
+    /// it a filter that accepts connections and never answers; SIGCONT wakes it).
+    pub fn signal_all(&self, signal: Signal) {
+        let main = self.proc.pid();
+        let mut pids = vec![main];
+        for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let stat = fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // The parent's pid is the second field after the command's closing parenthesis.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if ppid == Some(main)
+                && let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse().ok())
+            {
+                pids.push(pid);
+            }
+        }
+        for pid in pids {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
+        }
     }
 
     /// `GET path` from the normal worker: the status and the body.

@@ -25,6 +25,7 @@ mod binary;
 mod clients;
 mod daemon;
 mod dovecot;
+mod filtering;
 mod filters;
 mod garage;
 mod handoff;
@@ -41,6 +42,7 @@ pub use binary::*;
 pub use clients::*;
 pub use daemon::*;
 pub use dovecot::*;
+pub use filtering::*;
 pub use filters::*;
 pub use garage::*;
 pub use handoff::*;
@@ -137,6 +139,10 @@ macro_rules! for_each_interop {
         $m!(dns_down_is_temperror_never_5xx, $bin);
         $m!(slow_dns_leaves_other_sessions_alone, $bin);
         $m!(verify_follows_a_reload, $bin);
+        // content filters
+        $m!(rspamd_actions_give_their_replies, $bin);
+        $m!(rspamd_down_or_hanging_follows_the_failure_policy, $bin);
+        $m!(rspamd_partial_answer_is_a_failure, $bin);
         // content filters
         $m!(rspamd_fixture_actions, $bin);
         $m!(milter_fixtures_answer, $bin);

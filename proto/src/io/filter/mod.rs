@@ -90,10 +90,10 @@ impl<R: Runtime> Filters<R> {
     /// message's refusal, under `accept` its `temperror` result.
     fn failed(&self, filter: &str, at: &str, cause: &str) -> Result<verdict::Result, ReplyBuf> {
         tracing::warn!(
-            filter,
-            at,
-            cause,
-            policy = self.cfg.on_error.as_str(),
+            filter = %filter,
+            at = %at,
+            cause = %cause,
+            policy = %self.cfg.on_error.as_str(),
             "filter failed"
         );
         super::observe::metrics()
