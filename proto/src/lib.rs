@@ -71,6 +71,7 @@ pub mod auth_http;
 pub mod command;
 pub mod config;
 mod conn;
+pub mod milter;
 pub mod policy;
 pub mod proxy;
 pub mod reply;
