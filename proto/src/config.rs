@@ -25,7 +25,7 @@ mod show;
 mod value;
 pub use filter::{FilterConfig, OnError, milter_addr};
 pub use handoff::{
-    HttpConfig, HttpUrl, StreamAddr, LmtpConfig, PipeConfig, S3Config, Secret, valid_bucket,
+    HttpConfig, HttpUrl, LmtpConfig, PipeConfig, S3Config, Secret, StreamAddr, valid_bucket,
 };
 use keys::IGNORED;
 pub use keys::{KEYS, Key, Reload, TABLE};

@@ -71,6 +71,8 @@ pub mod auth_http;
 pub mod command;
 pub mod config;
 mod conn;
+pub mod filter;
+pub mod header;
 pub mod milter;
 pub mod policy;
 pub mod proxy;
@@ -78,8 +80,6 @@ pub mod reply;
 pub mod syntax;
 mod timer;
 pub mod trace;
-pub mod filter;
-pub mod header;
 pub mod verdict;
 
 // The delivery contract.

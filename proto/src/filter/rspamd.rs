@@ -130,7 +130,7 @@ pub enum Decision {
 const TIMED_OUT: &str = "timeout processing message";
 
 /// Parses `/checkv2`'s JSON. An answer without a known action, or one rspamd gave after
-/// its own time-out (a partial result, which it marks with [`TIMED_OUT`] when
+/// its own time-out (a partial result, which it marks with `timeout processing message` when
 /// `soft_reject_on_timeout` is on), is an error: the message was not checked.
 pub fn parse(body: &[u8]) -> std::result::Result<Answer, String> {
     let json: serde_json::Value =

@@ -195,3 +195,59 @@ pub fn rspamd_partial_answer_is_a_failure(bin: &str) {
     assert_eq!(r.code, 451, "{r:?}; rspamd alone answered {raw}");
     d.wait_log(&["filter failed", "partial"]);
 }
+
+/// The filters' verdict reaches every rendering: over HTTP (`X-Smtp-Verdict-Spam`,
+/// inside the signature, and the JSON envelope's `verdict.spam`), in S3 metadata
+/// (`x-amz-meta-verdict-spam`), each stored text with our `X-Spam-Status` at the top.
+pub fn filter_verdicts_reach_http_and_s3(bin: &str) {
+    let z = Zones::start();
+    let rspamd = Rspamd::start(z.addr);
+    let url = format!("http://{}", rspamd.http);
+    let with_rspamd = |s: &mut Settings| {
+        s.set("GSMTP_RSPAMD_URL", &url)
+            .set("GSMTP_XCLIENT_HOSTS", "127.0.0.1");
+    };
+    let h = super::handoff::HttpSetup::start_with(bin, with_rspamd);
+    let r = send_as_client(&h.d, "add", &forged(GTUBE_ADD_HEADER));
+    assert_eq!(r.code, 250, "{r:?}");
+    let id = queued_id(&r.wire());
+    let stored = std::fs::read(h.out.path().join(format!("{id}.eml"))).expect("the message");
+    assert!(fields(&stored, "X-Spam-Status")[0].starts_with("X-Spam-Status: Yes"));
+    let meta = std::fs::read_to_string(h.out.path().join(format!("{id}.json"))).expect("meta");
+    let meta: serde_json::Value = serde_json::from_str(&meta).expect("JSON");
+    assert_eq!(meta["verified"], true, "the signature covers the verdict");
+    let spam = meta["headers"]
+        .as_array()
+        .and_then(|hs| {
+            hs.iter().find(|h| {
+                h[0].as_str()
+                    .is_some_and(|n| n.eq_ignore_ascii_case("X-Smtp-Verdict-Spam"))
+            })
+        })
+        .and_then(|h| h[1].as_str())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        spam.starts_with("fail action=\"add header\" score="),
+        "{spam}"
+    );
+    assert_eq!(
+        meta["envelope"]["verdict"]["spam"]["summary"], "FAIL",
+        "{meta}"
+    );
+    assert_eq!(meta["envelope"]["verdict"]["spam"]["action"], "add header");
+    drop(h);
+
+    let dir = crate::TempDir::new("garage");
+    let g = super::garage::Garage::start(&dir, 1);
+    let d = super::s3::s3_daemon_with(bin, &g, 0, with_rspamd);
+    let r = send_as_client(&d, "clean", &forged(GTUBE_NO_ACTION));
+    assert_eq!(r.code, 250, "{r:?}");
+    let id = queued_id(&r.wire());
+    let (head, body) = g.get(0, &super::s3::key_of(&id)).expect("the object");
+    assert!(
+        head.contains("x-amz-meta-verdict-spam: pass action=\"no action\" score="),
+        "{head}"
+    );
+    assert!(fields(&body, "X-Spam-Status")[0].starts_with("X-Spam-Status: No"));
+}

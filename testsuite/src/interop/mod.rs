@@ -143,6 +143,7 @@ macro_rules! for_each_interop {
         $m!(rspamd_actions_give_their_replies, $bin);
         $m!(rspamd_down_or_hanging_follows_the_failure_policy, $bin);
         $m!(rspamd_partial_answer_is_a_failure, $bin);
+        $m!(filter_verdicts_reach_http_and_s3, $bin);
         // content filters
         $m!(rspamd_fixture_actions, $bin);
         $m!(milter_fixtures_answer, $bin);

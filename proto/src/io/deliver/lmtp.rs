@@ -28,7 +28,7 @@ use futures_lite::{AsyncRead, AsyncWrite};
 use super::pool::{self, Pool};
 use super::spool::Spool;
 use super::{Deliver, Message, Transaction};
-use crate::config::{Config, ConfigError, StreamAddr, LmtpConfig};
+use crate::config::{Config, ConfigError, LmtpConfig, StreamAddr};
 use crate::deliver::lmtp::{self as pure, Capabilities, DotStuffer, ServerReply};
 use crate::delivery::{DeliveryError, Envelope, Recipient};
 use crate::io::runtime::Runtime;
