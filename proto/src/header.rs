@@ -31,6 +31,19 @@ pub fn header_end(text: &[u8], from: usize) -> Option<usize> {
     end.map(|e| e + from)
 }
 
+/// A header section up to its end (as [`header_end`] found it) split into its fields
+/// and its blank line (empty when there was none).
+pub fn split_blank(section: &[u8]) -> (&[u8], &[u8]) {
+    let blank = if section.ends_with(b"\r\n\r\n") || section == b"\r\n" {
+        2
+    } else if section.ends_with(b"\n\n") || section == b"\n" {
+        1
+    } else {
+        0
+    };
+    section.split_at(section.len() - blank)
+}
+
 /// The fields of a header section (without its blank line), each as the octets of its
 /// first line and continuation lines, line ends included. Octets before the first field
 /// (a continuation line with nothing to continue) form a field of their own.
@@ -273,6 +286,17 @@ mod tests {
             }],
         );
         assert_eq!(none, HEADER);
+    }
+
+    #[test]
+    fn blank_lines_split_off() {
+        assert_eq!(
+            split_blank(b"A: b\r\n\r\n"),
+            (&b"A: b\r\n"[..], &b"\r\n"[..])
+        );
+        assert_eq!(split_blank(b"A: b\n\n"), (&b"A: b\n"[..], &b"\n"[..]));
+        assert_eq!(split_blank(b"\r\n"), (&b""[..], &b"\r\n"[..]));
+        assert_eq!(split_blank(b"A: b\r\n"), (&b"A: b\r\n"[..], &b""[..]));
     }
 
     #[test]

@@ -264,6 +264,10 @@ catalogue! {
     GREYLISTED = 451 "4.7.1" "Error: greylisted, try again later";
     /// A content filter could not be asked, under `GSMTP_FILTER_ON_ERROR=tempfail`.
     FILTER_FAILED = 451 "4.7.1" "Error: the content filter failed, try again later";
+    /// A milter's reject, without a reply of its own.
+    MILTER_REJECTED = 550 "5.7.1" "Error: rejected by a content filter";
+    /// A milter's tempfail, without a reply of its own.
+    MILTER_DEFERRED = 451 "4.7.1" "Error: a content filter deferred this, try again later";
     /// An ESMTP parameter that is not offered.
     UNSUPPORTED_PARAMETER = 555 "5.5.4" "Error: unsupported parameter";
 }

@@ -1,4 +1,6 @@
-//! The content filters' pure halves: what rspamd's answer means ([`rspamd`]). The
-//! milter protocol is [`crate::milter`]; the filters are asked in `proto::io`.
+//! The content filters' pure halves: what rspamd's answer means ([`rspamd`]), and what
+//! milters' answers and modifications mean ([`milter`]; the protocol itself is
+//! [`crate::milter`]). The filters are asked in `proto::io`.
 
+pub mod milter;
 pub mod rspamd;

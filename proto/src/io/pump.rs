@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::deliver::{Deliver, Message, Transaction, guarded};
+use super::filter::milter::Milters;
 use super::filter::{Edited, Hold};
 use super::observe::{log_event, metrics};
 use super::runtime::{Runtime, Transport};
@@ -40,6 +41,8 @@ enum Held<T: Transaction> {
     /// The text failed ([`Transaction::begin`] or [`Message::write`] refused, or the
     /// destination panicked): the rest is dropped, and this is the answer at its end.
     Failed(DeliveryError),
+    /// A milter said to throw the message away: it is answered `250` and stored nowhere.
+    Discarded,
 }
 
 /// A session's transaction with the destination.
@@ -131,33 +134,51 @@ impl<D: Deliver> Txn<D> {
         }
     }
 
-    /// The text is complete and the checks have run: asks the content filters, if any,
-    /// and hands the text, with their edits, to the destination. `Err` is the filters'
-    /// refusal.
+    /// The text is complete and the checks have run: asks the content filters, if any
+    /// (rspamd, then the session's milters), and hands the text, with their edits, to
+    /// the destination. `Ok(true)`: a milter said to throw the message away. `Err` is
+    /// the filters' refusal.
     async fn filter<R: Runtime>(
         &mut self,
         shared: &Shared<R, D>,
+        milters: &mut Option<Milters>,
         envelope: Option<&Envelope>,
         verdict: &mut Verdict,
-    ) -> Result<(), ReplyBuf> {
+    ) -> Result<bool, ReplyBuf> {
         let Some(hold) = self.hold.take() else {
-            return Ok(());
+            return Ok(false);
         };
         let text = hold.freeze();
-        let (Some(filters), Some(envelope)) = (&shared.filters, envelope) else {
-            return Ok(());
+        let Some(envelope) = envelope else {
+            return Ok(false);
         };
         if !matches!(self.held, Held::Message(_)) {
-            return Ok(());
+            return Ok(false);
         }
-        let edits = filters.check(envelope, &text, verdict).await?;
         let rt = &shared.rt;
-        let mut edited = match Edited::new(rt, &text, &edits).await {
+        let mut edits = match &shared.filters {
+            Some(filters) => filters.check(envelope, &text, verdict).await?,
+            None => Vec::new(),
+        };
+        let mut body = None;
+        if let Some(m) = milters {
+            let passed = m.message(rt, &text, &envelope.id.to_string()).await;
+            verdict.milter = Some(m.verdict());
+            let passed = passed?;
+            if passed.discard {
+                tracing::info!(queue_id = %envelope.id, "message discarded by a milter");
+                return Ok(true);
+            }
+            // A milter's edits name fields as it saw them: they go first.
+            edits.splice(0..0, passed.changes.edits);
+            body = passed.changes.body;
+        }
+        let mut edited = match Edited::new(rt, &text, &edits, body).await {
             Ok(e) => e,
             Err(e) => {
                 self.fail(DeliveryError::transient().because(format!("the held text: {e}")))
                     .await;
-                return Ok(());
+                return Ok(false);
             }
         };
         loop {
@@ -166,15 +187,15 @@ impl<D: Deliver> Txn<D> {
                     self.pending = piece;
                     self.write().await;
                 }
-                Ok(None) => return Ok(()),
+                Ok(None) => return Ok(false),
                 Err(e) => {
                     self.fail(DeliveryError::transient().because(format!("the held text: {e}")))
                         .await;
-                    return Ok(());
+                    return Ok(false);
                 }
             }
             if !matches!(self.held, Held::Message(_)) {
-                return Ok(());
+                return Ok(false);
             }
         }
     }
@@ -219,6 +240,7 @@ impl<D: Deliver> Txn<D> {
                 Err(DeliveryError::transient().because("the message never began"))
             }
             Held::Nothing => Err(DeliveryError::transient().because("no transaction")),
+            Held::Discarded => Ok(()),
         }
     }
 
@@ -227,7 +249,7 @@ impl<D: Deliver> Txn<D> {
         match std::mem::replace(&mut self.held, Held::Nothing) {
             Held::Transaction(t) => drop(guarded("abort", t.abort()).await),
             Held::Message(m) => drop(guarded("abort", m.abort()).await),
-            Held::Failed(_) | Held::Nothing => {}
+            Held::Failed(_) | Held::Nothing | Held::Discarded => {}
         }
         self.pending = Vec::new();
         self.reading = None;
@@ -242,6 +264,7 @@ pub(crate) async fn run<R: Runtime, D: Deliver, T: Transport>(
     conn: &mut Connection,
     io: &mut T,
     slot: &mut ClientSlot<R, D>,
+    milters: &mut Option<Milters>,
 ) -> io::Result<Outcome> {
     let mut txn = Txn::<D> {
         held: Held::Nothing,
@@ -249,7 +272,12 @@ pub(crate) async fn run<R: Runtime, D: Deliver, T: Transport>(
         reading: None,
         hold: None,
     };
-    let result = pump(shared, conn, io, &mut txn, slot).await;
+    let result = pump(shared, conn, io, &mut txn, slot, milters).await;
+    if !matches!(txn.held, Held::Nothing)
+        && let Some(m) = milters
+    {
+        Box::pin(m.abort()).await;
+    }
     Box::pin(txn.abort()).await;
     result
 }
@@ -260,6 +288,7 @@ async fn pump<R: Runtime, D: Deliver, T: Transport>(
     io: &mut T,
     txn: &mut Txn<D>,
     slot: &mut ClientSlot<R, D>,
+    milters: &mut Option<Milters>,
 ) -> io::Result<Outcome> {
     let deliver = &*shared.deliver;
     let mut deadline = Deadline::new();
@@ -293,7 +322,7 @@ async fn pump<R: Runtime, D: Deliver, T: Transport>(
             Action::Check(check) => {
                 // Big futures on cold paths are boxed so that an idle session's task
                 // stays small.
-                let result = Box::pin(answer(deliver, txn, slot, check)).await;
+                let result = Box::pin(answer(deliver, txn, slot, milters, check)).await;
                 conn.handle_check(Instant::now(), result);
             }
             Action::Begin(envelope) => {
@@ -313,9 +342,20 @@ async fn pump<R: Runtime, D: Deliver, T: Transport>(
                     .map(ReplyBuf::from);
                 let refusal = match refusal {
                     Some(r) => Some(r),
-                    None => Box::pin(txn.filter(shared, conn.envelope(), &mut verdict))
-                        .await
-                        .err(),
+                    None => {
+                        match Box::pin(txn.filter(shared, milters, conn.envelope(), &mut verdict))
+                            .await
+                        {
+                            Ok(true) => {
+                                // Thrown away, as a milter said: answered 250, stored nowhere.
+                                Box::pin(txn.abort()).await;
+                                txn.held = Held::Discarded;
+                                None
+                            }
+                            Ok(false) => None,
+                            Err(r) => Some(r),
+                        }
+                    }
                 };
                 metrics().verdict(&verdict);
                 let refused = refusal.is_some();
@@ -346,7 +386,12 @@ async fn pump<R: Runtime, D: Deliver, T: Transport>(
                     log_event(conn, &event, Some(done), deliver.name());
                 }
             }
-            Action::Abort => Box::pin(txn.abort()).await,
+            Action::Abort => {
+                if let Some(m) = milters {
+                    Box::pin(m.abort()).await;
+                }
+                Box::pin(txn.abort()).await;
+            }
             Action::AwaitDelivery => {
                 return Err(io::Error::other("a delivery was left unreported"));
             }
@@ -368,14 +413,30 @@ async fn answer<R: Runtime, D: Deliver>(
     deliver: &D,
     txn: &mut Txn<D>,
     slot: &mut ClientSlot<R, D>,
+    milters: &mut Option<Milters>,
     check: Check<'_>,
 ) -> Result<(), DeliveryError> {
     match check {
         Check::Client(ip) if slot.move_to(ip) => Ok(()),
         Check::Client(_) => Err(DeliveryError::transient()),
-        Check::Helo { .. } => Ok(()),
+        Check::Helo { name } => match milters {
+            Some(m) => m.helo(name).await.map_err(DeliveryError::reply),
+            None => Ok(()),
+        },
         Check::Sender { from, params } => {
             txn.abort().await;
+            if let Some(m) = milters {
+                m.abort().await;
+                let mut encoded = Vec::new();
+                params.encode(&mut encoded);
+                let args: Vec<String> = String::from_utf8_lossy(&encoded)
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect();
+                m.mail(&crate::deliver::sender_address(from), &args)
+                    .await
+                    .map_err(DeliveryError::reply)?;
+            }
             let t = guarded("start", deliver.start(from, params))
                 .await
                 .unwrap_or_else(|| Err(panic_error()))
@@ -383,21 +444,28 @@ async fn answer<R: Runtime, D: Deliver>(
             txn.held = Held::Transaction(t);
             Ok(())
         }
-        Check::Recipient { recipient, .. } => match &mut txn.held {
-            Held::Transaction(t) => {
-                match guarded("add_recipient", t.add_recipient(recipient)).await {
-                    Some(result) => result.map_err(|e| noted(deliver, e)),
-                    None => {
-                        txn.held = Held::Failed(panic_error());
-                        Err(panic_error())
+        Check::Recipient { recipient, .. } => {
+            if let Some(m) = milters {
+                m.rcpt(&recipient.address)
+                    .await
+                    .map_err(DeliveryError::reply)?;
+            }
+            match &mut txn.held {
+                Held::Transaction(t) => {
+                    match guarded("add_recipient", t.add_recipient(recipient)).await {
+                        Some(result) => result.map_err(|e| noted(deliver, e)),
+                        None => {
+                            txn.held = Held::Failed(panic_error());
+                            Err(panic_error())
+                        }
                     }
                 }
+                Held::Failed(e) => Err(e.clone()),
+                Held::Message(_) | Held::Nothing | Held::Discarded => {
+                    Err(DeliveryError::transient().because("no transaction"))
+                }
             }
-            Held::Failed(e) => Err(e.clone()),
-            Held::Message(_) | Held::Nothing => {
-                Err(DeliveryError::transient().because("no transaction"))
-            }
-        },
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::{Instant, SystemTime};
 use futures_rustls::server::TlsStream;
 
 use super::deliver::Deliver;
+use super::filter::milter::Milters;
 use super::observe::{self, metrics};
 use super::pump::{self, Outcome};
 use super::runtime::{Plain, Runtime, Transport};
@@ -84,18 +85,47 @@ async fn serve<R: Runtime, D: Deliver>(
         instance: instance(),
         tls: None,
     };
-    let (result, conn) = if implicit_tls {
-        Box::pin(serve_implicit_tls(&shared, plain, accept, &mut slot)).await
+    // The milters hear of the client before it is greeted, and may refuse it.
+    let (mut milters, refused) = match Box::pin(Milters::open(&shared.rt, &shared.cfg, peer)).await
+    {
+        Some((m, answer)) => (Some(m), answer.err()),
+        None => (None, None),
+    };
+    let (result, conn) = if let Some(reply) = refused {
+        let mut conn =
+            Connection::refuse_with(Arc::clone(&shared.cfg), Instant::now(), accept, &reply);
+        let result = pump::run(&shared, &mut conn, &mut plain, &mut slot, &mut milters).await;
+        (result, Some(conn))
+    } else if implicit_tls {
+        Box::pin(serve_implicit_tls(
+            &shared,
+            plain,
+            accept,
+            &mut slot,
+            &mut milters,
+        ))
+        .await
     } else {
         let mut conn = Connection::new(Arc::clone(&shared.cfg), Instant::now(), accept);
-        let result = match pump::run(&shared, &mut conn, &mut plain, &mut slot).await {
+        let result = match pump::run(&shared, &mut conn, &mut plain, &mut slot, &mut milters).await
+        {
             Ok(Outcome::StartTls) => {
-                Box::pin(start_tls(&shared, &mut conn, plain, &mut slot)).await
+                Box::pin(start_tls(
+                    &shared,
+                    &mut conn,
+                    plain,
+                    &mut slot,
+                    &mut milters,
+                ))
+                .await
             }
             other => other,
         };
         (result, Some(conn))
     };
+    if let Some(m) = &mut milters {
+        Box::pin(m.quit()).await;
+    }
     let (reason, error) = match &result {
         Ok(Outcome::Closed(reason)) => (Some(*reason), None),
         Ok(Outcome::StartTls) => (None, None),
@@ -115,6 +145,7 @@ async fn start_tls<R: Runtime, D: Deliver>(
     conn: &mut Connection,
     plain: Plain,
     slot: &mut ClientSlot<R, D>,
+    milters: &mut Option<Milters>,
 ) -> io::Result<Outcome> {
     let Some(acceptor) = shared.tls.clone() else {
         return Err(io::Error::other("STARTTLS accepted without a certificate"));
@@ -124,7 +155,7 @@ async fn start_tls<R: Runtime, D: Deliver>(
     match handshake? {
         Ok(mut tls) => {
             conn.handle_tls_established(Instant::now(), tls_info(&tls));
-            pump::run(shared, conn, &mut tls, slot).await
+            pump::run(shared, conn, &mut tls, slot, milters).await
         }
         Err(Interrupt::Deadline) => Ok(Outcome::Closed(CloseReason::Timeout)),
         Err(Interrupt::Stop) => Ok(Outcome::Closed(CloseReason::Shutdown)),
@@ -137,6 +168,7 @@ async fn serve_implicit_tls<R: Runtime, D: Deliver>(
     plain: Plain,
     mut accept: Accept,
     slot: &mut ClientSlot<R, D>,
+    milters: &mut Option<Milters>,
 ) -> (io::Result<Outcome>, Option<Connection>) {
     let Some(acceptor) = shared.tls.clone() else {
         return (
@@ -154,7 +186,7 @@ async fn serve_implicit_tls<R: Runtime, D: Deliver>(
     };
     accept.tls = Some(tls_info(&tls));
     let mut conn = Connection::new(Arc::clone(&shared.cfg), Instant::now(), accept);
-    let result = pump::run(shared, &mut conn, &mut tls, slot).await;
+    let result = pump::run(shared, &mut conn, &mut tls, slot, milters).await;
     (result, Some(conn))
 }
 
@@ -202,6 +234,6 @@ async fn refuse<R: Runtime, D: Deliver>(
     };
     let mut conn = Connection::refuse(Arc::clone(&shared.cfg), Instant::now(), accept, why);
     let mut slot = ClientSlot::new(Arc::clone(shared));
-    let _ = pump::run(shared, &mut conn, &mut plain, &mut slot).await;
+    let _ = pump::run(shared, &mut conn, &mut plain, &mut slot, &mut None).await;
     tracing::info!(client = %peer.ip(), reason = %why, "connection refused");
 }

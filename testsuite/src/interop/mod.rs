@@ -31,6 +31,7 @@ mod garage;
 mod handoff;
 mod hardening;
 mod lmtp;
+mod milters;
 mod operate;
 mod privilege;
 mod proxies;
@@ -48,6 +49,7 @@ pub use garage::*;
 pub use handoff::*;
 pub use hardening::*;
 pub use lmtp::*;
+pub use milters::*;
 pub use operate::*;
 pub use privilege::*;
 pub use proxies::*;
@@ -144,6 +146,10 @@ macro_rules! for_each_interop {
         $m!(rspamd_down_or_hanging_follows_the_failure_policy, $bin);
         $m!(rspamd_partial_answer_is_a_failure, $bin);
         $m!(filter_verdicts_reach_http_and_s3, $bin);
+        $m!(milter_rspamd_proxy, $bin);
+        $m!(milter_chain_opendkim_and_clamav, $bin);
+        $m!(milter_refusals_at_each_step, $bin);
+        $m!(milter_failures_follow_the_policy, $bin);
         // content filters
         $m!(rspamd_fixture_actions, $bin);
         $m!(milter_fixtures_answer, $bin);

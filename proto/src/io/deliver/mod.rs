@@ -41,7 +41,7 @@ mod http;
 mod lmtp;
 mod maildir;
 mod pipe;
-mod pool;
+pub(crate) mod pool;
 mod s3;
 pub(crate) mod spool;
 

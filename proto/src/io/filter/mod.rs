@@ -9,12 +9,13 @@
 //! header field; the destination gets the edited text after.
 
 mod hold;
+pub(crate) mod milter;
 pub(crate) mod rspamd;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub(crate) use self::hold::{Edited, Hold};
+pub(crate) use self::hold::{Edited, Head, Hold};
 use self::rspamd::Rspamd;
 use crate::config::{Config, ConfigError, FilterConfig, OnError};
 use crate::delivery::Envelope;
