@@ -189,6 +189,9 @@ pub struct Config {
     pub dns_servers: Vec<SocketAddr>,
     /// `GSMTP_DNS_TIMEOUT`: how long one DNS query may take.
     pub dns_timeout: Duration,
+    /// `GSMTP_DNSBL`, `GSMTP_DNSBL_THRESHOLD`, `GSMTP_DNSBL_ACTION`: the DNS blocklists
+    /// asked about every client, over the resolver of `GSMTP_DNS_SERVERS`.
+    pub dnsbl: crate::dnsbl::DnsblConfig,
     /// `GSMTP_DMARC_REJECT`: refuse a message whose DMARC fails under `p=reject`
     /// (`550 5.7.1`).
     pub dmarc_reject: bool,
@@ -245,6 +248,7 @@ impl Default for Config {
             verify: crate::verdict::Checks::default(),
             dns_servers: Vec::new(),
             dns_timeout: Duration::from_secs(5),
+            dnsbl: crate::dnsbl::DnsblConfig::default(),
             dmarc_reject: false,
             verify_tempfail: false,
             filter: FilterConfig::default(),

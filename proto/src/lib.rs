@@ -12,7 +12,8 @@
 //! The modules, by role:
 //!
 //! - **the engine**: [`Connection`] (`conn`), [`command`], [`syntax`], [`reply`],
-//!   [`config`], [`policy`], [`trace`], [`proxy`] (PROXY headers), [`auth_http`];
+//!   [`config`], [`policy`], [`trace`], [`proxy`] (PROXY headers), [`auth_http`],
+//!   [`dnsbl`] (what blocklists' answers mean);
 //! - **the delivery contract**: [`delivery`] (the envelope and [`DeliveryError`], one
 //!   place for a destination's words);
 //! - **the pure halves of the `io` features**: [`deliver`] (what each destination hands
@@ -71,6 +72,7 @@ pub mod auth_http;
 pub mod command;
 pub mod config;
 mod conn;
+pub mod dnsbl;
 pub mod filter;
 pub mod header;
 pub mod milter;

@@ -366,6 +366,18 @@ pub fn write_shutdown(out: &mut Vec<u8>, host: &str) {
     );
 }
 
+/// `554 5.7.1 Service unavailable; client [<addr>] blocked using <zone>` (postscreen's
+/// text): the DNS blocklists' score of `client` reached `GSMTP_DNSBL_THRESHOLD`, `zone`
+/// being the heaviest that listed it. Sent instead of the greeting, or to every RCPT.
+pub fn dnsbl_blocked(client: std::net::IpAddr, zone: &str) -> ReplyBuf {
+    let text = format!("Service unavailable; client [{client}] blocked using {zone}");
+    ReplyBuf {
+        code: 554,
+        status: Cow::Borrowed("5.7.1"),
+        text: Cow::Owned(text),
+    }
+}
+
 /// `421 4.7.0 <host> Error: too many errors`, sent before closing a misbehaving session.
 pub fn write_too_many_errors(out: &mut Vec<u8>, host: &str) {
     write_line(

@@ -271,13 +271,20 @@ pub struct Verdict {
     /// `GSMTP_FILTER_ON_ERROR=accept` let the message through; `quarantine` when one
     /// asked for it.
     pub milter: Option<Result>,
+    /// The DNS blocklists' result for the client (`GSMTP_DNSBL`): `pass`, `neutral`
+    /// (listed below the threshold), `fail` (blocked), `temperror` (nothing listed it
+    /// but a zone did not answer); with `score` and `listed`
+    /// (`zen.test=127.0.0.2*3,other.test=127.0.0.4*1`: zone, answer and weight).
+    pub dnsbl: Option<Result>,
 }
 
 /// The sender checks by name, in the order `Authentication-Results` uses.
 pub const SENDER_CHECKS: [&str; 4] = ["spf", "dkim", "dmarc", "arc"];
 
 /// Every check by name, in the order every data rendering uses.
-pub const CHECKS: [&str; 7] = ["spf", "dkim", "dmarc", "arc", "spam", "virus", "milter"];
+pub const CHECKS: [&str; 8] = [
+    "spf", "dkim", "dmarc", "arc", "spam", "virus", "milter", "dnsbl",
+];
 
 impl Verdict {
     /// Whether any check ran.
@@ -304,6 +311,7 @@ impl Verdict {
             "spam" => self.spam.as_ref(),
             "virus" => self.virus.as_ref(),
             "milter" => self.milter.as_ref(),
+            "dnsbl" => self.dnsbl.as_ref(),
             _ => None,
         }
     }
@@ -377,7 +385,8 @@ impl Verdict {
     /// The fields the verdict puts at the top of the stored message, CRLF included:
     /// `Authentication-Results` when a sender check ran, then, when the spam filter
     /// answered, `X-Spam-Status` (`Yes` or `No`, the score, the required score and the
-    /// action) and `X-Spam: Yes` for spam. Empty when no check ran.
+    /// action) and `X-Spam: Yes` for spam, and `X-Dnsbl` when the blocklists were asked
+    /// (`neutral score=1 listed=...`, as [`Result::describe`]). Empty when no check ran.
     pub fn header_fields(&self, authserv_id: &str) -> Vec<u8> {
         let mut out = Vec::new();
         if SENDER_CHECKS.iter().any(|n| self.result(n).is_some()) {
@@ -401,6 +410,9 @@ impl Verdict {
             if yes {
                 out.extend_from_slice(b"X-Spam: Yes\r\n");
             }
+        }
+        if let Some(r) = &self.dnsbl {
+            out.extend_from_slice(format!("X-Dnsbl: {}\r\n", r.describe()).as_bytes());
         }
         out
     }

@@ -306,6 +306,18 @@ pub const TABLE: &[Key] = &[
     key("GSMTP_DNS_TIMEOUT", Restart(|c, old| c.dns_timeout = old.dns_timeout),
         |c, v| v.seconds().map(|d| c.dns_timeout = d),
         |c| secs(c.dns_timeout)),
+    // The blocklists' thread is made again when a reload changes one of these.
+    key("GSMTP_DNSBL", Live,
+        |c, v| crate::dnsbl::Site::parse_list(&v.string()?)
+            .map(|l| c.dnsbl.sites = l)
+            .map_err(|e| v.error(&format!("{e} (expected zone[=filter][*weight], ...)"))),
+        |c| list(&c.dnsbl.sites)),
+    key("GSMTP_DNSBL_THRESHOLD", Live,
+        |c, v| v.number(1, 1000).map(|n| c.dnsbl.threshold = n as i32),
+        |c| c.dnsbl.threshold.to_string()),
+    key("GSMTP_DNSBL_ACTION", Live,
+        |c, v| v.one_of(DNSBL_ACTIONS, "expected reject or reject-rcpt").map(|a| c.dnsbl.action = a),
+        |c| c.dnsbl.action.as_str().to_string()),
     key("GSMTP_DMARC_REJECT", Live,
         |c, v| v.yes_no().map(|b| c.dmarc_reject = b),
         |c| yn(c.dmarc_reject)),
@@ -439,6 +451,11 @@ const STORAGES: &[(&str, Storage)] = &[
     ("http", Storage::Http),
     ("lmtp", Storage::Lmtp),
     ("s3", Storage::S3),
+];
+
+const DNSBL_ACTIONS: &[(&str, crate::dnsbl::Action)] = &[
+    ("reject", crate::dnsbl::Action::Reject),
+    ("reject-rcpt", crate::dnsbl::Action::RejectRcpt),
 ];
 
 const BARE_NEWLINES: &[(&str, BareNewline)] = &[

@@ -206,6 +206,9 @@ impl Connection {
             Txn::Idle => return self.reject(reply::NEED_MAIL),
         };
         let named = || Some(to.to_string());
+        if let Some(blocked) = self.dnsbl_refusal() {
+            return self.reject_because(blocked, named(), None);
+        }
         if txn.rcpts.len() >= self.cfg.max_recipients {
             return self.reject_because(reply::TOO_MANY_RCPTS, named(), None);
         }
@@ -298,6 +301,13 @@ impl Connection {
             (Pending::Helo(helo), Ok(())) => self.greet(helo),
             (Pending::Helo(_), Err(e)) => {
                 // A client a filter refuses by its name: the session ends, politely.
+                let r = e.reply_at(crate::Stage::Mail);
+                self.reject_because(r, None, e.cause());
+                self.reset_transaction();
+                self.mode = Mode::Closed(CloseReason::Refused);
+            }
+            (Pending::Client { .. }, Err(e)) if matches!(e.kind(), crate::ErrorKind::Reply(_)) => {
+                // The DNS blocklists blocked the client XCLIENT named: the session ends.
                 let r = e.reply_at(crate::Stage::Mail);
                 self.reject_because(r, None, e.cause());
                 self.reset_transaction();

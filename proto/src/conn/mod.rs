@@ -38,6 +38,7 @@ mod body;
 mod commands;
 mod framer;
 mod recv;
+mod screen;
 #[cfg(test)]
 mod tests;
 mod transaction;
@@ -131,8 +132,10 @@ pub enum Check<'a> {
         /// The recipient, with its folder.
         recipient: &'a Recipient,
     },
-    /// XCLIENT named a new client address: may it open one more session? Any error means
-    /// it has too many, and the session ends with `421 4.7.0`.
+    /// XCLIENT named a new client address: may it open one more session? An error means
+    /// it has too many, and the session ends with `421 4.7.0`; an error with a reply of
+    /// its own ([`crate::ErrorKind::Reply`]: the DNS blocklists blocked it) is answered
+    /// with that reply, and the session ends.
     Client(IpAddr),
     /// HELO or EHLO, asked only when milters are configured (they may refuse a client
     /// by its HELO name): an error is the reply, and the session ends.
@@ -325,6 +328,8 @@ pub struct Connection {
     timers: TimerTable,
     events: VecDeque<Event>,
     stats: Stats,
+    /// What the DNS blocklists said of the client ([`Connection::handle_dnsbl`]).
+    dnsbl: Option<Box<screen::Screened>>,
 }
 
 impl Connection {
@@ -392,6 +397,7 @@ impl Connection {
             timers,
             events: VecDeque::new(),
             stats: Stats::default(),
+            dnsbl: None,
         }
     }
 

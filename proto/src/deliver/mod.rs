@@ -108,6 +108,8 @@ fields! {
     VERDICT_VIRUS = "SMTP_VERDICT_VIRUS" "X-Smtp-Verdict-Virus" "x-amz-meta-verdict-virus" "virus";
     /// The milters' result: `pass`, or `temperror` when one failed and was passed over.
     VERDICT_MILTER = "SMTP_VERDICT_MILTER" "X-Smtp-Verdict-Milter" "x-amz-meta-verdict-milter" "milter";
+    /// The DNS blocklists' result: `neutral score=1 listed="zen.test=127.0.0.2*1"`.
+    VERDICT_DNSBL = "SMTP_VERDICT_DNSBL" "X-Smtp-Verdict-Dnsbl" "x-amz-meta-verdict-dnsbl" "dnsbl";
     /// The `From:` domain, present only when DMARC passed for it.
     AUTHENTICATED_FROM = "SMTP_AUTHENTICATED_FROM" "X-Smtp-Authenticated-From"
         "x-amz-meta-authenticated-from" "authenticated_from";
@@ -128,6 +130,7 @@ pub fn verdict_fields(verdict: &Verdict) -> Vec<(Field, String)> {
         VERDICT_SPAM,
         VERDICT_VIRUS,
         VERDICT_MILTER,
+        VERDICT_DNSBL,
     ];
     let mut out: Vec<(Field, String)> = checks
         .into_iter()

@@ -24,6 +24,7 @@
 mod auth;
 pub mod cli;
 pub mod deliver;
+mod dnsbl;
 mod filter;
 mod listen;
 pub mod log;

@@ -45,6 +45,12 @@ pub(crate) struct Metrics {
     pub(crate) verdicts: IntCounterVec,
     /// Filters that could not be asked, by filter (`rspamd`, `milter`).
     pub(crate) filter_errors: IntCounterVec,
+    /// DNS blocklist lookups, by zone and result (`listed`, `clean`, `failed`).
+    pub(crate) dnsbl_lookups: IntCounterVec,
+    /// Clients a blocklist's score refused, by the zone the refusal named.
+    pub(crate) dnsbl_blocked: IntCounterVec,
+    /// Whether a zone is broken (1: its health check failed, it is ignored), by zone.
+    pub(crate) dnsbl_broken: prometheus::IntGaugeVec,
     /// Whether the destination takes mail, for `/healthz`.
     pub(crate) health: Health,
 }
@@ -149,6 +155,27 @@ impl Metrics {
                 "Content filters that could not be asked, by filter.",
                 &["filter"],
             ),
+            dnsbl_lookups: counter(
+                "smtp_dnsbl_lookups_total",
+                "DNS blocklist lookups, by zone and result.",
+                &["zone", "result"],
+            ),
+            dnsbl_blocked: counter(
+                "smtp_dnsbl_blocked_total",
+                "Clients refused by the DNS blocklists, by the zone named in the refusal.",
+                &["zone"],
+            ),
+            dnsbl_broken: {
+                let opts = Opts::new(
+                    "smtp_dnsbl_zone_broken",
+                    "Whether a DNS blocklist failed its health check and is ignored.",
+                );
+                let g = prometheus::IntGaugeVec::new(opts, &["zone"]).expect("a valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("registered once");
+                g
+            },
             health: Health::default(),
             registry,
         }
@@ -325,6 +352,9 @@ pub(crate) fn log_event(
             .map(|r| shown(r.outcome.as_str()))
     };
     let authenticated_from = verdict.and_then(|v| v.authenticated_from.as_deref().map(shown));
+    let dnsbl_listed = verdict
+        .and_then(|v| v.dnsbl.as_ref()?.property("listed"))
+        .map(shown);
     match event {
         Event::Command(line) => {
             tracing::info!(target: "transcript", conn = conn.id(), %client, "C: {line}");
@@ -360,6 +390,8 @@ pub(crate) fn log_event(
                 spam = check("spam"),
                 virus = check("virus"),
                 milter = check("milter"),
+                dnsbl = check("dnsbl"),
+                dnsbl_listed,
                 authenticated_from,
                 "message queued"
             );
@@ -400,6 +432,8 @@ pub(crate) fn log_event(
                 spam = check("spam"),
                 virus = check("virus"),
                 milter = check("milter"),
+                dnsbl = check("dnsbl"),
+                dnsbl_listed,
                 "refused"
             );
         }

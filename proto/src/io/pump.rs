@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::deliver::{Deliver, Message, Transaction, guarded};
+use super::dnsbl::at_xclient;
 use super::filter::milter::Milters;
 use super::filter::{Edited, Hold};
 use super::observe::{log_event, metrics};
@@ -322,8 +323,18 @@ async fn pump<R: Runtime, D: Deliver, T: Transport>(
             Action::Check(check) => {
                 // Big futures on cold paths are boxed so that an idle session's task
                 // stays small.
-                let result = Box::pin(answer(deliver, txn, slot, milters, check)).await;
+                let xclient = if let Check::Client(ip) = check {
+                    Some(ip)
+                } else {
+                    None
+                };
+                let mut result = Box::pin(answer(deliver, txn, slot, milters, check)).await;
+                let screen = shared.dnsbl.as_deref();
+                let screened = Box::pin(at_xclient(screen, conn.id(), xclient, &mut result)).await;
                 conn.handle_check(Instant::now(), result);
+                if let Some(d) = screened {
+                    d.apply(conn);
+                }
             }
             Action::Begin(envelope) => {
                 if shared.verifier.is_some() {
@@ -337,6 +348,7 @@ async fn pump<R: Runtime, D: Deliver, T: Transport>(
                 let started = Instant::now();
                 let verdict = Box::pin(txn.verify(shared, conn.envelope())).await;
                 let mut verdict = verdict.unwrap_or_default();
+                verdict.dnsbl = conn.dnsbl().cloned();
                 let refusal = verdict
                     .refusal(shared.cfg.dmarc_reject, shared.cfg.verify_tempfail)
                     .map(ReplyBuf::from);

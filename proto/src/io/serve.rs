@@ -1,6 +1,6 @@
 //! One accepted connection from start to end: the `GM_MAX_CLIENTS` gate, the optional
-//! PROXY header, the per-client limit, the optional implicit-TLS handshake, the pump,
-//! STARTTLS, and the log line at the end.
+//! PROXY header, the per-client limit, the DNS blocklists, the optional implicit-TLS
+//! handshake, the pump, STARTTLS, and the log line at the end.
 
 use std::io;
 use std::net::SocketAddr;
@@ -10,6 +10,7 @@ use std::time::{Instant, SystemTime};
 use futures_rustls::server::TlsStream;
 
 use super::deliver::Deliver;
+use super::dnsbl::Decision;
 use super::filter::milter::Milters;
 use super::observe::{self, metrics};
 use super::pump::{self, Outcome};
@@ -85,11 +86,19 @@ async fn serve<R: Runtime, D: Deliver>(
         instance: instance(),
         tls: None,
     };
-    // The milters hear of the client before it is greeted, and may refuse it.
-    let (mut milters, refused) = match Box::pin(Milters::open(&shared.rt, &shared.cfg, peer)).await
-    {
-        Some((m, answer)) => (Some(m), answer.err()),
-        None => (None, None),
+    // The DNS blocklists are asked about the client before it is greeted (a block under
+    // GSMTP_DNSBL_ACTION=reject is the answer instead of the greeting)...
+    let screened = match &shared.dnsbl {
+        Some(screen) => Some(Box::pin(screen.decide(id, peer.ip())).await),
+        None => None,
+    };
+    // ...and the milters hear of it, and may refuse it.
+    let (mut milters, refused) = match screened.as_ref().and_then(Decision::refused_now) {
+        Some(blocked) => (None, Some(blocked)),
+        None => match Box::pin(Milters::open(&shared.rt, &shared.cfg, peer)).await {
+            Some((m, answer)) => (Some(m), answer.err()),
+            None => (None, None),
+        },
     };
     let (result, conn) = if let Some(reply) = refused {
         let mut conn =
@@ -102,11 +111,14 @@ async fn serve<R: Runtime, D: Deliver>(
             plain,
             accept,
             &mut slot,
-            &mut milters,
+            (&mut milters, screened),
         ))
         .await
     } else {
         let mut conn = Connection::new(Arc::clone(&shared.cfg), Instant::now(), accept);
+        if let Some(d) = screened {
+            d.apply(&mut conn);
+        }
         let result = match pump::run(&shared, &mut conn, &mut plain, &mut slot, &mut milters).await
         {
             Ok(Outcome::StartTls) => {
@@ -163,12 +175,13 @@ async fn start_tls<R: Runtime, D: Deliver>(
 }
 
 /// An implicit-TLS session (RFC 8314): the handshake comes first, then the greeting.
+/// `screened` is what the DNS blocklists said of the client.
 async fn serve_implicit_tls<R: Runtime, D: Deliver>(
     shared: &Shared<R, D>,
     plain: Plain,
     mut accept: Accept,
     slot: &mut ClientSlot<R, D>,
-    milters: &mut Option<Milters>,
+    (milters, screened): (&mut Option<Milters>, Option<Decision>),
 ) -> (io::Result<Outcome>, Option<Connection>) {
     let Some(acceptor) = shared.tls.clone() else {
         return (
@@ -186,6 +199,9 @@ async fn serve_implicit_tls<R: Runtime, D: Deliver>(
     };
     accept.tls = Some(tls_info(&tls));
     let mut conn = Connection::new(Arc::clone(&shared.cfg), Instant::now(), accept);
+    if let Some(d) = screened {
+        d.apply(&mut conn);
+    }
     let result = pump::run(shared, &mut conn, &mut tls, slot, milters).await;
     (result, Some(conn))
 }

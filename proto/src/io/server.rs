@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::deliver::{Deliver, Destination};
+use super::dnsbl::Screen;
 use super::filter::Filters;
 use super::listen::{accept_loop, bind, raise_fd_limit, reactor};
 use super::runtime::Runtime;
@@ -104,9 +105,16 @@ impl<R: Runtime, D: Deliver> Server<R, D> {
             Some(v) => Some(Arc::clone(v)),
             None => verifier(&cfg)?,
         };
+        // The blocklists' thread is kept while their settings are (its pass cache and
+        // the zones' health with it).
+        let dnsbl = match &old.dnsbl {
+            Some(s) if s.serves(&cfg) => Some(Arc::clone(s)),
+            _ => Screen::start(&cfg)?,
+        };
         let filters = Filters::open(&old.rt, &cfg)?;
-        self.current
-            .set(old.next(cfg, deliver, tls, verifier, filters));
+        let mut next = old.next(cfg, deliver, tls, verifier, filters);
+        next.dnsbl = dnsbl;
+        self.current.set(next);
         Ok(restart)
     }
 
@@ -220,8 +228,10 @@ fn start_with_opener<R: Runtime, D: Deliver>(
         .map(|l| local(l, "GSMTP_METRICS_LISTEN"))
         .transpose()?;
     let verifier = verifier(&cfg)?;
+    let dnsbl = Screen::start(&cfg)?;
     let filters = Filters::open(&rt, &cfg)?;
-    let shared = Shared::new(rt.clone(), cfg, deliver, tls, verifier, filters);
+    let mut shared = Shared::new(rt.clone(), cfg, deliver, tls, verifier, filters);
+    shared.dnsbl = dnsbl;
     let stopping_signal = shared.stopping.clone();
     let current = Arc::new(Current::new(shared));
     let listeners = [

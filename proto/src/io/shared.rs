@@ -27,6 +27,9 @@ pub(crate) struct Shared<R: Runtime, D: Deliver> {
     pub(crate) tls: Option<TlsAcceptor>,
     /// The checks' thread, when `GSMTP_VERIFY` asks for checks (kept across reloads).
     pub(crate) verifier: Option<Arc<Verifier>>,
+    /// The DNS blocklists' thread, when `GSMTP_DNSBL` names any (set after
+    /// [`Shared::new`] and [`Shared::next`], which leave it off).
+    pub(crate) dnsbl: Option<Arc<super::dnsbl::Screen>>,
     /// The content filters (rspamd, milters), when configured.
     pub(crate) filters: Option<Arc<Filters<R>>>,
     /// Fired at the end of the shutdown grace period: remaining sessions get `421`.
@@ -66,6 +69,7 @@ impl<R: Runtime, D: Deliver> Shared<R, D> {
             deliver: Arc::new(deliver),
             tls,
             verifier,
+            dnsbl: None,
             filters: filters.map(Arc::new),
             force: Signal::new(),
             stopping: Signal::new(),
@@ -91,6 +95,7 @@ impl<R: Runtime, D: Deliver> Shared<R, D> {
             deliver,
             tls,
             verifier,
+            dnsbl: None,
             filters: filters.map(Arc::new),
             force: self.force.clone(),
             stopping: self.stopping.clone(),

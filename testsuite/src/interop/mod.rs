@@ -24,6 +24,7 @@
 mod binary;
 mod clients;
 mod daemon;
+mod dnsbl;
 mod dovecot;
 mod filtering;
 mod filters;
@@ -42,6 +43,7 @@ mod verdicts;
 pub use binary::*;
 pub use clients::*;
 pub use daemon::*;
+pub use dnsbl::*;
 pub use dovecot::*;
 pub use filtering::*;
 pub use filters::*;
@@ -141,6 +143,13 @@ macro_rules! for_each_interop {
         $m!(dns_down_is_temperror_never_5xx, $bin);
         $m!(slow_dns_leaves_other_sessions_alone, $bin);
         $m!(verify_follows_a_reload, $bin);
+        // DNS blocklists
+        $m!(dnsbl_listed_client_refused_at_greeting, $bin);
+        $m!(dnsbl_below_threshold_accepted_with_listings, $bin);
+        $m!(dnsbl_dead_zone_counts_zero_within_the_timeout, $bin);
+        $m!(dnsbl_reject_rcpt_answers_every_rcpt, $bin);
+        $m!(dnsbl_screens_the_client_xclient_names, $bin);
+        $m!(dnsbl_ipv6_client_by_nibbles, $bin);
         // content filters
         $m!(rspamd_actions_give_their_replies, $bin);
         $m!(rspamd_down_or_hanging_follows_the_failure_policy, $bin);

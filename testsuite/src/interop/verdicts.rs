@@ -53,6 +53,30 @@ fn user() -> String {
     run_ok(Command::new("id").arg("-un")).trim().to_string()
 }
 
+/// dnsmasq in the foreground on loopback port `port`, logging its queries to standard
+/// error, answering from its own records only: authoritative for the domain `local`
+/// (any other name under it is NXDOMAIN, not REFUSED), with a TTL of 300 s.
+pub(super) fn dnsmasq(port: u16, local: &str) -> Command {
+    let mut cmd = Command::new("dnsmasq");
+    cmd.args([
+        "--keep-in-foreground",
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        "--bind-interfaces",
+        "--listen-address=127.0.0.1",
+        "--pid-file=",
+        // dnsmasq's own records have no TTL unless told: a cache would keep nothing.
+        "--local-ttl=300",
+        "--log-queries",
+        "--log-facility=-",
+    ])
+    .arg(format!("--local=/{local}/"))
+    .arg(format!("--port={port}"))
+    .arg(format!("--user={}", user()));
+    cmd
+}
+
 impl Zones {
     /// Makes the keys and starts dnsmasq on a free loopback port.
     pub fn start() -> Self {
@@ -78,24 +102,7 @@ impl Zones {
         records.push(("arc._domainkey.arc.example".into(), key("rsa")));
         let port = free_port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut cmd = Command::new("dnsmasq");
-        cmd.args([
-            "--keep-in-foreground",
-            "--conf-file=/dev/null",
-            "--no-resolv",
-            "--no-hosts",
-            "--bind-interfaces",
-            "--listen-address=127.0.0.1",
-            "--pid-file=",
-            // Authoritative for the zones: any other name is NXDOMAIN, not REFUSED.
-            "--local=/example/",
-            // dnsmasq's own records have no TTL unless told: our cache would keep nothing.
-            "--local-ttl=300",
-            "--log-queries",
-            "--log-facility=-",
-        ])
-        .arg(format!("--port={port}"))
-        .arg(format!("--user={}", user()));
+        let mut cmd = dnsmasq(port, "example");
         for (name, text) in &records {
             // A TXT string holds 255 octets at most: a long record is several strings.
             let parts: Vec<&str> = text

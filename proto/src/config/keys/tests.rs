@@ -60,6 +60,9 @@ const OTHER: &[(&str, &str)] = &[
     ("GSMTP_VERIFY", "spf,dmarc"),
     ("GSMTP_DNS_SERVERS", "127.0.0.1:5353,[::1]:53"),
     ("GSMTP_DNS_TIMEOUT", "2"),
+    ("GSMTP_DNSBL", "zen.example=127.0.0.[2..11]*3,bl.example*-2"),
+    ("GSMTP_DNSBL_THRESHOLD", "5"),
+    ("GSMTP_DNSBL_ACTION", "reject-rcpt"),
     ("GSMTP_DMARC_REJECT", "Y"),
     ("GSMTP_VERIFY_TEMPFAIL", "Y"),
     ("GSMTP_RSPAMD_URL", "http://127.0.0.1:11333/"),
@@ -204,6 +207,24 @@ fn a_new_secret_is_another_destination() {
         assert_eq!(a.effective(), b.effective());
         assert!(!a.same_destination(&b), "{name}");
         assert!(a.same_destination(&a.clone()));
+    }
+}
+
+/// A blocklist setting that cannot be used stops the start, naming its key.
+#[test]
+fn bad_dnsbl_settings_name_their_key() {
+    for (key, value) in [
+        ("GSMTP_DNSBL_ACTION", "drop"),
+        ("GSMTP_DNSBL", "zen.example=127.0.0.[9..2]"),
+        ("GSMTP_DNSBL", "zen.example*x"),
+        ("GSMTP_DNSBL_THRESHOLD", "0"),
+    ] {
+        let e = Config::default().set_json(key, &value.into()).unwrap_err();
+        assert_eq!(e.key, key, "{value}");
+        assert!(
+            e.to_string().starts_with(&format!("config key {key}: ")),
+            "{e}"
+        );
     }
 }
 

@@ -19,6 +19,7 @@
 mod cache;
 pub(crate) mod reading;
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,27 +78,7 @@ impl Verifier {
     /// Starts the checks' thread, resolving through `servers` (`host:port`; empty: the
     /// system's resolv.conf) with `timeout` per query. An error names the key at fault.
     pub(crate) fn start(servers: &[SocketAddr], timeout: Duration) -> Result<Self, ConfigError> {
-        let (config, mut opts) = if servers.is_empty() {
-            mail_auth::hickory_resolver::system_conf::read_system_conf().map_err(|e| {
-                ConfigError {
-                    key: "GSMTP_DNS_SERVERS".into(),
-                    message: format!("cannot read the system's resolver configuration: {e}"),
-                }
-            })?
-        } else {
-            let mut config = ResolverConfig::default();
-            for s in servers {
-                let mut udp = ConnectionConfig::udp();
-                udp.port = s.port();
-                let mut tcp = ConnectionConfig::tcp();
-                tcp.port = s.port();
-                let mut server = NameServerConfig::udp_and_tcp(s.ip());
-                server.connections = vec![udp, tcp];
-                config.add_name_server(server);
-            }
-            (config, ResolverOpts::default())
-        };
-        opts.timeout = timeout;
+        let (config, mut opts) = resolver_config(servers, timeout)?;
         opts.attempts = 2;
         // Our own caches keep what mail-auth parsed, for the records' TTLs; hickory's
         // keeps the answers that there is no such record (mail-auth caches only what it
@@ -106,47 +87,21 @@ impl Verifier {
         opts.cache_size = 4096;
         opts.negative_min_ttl = Some(NEGATIVE_MIN_TTL);
         let (jobs, rx) = async_channel::unbounded::<Job>();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("verify".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => return drop(ready_tx.send(Err(e.to_string()))),
-                };
-                rt.block_on(async move {
-                    let auth = match MessageAuthenticator::new(config, opts) {
-                        Ok(a) => Arc::new(a),
-                        Err(e) => return drop(ready_tx.send(Err(e.to_string()))),
-                    };
-                    let _ = ready_tx.send(Ok(()));
-                    let caches = Arc::new(Caches::default());
-                    while let Ok((req, done)) = rx.recv().await {
-                        let (auth, caches) = (Arc::clone(&auth), Arc::clone(&caches));
-                        tokio::spawn(async move {
-                            let _ = done.send(check(&auth, &caches, req).await).await;
-                        });
-                    }
+        start_thread("verify", "GSMTP_VERIFY", move |started| async move {
+            let auth = match MessageAuthenticator::new(config, opts) {
+                Ok(a) => Arc::new(a),
+                Err(e) => return drop(started.send(Err(e.to_string()))),
+            };
+            let _ = started.send(Ok(()));
+            let caches = Arc::new(Caches::default());
+            while let Ok((req, done)) = rx.recv().await {
+                let (auth, caches) = (Arc::clone(&auth), Arc::clone(&caches));
+                tokio::spawn(async move {
+                    let _ = done.send(check(&auth, &caches, req).await).await;
                 });
-            })
-            .map_err(|e| ConfigError {
-                key: "GSMTP_VERIFY".into(),
-                message: format!("cannot start the checks' thread: {e}"),
-            })?;
-        match ready_rx.recv() {
-            Ok(Ok(())) => Ok(Self { jobs, timeout }),
-            Ok(Err(e)) => Err(ConfigError {
-                key: "GSMTP_DNS_SERVERS".into(),
-                message: format!("cannot make the resolver: {e}"),
-            }),
-            Err(_) => Err(ConfigError {
-                key: "GSMTP_VERIFY".into(),
-                message: "the checks' thread ended at its start".into(),
-            }),
-        }
+            }
+        })?;
+        Ok(Self { jobs, timeout })
     }
 
     /// Runs `req`'s checks. Past [`OVERALL`] times the DNS timeout, or if the checks'
@@ -163,6 +118,75 @@ impl Verifier {
             Ok(Err(_)) => unfinished(checks, "the checks' thread is gone"),
             Err(_) => unfinished(checks, "the checks took too long"),
         }
+    }
+}
+
+/// The resolver's settings: `servers` (`host:port`, over UDP and TCP; empty: the
+/// system's resolv.conf), `timeout` per query.
+pub(crate) fn resolver_config(
+    servers: &[SocketAddr],
+    timeout: Duration,
+) -> Result<(ResolverConfig, ResolverOpts), ConfigError> {
+    let (config, mut opts) = if servers.is_empty() {
+        mail_auth::hickory_resolver::system_conf::read_system_conf().map_err(|e| ConfigError {
+            key: "GSMTP_DNS_SERVERS".into(),
+            message: format!("cannot read the system's resolver configuration: {e}"),
+        })?
+    } else {
+        let mut config = ResolverConfig::default();
+        for s in servers {
+            let mut udp = ConnectionConfig::udp();
+            udp.port = s.port();
+            let mut tcp = ConnectionConfig::tcp();
+            tcp.port = s.port();
+            let mut server = NameServerConfig::udp_and_tcp(s.ip());
+            server.connections = vec![udp, tcp];
+            config.add_name_server(server);
+        }
+        (config, ResolverOpts::default())
+    };
+    opts.timeout = timeout;
+    Ok((config, opts))
+}
+
+/// How a thread of [`start_thread`]'s tells that it started, or why it could not.
+pub(crate) type Started = std::sync::mpsc::Sender<Result<(), String>>;
+
+/// Starts thread `name`, which runs `main` on a current-thread Tokio runtime of its own
+/// (hickory's resolver needs one), and returns once `main` said it started. An error
+/// names `key` when the thread cannot start, `GSMTP_DNS_SERVERS` when `main` could not
+/// (its resolver).
+pub(crate) fn start_thread<F, Fut>(name: &str, key: &str, main: F) -> Result<(), ConfigError>
+where
+    F: FnOnce(Started) -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    let (started, ready) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(main(started)),
+                Err(e) => drop(started.send(Err(e.to_string()))),
+            }
+        })
+        .map_err(|e| ConfigError {
+            key: key.into(),
+            message: format!("cannot start the {name} thread: {e}"),
+        })?;
+    match ready.recv() {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(ConfigError {
+            key: "GSMTP_DNS_SERVERS".into(),
+            message: format!("cannot make the resolver: {e}"),
+        }),
+        Err(_) => Err(ConfigError {
+            key: key.into(),
+            message: format!("the {name} thread ended at its start"),
+        }),
     }
 }
 
