@@ -21,6 +21,8 @@ enum Setup {
     Tight,
     /// A client on a trusted proxy address, so XCLIENT is allowed.
     Trusted,
+    /// AUTH offered without TLS, any password accepted.
+    Auth,
 }
 
 /// Well-formed command lines, so that the fuzzer reaches deep states quickly.
@@ -39,6 +41,10 @@ enum Line {
     Quit,
     StartTls,
     Xclient,
+    /// `AUTH PLAIN` or `AUTH LOGIN`, with or without an initial response.
+    Auth(bool, Option<Vec<u8>>),
+    /// A SASL response: these octets in base64.
+    Response(Vec<u8>),
 }
 
 impl Line {
@@ -60,8 +66,37 @@ impl Line {
             Self::Quit => b"QUIT\r\n".to_vec(),
             Self::StartTls => b"STARTTLS\r\n".to_vec(),
             Self::Xclient => b"XCLIENT ADDR=10.0.0.1 NAME=x.example\r\n".to_vec(),
+            Self::Auth(plain, initial) => {
+                let mech = if *plain { "PLAIN" } else { "LOGIN" };
+                match initial {
+                    Some(i) => format!("AUTH {mech} {}\r\n", base64(i)).into_bytes(),
+                    None => format!("AUTH {mech}\r\n").into_bytes(),
+                }
+            }
+            Self::Response(r) => format!("{}\r\n", base64(r)).into_bytes(),
         }
     }
+}
+
+/// Standard base64 with padding (`=` for nothing, as SASL writes an empty response).
+fn base64(data: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    if data.is_empty() {
+        return "=".into();
+    }
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ABC[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 #[derive(Arbitrary, Debug)]
@@ -97,6 +132,10 @@ fn sim(setup: &Setup) -> Sim {
             cfg.max_text_line = 0;
         }
         Setup::Trusted => peer = "127.0.0.1:4000",
+        Setup::Auth => {
+            cfg.auth = proto::config::AuthMode::AcceptAny;
+            cfg.auth_insecure = true;
+        }
     }
     let accept = Accept {
         peer: peer.parse().expect("a valid address"),

@@ -38,6 +38,8 @@ pub enum Verb {
     StartTls,
     /// `XCLIENT` (Postfix's proxy extension).
     Xclient,
+    /// `AUTH` (RFC 4954).
+    Auth,
 }
 
 impl Verb {
@@ -58,6 +60,7 @@ impl Verb {
             Self::Help => "HELP",
             Self::StartTls => "STARTTLS",
             Self::Xclient => "XCLIENT",
+            Self::Auth => "AUTH",
         }
     }
 }
@@ -113,6 +116,14 @@ pub enum Command<'a> {
     StartTls,
     /// `"XCLIENT" 1*( SP attribute-name "=" attribute-value )`, values still xtext-encoded.
     Xclient(Vec<(&'a str, &'a str)>),
+    /// `"AUTH" SP sasl-mech [SP initial-response]` (RFC 4954 §4); the response is still
+    /// base64 (`=` for an empty one).
+    Auth {
+        /// The SASL mechanism, as the client wrote it.
+        mechanism: &'a str,
+        /// The initial response, if the client gave one.
+        initial: Option<&'a str>,
+    },
 }
 
 impl Command<'_> {
@@ -133,6 +144,7 @@ impl Command<'_> {
             Self::Help(_) => Verb::Help,
             Self::StartTls => Verb::StartTls,
             Self::Xclient(_) => Verb::Xclient,
+            Self::Auth { .. } => Verb::Auth,
         }
     }
 
@@ -188,6 +200,14 @@ impl Command<'_> {
                     put(name);
                     put("=");
                     put(value);
+                }
+            }
+            Self::Auth { mechanism, initial } => {
+                put("AUTH ");
+                put(mechanism);
+                if let Some(i) = initial {
+                    put(" ");
+                    put(i);
                 }
             }
         }

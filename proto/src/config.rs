@@ -200,6 +200,41 @@ pub struct Config {
     pub verify_tempfail: bool,
     /// The content filters: rspamd, milters, and their failure policy.
     pub filter: FilterConfig,
+    /// `GSMTP_GREET_PAUSE`: unset, no early-talker test; `0`, a client that writes before
+    /// the greeting is refused; more, the greeting's last line comes that much later, and
+    /// a client that writes before it is refused (`554 5.5.1`).
+    pub greet_pause: Option<Duration>,
+    /// `GSMTP_AUTH`: whether AUTH is offered, and how its passwords are checked.
+    pub auth: AuthMode,
+    /// `GSMTP_AUTH_FILE`: the `user:hash` file of `GSMTP_AUTH=file`.
+    pub auth_file: Option<PathBuf>,
+    /// `GSMTP_AUTH_INSECURE`: offer AUTH without TLS too.
+    pub auth_insecure: bool,
+}
+
+/// `GSMTP_AUTH`: whether clients may log in (RFC 4954, PLAIN and LOGIN).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AuthMode {
+    /// AUTH is not offered (`502 5.5.1`), as the original.
+    #[default]
+    Off,
+    /// Any user and password is accepted (as Mailpit's `--smtp-auth-accept-any`); MAIL
+    /// does not need it.
+    AcceptAny,
+    /// Users and password hashes come from `GSMTP_AUTH_FILE`, and MAIL needs AUTH first
+    /// (`530 5.7.0`).
+    File,
+}
+
+impl AuthMode {
+    /// The value as the file writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::AcceptAny => "accept-any",
+            Self::File => "file",
+        }
+    }
 }
 
 impl Default for Config {
@@ -252,6 +287,10 @@ impl Default for Config {
             dmarc_reject: false,
             verify_tempfail: false,
             filter: FilterConfig::default(),
+            greet_pause: None,
+            auth: AuthMode::Off,
+            auth_file: None,
+            auth_insecure: false,
         }
     }
 }
@@ -373,6 +412,12 @@ impl Config {
                 return Err(missing("GSMTP_S3_BUCKET", "a bucket"));
             }
             _ => {}
+        }
+        if self.auth == AuthMode::File && self.auth_file.is_none() {
+            return Err(ConfigError {
+                key: "GSMTP_AUTH_FILE".into(),
+                message: "GSMTP_AUTH=file needs a file of user:hash lines".into(),
+            });
         }
         if self.tls_listen.is_some() && self.tls_cert.is_none() {
             return Err(ConfigError {

@@ -94,6 +94,14 @@ pub enum Protocol {
     Utf8Smtp,
     /// After EHLO, with SMTPUTF8, over TLS.
     Utf8Smtps,
+    /// After EHLO and AUTH.
+    Esmtpa,
+    /// After EHLO and AUTH, over TLS.
+    Esmtpsa,
+    /// After EHLO and AUTH, with SMTPUTF8.
+    Utf8Smtpa,
+    /// After EHLO and AUTH, with SMTPUTF8, over TLS.
+    Utf8Smtpsa,
 }
 
 impl Protocol {
@@ -105,6 +113,22 @@ impl Protocol {
             Self::Esmtps => "ESMTPS",
             Self::Utf8Smtp => "UTF8SMTP",
             Self::Utf8Smtps => "UTF8SMTPS",
+            Self::Esmtpa => "ESMTPA",
+            Self::Esmtpsa => "ESMTPSA",
+            Self::Utf8Smtpa => "UTF8SMTPA",
+            Self::Utf8Smtpsa => "UTF8SMTPSA",
+        }
+    }
+
+    /// The same after a successful AUTH (RFC 3848: `A` appended). AUTH needs EHLO, so
+    /// HELO's `SMTP` stays as it is.
+    pub fn authenticated(self) -> Self {
+        match self {
+            Self::Esmtp => Self::Esmtpa,
+            Self::Esmtps => Self::Esmtpsa,
+            Self::Utf8Smtp => Self::Utf8Smtpa,
+            Self::Utf8Smtps => Self::Utf8Smtpsa,
+            other => other,
         }
     }
 }
@@ -140,6 +164,8 @@ pub struct Envelope {
     pub protocol: Protocol,
     /// The TLS parameters, when the session used TLS.
     pub tls: Option<TlsInfo>,
+    /// The user the client authenticated as (AUTH, or a proxy's XCLIENT `LOGIN`).
+    pub auth_user: Option<String>,
 }
 
 /// What kind of failure a [`DeliveryError`] is: this decides the client's reply. Only a

@@ -79,6 +79,7 @@ pub mod milter;
 pub mod policy;
 pub mod proxy;
 pub mod reply;
+pub mod sasl;
 pub mod syntax;
 mod timer;
 pub mod trace;

@@ -268,18 +268,38 @@ catalogue! {
     MILTER_REJECTED = 550 "5.7.1" "Error: rejected by a content filter";
     /// A milter's tempfail, without a reply of its own.
     MILTER_DEFERRED = 451 "4.7.1" "Error: a content filter deferred this, try again later";
+    /// A client that wrote before the greeting's last line (`GSMTP_GREET_PAUSE`).
+    EARLY_TALKER = 554 "5.5.1" "Protocol error: talked before the greeting";
+    /// AUTH succeeded (RFC 4954).
+    AUTH_OK = 235 "2.7.0" "Authentication successful";
+    /// AUTH failed: the user or the password is wrong.
+    AUTH_FAILED = 535 "5.7.8" "Error: authentication failed";
+    /// MAIL before AUTH, under `GSMTP_AUTH=file`.
+    AUTH_REQUIRED = 530 "5.7.0" "Authentication required";
+    /// AUTH over a plain connection, without `GSMTP_AUTH_INSECURE`.
+    AUTH_NEEDS_TLS = 538 "5.7.11" "Encryption required for requested authentication mechanism";
+    /// AUTH with a mechanism other than PLAIN and LOGIN.
+    AUTH_MECHANISM = 504 "5.5.4" "Error: unrecognized authentication type";
+    /// AUTH a second time in a session.
+    AUTH_ALREADY = 503 "5.5.1" "Error: already authenticated";
+    /// The client answered `*` to a challenge.
+    AUTH_CANCELLED = 501 "5.7.0" "Error: authentication cancelled";
+    /// A response that is not base64, or not what the mechanism expects.
+    AUTH_BAD_RESPONSE = 501 "5.5.2" "Error: cannot decode the authentication response";
     /// An ESMTP parameter that is not offered.
     UNSUPPORTED_PARAMETER = 555 "5.5.4" "Error: unsupported parameter";
 }
 
 /// Why a `4xx` or `5xx` reply refused, in a word, for the metrics: `relay`, `size`,
-/// `syntax`, `sequence`, `recipients`, `content`, `policy`, `destination`, or `other`.
+/// `syntax`, `sequence`, `recipients`, `content`, `policy`, `auth`, `destination`, or
+/// `other`.
 /// (Refusals the server answers on its own, such as `busy` or `timeout`, are counted
 /// where they happen.)
 pub fn reason(code: u16, status: &str) -> &'static str {
     let class = |prefix: &str| status.get(1..).is_some_and(|s| s.starts_with(prefix));
     match (code, status) {
         (_, "5.7.1") => "relay",
+        (530 | 535 | 538, _) => "auth",
         (552, _) | (_, "5.3.4") => "size",
         (_, "4.5.3") => "recipients",
         (503, _) => "sequence",
@@ -322,6 +342,7 @@ fn usage(verb: Verb) -> &'static str {
         Verb::Help => "Syntax: HELP [topic]",
         Verb::StartTls => "Syntax: STARTTLS",
         Verb::Xclient => "Syntax: XCLIENT attribute=value ...",
+        Verb::Auth => "Syntax: AUTH mechanism [initial-response]",
     }
 }
 
@@ -404,6 +425,8 @@ mod tests {
             (TEXT_LINE_TOO_LONG, "content"),
             (NEED_SMTPUTF8, "content"),
             (XCLIENT_DENIED, "policy"),
+            (AUTH_FAILED, "auth"),
+            (AUTH_REQUIRED, "auth"),
             (STORE_FAILED, "destination"),
             (NO_SPACE, "destination"),
             (DESTINATION_TIMEOUT, "destination"),

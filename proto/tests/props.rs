@@ -574,6 +574,7 @@ enum Spec {
     Help(Option<String>),
     StartTls,
     Xclient(Vec<(String, String)>),
+    Auth(String, Option<String>),
 }
 
 impl Spec {
@@ -604,6 +605,10 @@ impl Spec {
                     .map(|(n, v)| (n.as_str(), v.as_str()))
                     .collect(),
             ),
+            Self::Auth(m, i) => Command::Auth {
+                mechanism: m,
+                initial: i.as_deref(),
+            },
         }
     }
 }
@@ -738,6 +743,14 @@ fn spec() -> impl Strategy<Value = Spec> {
         proptest::option::of(free_text()).prop_map(Spec::Help),
         Just(Spec::StartTls),
         vec(("[a-zA-Z]{1,10}", xtext()), 1..=16).prop_map(Spec::Xclient),
+        (
+            "[A-Za-z0-9_-]{1,20}",
+            proptest::option::of(prop_oneof![
+                Just("=".to_string()),
+                "[A-Za-z0-9+/]{1,40}={0,2}"
+            ])
+        )
+            .prop_map(|(m, i)| Spec::Auth(m, i)),
     ]
 }
 

@@ -355,6 +355,19 @@ pub const TABLE: &[Key] = &[
     key("GSMTP_FILTER_ON_ERROR", Live,
         |c, v| v.on_error().map(|e| c.filter.on_error = e),
         |c| c.filter.on_error.as_str().to_string()),
+    key("GSMTP_GREET_PAUSE", Live,
+        |c, v| v.opt(|v| v.number(0, 60)).map(|n| c.greet_pause = n.map(Duration::from_secs)),
+        |c| c.greet_pause.map(secs).unwrap_or_default()),
+    key("GSMTP_AUTH", Live,
+        |c, v| v.auth_mode().map(|m| c.auth = m),
+        |c| c.auth.as_str().to_string()),
+    // Read at start and at each reload (SIGHUP), by the server (`io/shared.rs`).
+    key("GSMTP_AUTH_FILE", Live,
+        |c, v| v.opt(Value::path).map(|p| c.auth_file = p),
+        |c| path(&c.auth_file)),
+    key("GSMTP_AUTH_INSECURE", Live,
+        |c, v| v.yes_no().map(|b| c.auth_insecure = b),
+        |c| yn(c.auth_insecure)),
 ];
 
 /// A DNS server: `addr:port`, `[v6]:port`, or an address alone (port 53).

@@ -172,6 +172,18 @@ impl Value<'_> {
         )
     }
 
+    pub(super) fn auth_mode(&self) -> Result<crate::config::AuthMode, ConfigError> {
+        use crate::config::AuthMode;
+        self.one_of(
+            &[
+                ("off", AuthMode::Off),
+                ("accept-any", AuthMode::AcceptAny),
+                ("file", AuthMode::File),
+            ],
+            "off, accept-any or file",
+        )
+    }
+
     /// One of `choices`, case aside; else an error saying what was `expected`.
     pub(super) fn one_of<T: Copy>(
         &self,

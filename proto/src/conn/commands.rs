@@ -7,10 +7,12 @@ use std::ops::Range;
 use super::transaction::{Mail, Txn};
 use super::{Check, Connection, Event, Helo, Mode, Origin};
 use crate::command::Command;
+use crate::config::AuthMode;
 use crate::conn::CloseReason;
 use crate::deliver::maildir;
 use crate::delivery::{DeliveryError, QueueId, Recipient};
 use crate::reply::{self, Reply};
+use crate::sasl::{Credentials, Exchange, Step};
 use crate::syntax::{
     ForwardPath, MailParams, ParseError, ReversePath, Verb, decode_xtext, parse_command,
 };
@@ -22,14 +24,18 @@ pub(super) enum Pending {
     Mail(Box<Mail>),
     /// RCPT: the recipient it adds.
     Rcpt(Recipient),
-    /// XCLIENT: the client identity it sets, and the HELO name (with whether it was EHLO).
+    /// XCLIENT: the client identity it sets, the HELO name (with whether it was EHLO),
+    /// and the user the proxy authenticated (`LOGIN`).
     Client {
         ip: IpAddr,
         name: Option<String>,
         helo: Option<Helo>,
+        login: Option<Box<str>>,
     },
     /// HELO or EHLO, when milters are asked about it.
     Helo(Helo),
+    /// AUTH: the credentials to check.
+    Auth(Credentials),
 }
 
 /// `503` for RCPT or XCLIENT while a message is being transferred.
@@ -53,9 +59,16 @@ impl Connection {
         // touch the buffer, so it is set aside for the duration.
         let rx = std::mem::take(&mut self.rx);
         let bytes = rx.abs(line);
+        if let Some(mut exchange) = self.sasl.take() {
+            // A response to an AUTH challenge, never logged: it holds the password.
+            self.verb = Some(Verb::Auth);
+            let step = exchange.respond(bytes);
+            self.sasl_step(Some(*exchange), step);
+            self.rx = rx;
+            return;
+        }
         if self.cfg.verbose {
-            self.events
-                .push_back(Event::Command(crate::syntax::escape_for_log(bytes)));
+            self.events.push_back(Event::Command(log_line(bytes)));
         }
         self.verb = None;
         if crate::syntax::is_http_request(bytes) {
@@ -128,6 +141,46 @@ impl Connection {
             Command::Help(_) => self.reply(reply::HELP),
             Command::StartTls => self.starttls(),
             Command::Xclient(attrs) => self.xclient(&attrs),
+            Command::Auth { mechanism, initial } => self.auth(mechanism, initial),
+        }
+    }
+
+    /// Whether AUTH is offered on this connection: on, and over TLS unless
+    /// `GSMTP_AUTH_INSECURE`.
+    fn auth_offered(&self) -> bool {
+        self.cfg.auth != AuthMode::Off && (self.tls.is_some() || self.cfg.auth_insecure)
+    }
+
+    /// `AUTH` (RFC 4954 §4): starts a PLAIN or LOGIN exchange.
+    fn auth(&mut self, mechanism: &str, initial: Option<&str>) {
+        if self.cfg.auth == AuthMode::Off {
+            return self.reject(reply::NOT_IMPLEMENTED);
+        }
+        if self.helo.is_none() {
+            return self.reject(reply::NEED_HELO);
+        }
+        if self.auth_user.is_some() {
+            return self.reject(reply::AUTH_ALREADY);
+        }
+        if !matches!(self.txn, Txn::Idle) {
+            return self.reject(IN_TRANSACTION);
+        }
+        if !self.auth_offered() {
+            return self.reject(reply::AUTH_NEEDS_TLS);
+        }
+        let (exchange, step) = Exchange::start(mechanism, initial);
+        self.sasl_step(exchange, step);
+    }
+
+    /// Carries out the next step of an AUTH exchange.
+    fn sasl_step(&mut self, exchange: Option<Exchange>, step: Step) {
+        match step {
+            Step::Challenge(text) => {
+                reply::write_line(&mut self.tx, 334, "", text);
+                self.sasl = exchange.map(Box::new);
+            }
+            Step::Done(credentials) => self.ask(Pending::Auth(credentials)),
+            Step::Failed(r) => self.reject(r),
         }
     }
 
@@ -156,6 +209,10 @@ impl Connection {
         if self.cfg.tls_enabled() && self.tls.is_none() {
             lines.push("STARTTLS");
         }
+        let auth = format!("AUTH {}", crate::sasl::MECHANISMS);
+        if self.auth_offered() && self.auth_user.is_none() {
+            lines.push(&auth);
+        }
         if self.trusted {
             lines.push("XCLIENT ADDR NAME HELO PROTO PORT LOGIN DESTADDR DESTPORT");
         }
@@ -168,6 +225,9 @@ impl Connection {
     fn mail(&mut self, from: ReversePath<'_>, params: MailParams) {
         if self.helo.is_none() {
             return self.reject(reply::NEED_HELO);
+        }
+        if self.cfg.auth == AuthMode::File && self.auth_user.is_none() {
+            return self.reject(reply::AUTH_REQUIRED);
         }
         if !matches!(self.txn, Txn::Idle) {
             return self.reject(reply::NESTED_MAIL);
@@ -259,6 +319,10 @@ impl Connection {
             },
             Pending::Client { ip, .. } => Check::Client(*ip),
             Pending::Helo(helo) => Check::Helo { name: &helo.name },
+            Pending::Auth(c) => Check::Auth {
+                user: &c.user,
+                password: &c.password,
+            },
         })
     }
 
@@ -287,12 +351,35 @@ impl Connection {
                 let reply = e.reply_at(crate::Stage::Rcpt);
                 self.reject_because(reply, Some(format!("<{}>", r.address)), e.cause());
             }
-            (Pending::Client { ip, name, helo }, Ok(())) => {
+            (Pending::Auth(c), result) => {
+                let user = crate::syntax::escape_for_log(c.user.as_bytes());
+                self.events.push_back(Event::Auth {
+                    user,
+                    ok: result.is_ok(),
+                });
+                match result {
+                    Ok(()) => {
+                        self.auth_user = Some(c.user.into_boxed_str());
+                        self.reply(reply::AUTH_OK);
+                    }
+                    Err(e) => self.reject(e.reply_at(crate::Stage::Mail)),
+                }
+            }
+            (
+                Pending::Client {
+                    ip,
+                    name,
+                    helo,
+                    login,
+                },
+                Ok(()),
+            ) => {
                 // Trust follows the address: the client behind a proxy cannot send
                 // XCLIENT again through it to claim yet another identity.
                 self.trusted = self.cfg.is_trusted_proxy(ip);
                 self.client_ip = ip;
                 self.client_name = name;
+                self.auth_user = login;
                 // The session starts over as the client: with its HELO name if the proxy
                 // gave one (so MAIL may follow at once), else waiting for HELO/EHLO.
                 self.helo = helo;
@@ -390,6 +477,7 @@ impl Connection {
             return self.reject(IN_TRANSACTION);
         }
         let (mut ip, mut name) = (self.client_ip, self.client_name.clone());
+        let mut login = self.auth_user.clone();
         let (mut helo, mut esmtp) = (None, true);
         for (attr, value) in attrs {
             let Some(value) = decode_xtext(value) else {
@@ -422,16 +510,40 @@ impl Connection {
                 "PROTO" if value.eq_ignore_ascii_case("SMTP") => esmtp = false,
                 "PROTO" if value.eq_ignore_ascii_case("ESMTP") => esmtp = true,
                 "PROTO" => return self.reject(reply::XCLIENT_BAD),
-                "PORT" | "LOGIN" | "DESTADDR" | "DESTPORT" => {}
+                // The user the proxy authenticated (nginx's mail proxy sends it).
+                "LOGIN" if unavailable => login = None,
+                "LOGIN" if !value.contains(char::is_control) => login = Some(value.into()),
+                "LOGIN" => return self.reject(reply::XCLIENT_BAD),
+                "PORT" | "DESTADDR" | "DESTPORT" => {}
                 _ => return self.reject(XCLIENT_NAME),
             }
         }
         let helo = helo.map(|name| Helo { name, esmtp });
+        let pending = Pending::Client {
+            ip,
+            name,
+            helo,
+            login,
+        };
         if ip == self.client_ip {
-            self.checked(Pending::Client { ip, name, helo }, Ok(()));
+            self.checked(pending, Ok(()));
         } else {
             // A new address counts against its own per-client limit.
-            self.ask(Pending::Client { ip, name, helo });
+            self.ask(pending);
         }
+    }
+}
+
+/// A command line as [`Event::Command`] logs it: escaped, and AUTH's initial response
+/// (a password, in PLAIN) left out.
+fn log_line(bytes: &[u8]) -> String {
+    let is_auth = bytes
+        .get(..5)
+        .is_some_and(|v| v.eq_ignore_ascii_case(b"AUTH "));
+    match bytes.iter().rposition(|&b| b == b' ') {
+        Some(at) if is_auth && at > 4 => {
+            format!("{} <hidden>", crate::syntax::escape_for_log(&bytes[..at]))
+        }
+        _ => crate::syntax::escape_for_log(bytes),
     }
 }

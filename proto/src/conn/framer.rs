@@ -23,6 +23,8 @@ impl Connection {
         let bare_lf = lf == 0 || data[lf - 1] != b'\r';
         let range = self.rx.take(lf + 1);
         if lf + 1 > max {
+            // An AUTH response too: the exchange ends with the refusal.
+            self.sasl = None;
             self.reject(reply::LINE_TOO_LONG);
             return true;
         }
@@ -37,6 +39,7 @@ impl Connection {
             Some(lf) => {
                 self.rx.consume(lf + 1);
                 self.mode = Mode::Command;
+                self.sasl = None;
                 self.reject(reply::LINE_TOO_LONG);
                 true
             }

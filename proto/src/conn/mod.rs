@@ -143,6 +143,14 @@ pub enum Check<'a> {
         /// The name the client gave.
         name: &'a str,
     },
+    /// AUTH (`GSMTP_AUTH`): are this user and password right? An error is the reply
+    /// (`535 5.7.8` when they are wrong, `454 4.7.0` when they could not be checked).
+    Auth {
+        /// The user name.
+        user: &'a str,
+        /// The password, as sent. Never log it.
+        password: &'a [u8],
+    },
 }
 
 /// Why a connection ended.
@@ -170,6 +178,9 @@ pub enum CloseReason {
     /// A filter refused the client at its connection or its HELO (`554 5.7.1`, or `421`
     /// for a temporary refusal).
     Refused,
+    /// The client wrote before the greeting's last line (`GSMTP_GREET_PAUSE`):
+    /// `554 5.5.1`.
+    EarlyTalker,
 }
 
 impl CloseReason {
@@ -185,6 +196,7 @@ impl CloseReason {
             Self::Shutdown => "shutdown",
             Self::Protocol => "protocol",
             Self::Refused => "refused",
+            Self::EarlyTalker => "early-talker",
         }
     }
 }
@@ -229,6 +241,17 @@ pub enum Event {
         /// ([`DeliveryError::cause`]).
         cause: Option<String>,
     },
+    /// An AUTH exchange ended: the user (escaped for logs) and whether the password was
+    /// right. The password is never in an event.
+    Auth {
+        /// The user name the client gave, escaped as [`Event::Command`] is.
+        user: String,
+        /// Whether it was accepted.
+        ok: bool,
+    },
+    /// The client wrote before the greeting's last line: what it sent, escaped and cut
+    /// to 100 octets. The session is refused and closed.
+    EarlyTalker(String),
 }
 
 /// Counters over the life of a connection.
@@ -269,6 +292,10 @@ enum Mode {
     Checking,
     /// Waiting for [`Connection::handle_tls_established`].
     Handshake,
+    /// The greeting's last line is not written yet (`GSMTP_GREET_PAUSE`): it is due at
+    /// `until`, or, once queued (`None`), written with the next
+    /// [`Connection::poll_transmit`]. Any input before then is an early talker's.
+    Greeting { until: Option<Instant> },
     /// Finished.
     Closed(CloseReason),
 }
@@ -312,6 +339,10 @@ pub struct Connection {
     // Rarely set or large, so boxed: an idle connection stays small.
     tls: Option<Box<TlsInfo>>,
     helo: Option<Helo>,
+    /// The user an AUTH exchange (or a proxy's XCLIENT `LOGIN`) named.
+    auth_user: Option<Box<str>>,
+    /// The AUTH exchange waiting for the client's next response line.
+    sasl: Option<Box<crate::sasl::Exchange>>,
     /// The mail transaction.
     txn: Txn,
     /// What a command waiting for [`Connection::handle_check`] will do once answered.
@@ -333,10 +364,26 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// A new session: queues the greeting and arms the timers.
+    /// A new session: queues the greeting and arms the timers. With
+    /// `GSMTP_GREET_PAUSE`, only the greeting's first line (`220-`) when the pause is not
+    /// zero; the last comes after it, and input before it is an early talker's.
     pub fn new(cfg: Arc<Config>, now: Instant, accept: Accept) -> Self {
         let mut c = Self::blank(cfg, now, accept);
-        c.write_greeting();
+        match c.cfg.greet_pause {
+            None => c.write_greeting(),
+            Some(pause) if pause.is_zero() => {
+                c.write_greeting();
+                c.mode = Mode::Greeting { until: None };
+            }
+            Some(pause) => {
+                // Only the first line now: the last is written when the pause is over.
+                let first = format!("220-{}\r\n", c.greeting_text());
+                c.tx.extend_from_slice(first.as_bytes());
+                c.mode = Mode::Greeting {
+                    until: Some(now + pause),
+                };
+            }
+        }
         c
     }
 
@@ -385,6 +432,8 @@ impl Connection {
             client_ip,
             client_name: None,
             helo: None,
+            auth_user: None,
+            sasl: None,
             txn: Txn::Idle,
             pending: None,
             owed: Owed::default(),
@@ -442,6 +491,18 @@ impl Connection {
         self.helo.as_ref().map(|h| h.name.as_str())
     }
 
+    /// The user the client authenticated as (AUTH, or a proxy's XCLIENT `LOGIN`).
+    pub fn auth_user(&self) -> Option<&str> {
+        self.auth_user.as_deref()
+    }
+
+    /// Whether the greeting's last line is not written yet (`GSMTP_GREET_PAUSE`): input
+    /// already waiting now was sent before it. A driver reads without waiting before it
+    /// sends what [`Connection::poll_transmit`] gives, and hands over what it got.
+    pub fn awaits_greeting(&self) -> bool {
+        matches!(self.mode, Mode::Greeting { .. })
+    }
+
     /// The TLS parameters, when the session runs over TLS.
     pub fn tls(&self) -> Option<&TlsInfo> {
         self.tls.as_deref()
@@ -461,6 +522,9 @@ impl Connection {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.mode {
             Mode::Delivering | Mode::Checking | Mode::Closed(_) => None,
+            Mode::Greeting { until: Some(at) } => {
+                Some(self.timers.next().map_or(at, |t| t.min(at)))
+            }
             _ => self.timers.next(),
         }
     }
@@ -492,9 +556,25 @@ impl Connection {
     fn received(&mut self, now: Instant, n: usize) {
         self.stats.bytes_in += n as u64;
         self.last_input = now;
+        if self.awaits_greeting() && n > 0 {
+            return self.early_talker();
+        }
         if !self.is_closed() {
             self.timers.set(Timer::Idle, now + self.cfg.timeout);
         }
+    }
+
+    /// The client wrote before the greeting's last line: what it wrote is logged, the
+    /// greeting's unsent part dropped, and the session refused and closed.
+    fn early_talker(&mut self) {
+        let seen = self.rx.abs(0..self.rx.len());
+        let cut = &seen[..seen.len().min(100)];
+        let what = crate::syntax::escape_for_log(cut);
+        self.events.push_back(Event::EarlyTalker(what));
+        self.tx.clear();
+        reply::EARLY_TALKER.encode(&mut self.tx);
+        self.stats.refusals += 1;
+        self.mode = Mode::Closed(CloseReason::EarlyTalker);
     }
 
     /// The client closed its side. A message in progress is aborted.
@@ -507,6 +587,15 @@ impl Connection {
 
     /// A deadline may have passed. Calling it early is a no-op.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if let Mode::Greeting { until: Some(at) } = self.mode
+            && at <= now
+        {
+            // The pause is over: the greeting's last line.
+            let text = self.greeting_text();
+            reply::write_line(&mut self.tx, 220, "", text);
+            self.mode = Mode::Greeting { until: None };
+            return;
+        }
         if matches!(
             self.mode,
             Mode::Delivering | Mode::Checking | Mode::Closed(_)
@@ -542,6 +631,8 @@ impl Connection {
     pub fn handle_tls_established(&mut self, now: Instant, info: TlsInfo) {
         self.tls = Some(Box::new(info));
         self.helo = None;
+        self.auth_user = None;
+        self.sasl = None;
         self.reset_transaction();
         self.rx.clear();
         self.mode = Mode::Command;
@@ -603,6 +694,10 @@ impl Connection {
     /// Moves the reply bytes waiting to be sent into `out` (without copying when `out` is
     /// empty). Returns how many bytes were added.
     pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> usize {
+        if self.mode == (Mode::Greeting { until: None }) {
+            // The greeting's last line goes out now: the session proper begins.
+            self.mode = Mode::Command;
+        }
         let n = self.tx.len();
         self.stats.bytes_out += n as u64;
         if out.is_empty() {
@@ -640,6 +735,7 @@ impl Connection {
                     return Action::Close(reason);
                 }
                 Mode::Handshake => return Action::StartTls,
+                Mode::Greeting { .. } => return Action::Read,
                 Mode::Delivering | Mode::Checking => return Action::AwaitDelivery,
                 Mode::Command => {
                     if !self.next_command() {
@@ -705,15 +801,20 @@ impl Connection {
     }
 
     fn write_greeting(&mut self) {
+        let text = self.greeting_text();
+        reply::write_line(&mut self.tx, 220, "", text);
+    }
+
+    /// The greeting's text (the original's).
+    fn greeting_text(&self) -> String {
         let Origin {
             id, active, wall, ..
         } = self.origin;
         let date = crate::trace::rfc5322_date(wall);
-        let text = format!(
+        format!(
             "{} SMTP Guerrilla-SMTPd #{id} ({active}) {date}",
             self.cfg.host_name
-        );
-        reply::write_line(&mut self.tx, 220, "", text);
+        )
     }
 
     fn bare_newline_rejected(&self) -> bool {
@@ -721,15 +822,20 @@ impl Connection {
     }
 
     /// The `with` keyword of a message's Received header: HELO or EHLO, TLS or not,
-    /// SMTPUTF8 or not.
+    /// SMTPUTF8 or not, authenticated or not (RFC 3848).
     fn protocol(&self, smtputf8: bool) -> Protocol {
         let esmtp = self.helo.as_ref().is_some_and(|h| h.esmtp);
-        match (esmtp, self.tls.is_some(), smtputf8) {
+        let plain = match (esmtp, self.tls.is_some(), smtputf8) {
             (false, false, _) => Protocol::Smtp,
             (_, false, false) => Protocol::Esmtp,
             (_, true, false) | (false, true, true) => Protocol::Esmtps,
             (true, false, true) => Protocol::Utf8Smtp,
             (true, true, true) => Protocol::Utf8Smtps,
+        };
+        if self.auth_user.is_some() {
+            plain.authenticated()
+        } else {
+            plain
         }
     }
 }

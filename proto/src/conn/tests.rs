@@ -551,3 +551,256 @@ fn queue_ids_follow_mail_time() {
     assert_eq!(secs(ids[0]), Duration::from_secs(5));
     assert_eq!(secs(ids[1]), Duration::from_secs(10));
 }
+
+/// `GSMTP_GREET_PAUSE`: the greeting's first line at once, the last after the pause; a
+/// client that writes before the last line is refused, what it wrote logged.
+#[test]
+fn greet_pause_catches_early_talkers() {
+    let cfg = Config {
+        greet_pause: Some(Duration::from_secs(2)),
+        ..Config::default()
+    };
+    let mut sim = Sim::new(cfg.clone());
+    let first = sim.take_output();
+    assert!(
+        first.starts_with("220-localhost SMTP Guerrilla-SMTPd"),
+        "{first}"
+    );
+    assert!(!first.contains("220 "), "{first}");
+    sim.advance(Duration::from_secs(1));
+    sim.send(b"EHLO bot\r\n");
+    assert_eq!(
+        sim.take_output(),
+        "554 5.5.1 Protocol error: talked before the greeting\r\n"
+    );
+    assert_eq!(sim.closed, Some(CloseReason::EarlyTalker));
+    let events: Vec<_> = std::iter::from_fn(|| sim.conn.poll_event()).collect();
+    assert_eq!(events, [crate::Event::EarlyTalker("EHLO bot\\r\\n".into())]);
+
+    // A patient client gets the last line after the pause, and a normal session.
+    let mut sim = Sim::new(cfg);
+    sim.take_output();
+    sim.advance(Duration::from_millis(1999));
+    assert_eq!(sim.take_output(), "");
+    sim.advance(Duration::from_millis(1));
+    let last = sim.take_output();
+    assert!(
+        last.starts_with("220 localhost SMTP Guerrilla-SMTPd"),
+        "{last}"
+    );
+    sim.send(b"HELO client\r\n");
+    assert_eq!(sim.take_output(), "250 localhost Hello client\r\n");
+}
+
+/// With a pause of 0, input already waiting before the greeting is written is an early
+/// talker's: the greeting is never sent.
+#[test]
+fn greet_pause_zero_catches_input_before_the_greeting() {
+    let cfg = std::sync::Arc::new(Config {
+        greet_pause: Some(Duration::ZERO),
+        ..Config::default()
+    });
+    let now = std::time::Instant::now(); // purity: the origin of the test's clock
+    let mut conn = crate::Connection::new(cfg.clone(), now, Sim::accept());
+    assert!(conn.awaits_greeting());
+    conn.handle_input(now, b"EHLO fast\r\n");
+    let mut out = Vec::new();
+    conn.poll_transmit(&mut out);
+    assert_eq!(
+        out,
+        b"554 5.5.1 Protocol error: talked before the greeting\r\n"
+    );
+    assert!(matches!(
+        conn.poll_action(),
+        crate::Action::Close(CloseReason::EarlyTalker)
+    ));
+    // Once the greeting is taken for sending, input is commands as usual.
+    let mut conn = crate::Connection::new(cfg, now, Sim::accept());
+    let mut out = Vec::new();
+    conn.poll_transmit(&mut out);
+    assert!(!conn.awaits_greeting());
+    conn.handle_input(now, b"NOOP\r\n");
+    assert!(matches!(conn.poll_action(), crate::Action::Read));
+    out.clear();
+    conn.poll_transmit(&mut out);
+    assert_eq!(out, b"250 2.0.0 OK\r\n");
+}
+
+fn auth_config(mode: crate::config::AuthMode, insecure: bool) -> Config {
+    Config {
+        auth: mode,
+        auth_file: Some("/dev/null".into()),
+        auth_insecure: insecure,
+        tls_cert: Some("cert.pem".into()),
+        tls_key: Some("key.pem".into()),
+        ..Config::default()
+    }
+}
+
+/// The password check of the tests: `right` is right.
+fn check_password(c: &crate::Check<'_>) -> Result<(), crate::DeliveryError> {
+    match c {
+        crate::Check::Auth { password, .. } if *password != b"right" => Err(
+            crate::DeliveryError::reply(crate::reply::ReplyBuf::from(crate::reply::AUTH_FAILED)),
+        ),
+        _ => Ok(()),
+    }
+}
+
+#[test]
+fn auth_plain_and_login_over_tls() {
+    use crate::config::AuthMode;
+    let mut sim = Sim::new(auth_config(AuthMode::File, false));
+    sim.check = check_password;
+    replay(
+        &mut sim,
+        "S: 220 *
+        C: EHLO c
+        S: 250-localhost Hello c [192.0.2.1]
+        S: 250-SIZE 10240000
+        S: 250-PIPELINING
+        S: 250-8BITMIME
+        S: 250-SMTPUTF8
+        S: 250-ENHANCEDSTATUSCODES
+        S: 250-CHUNKING
+        S: 250-STARTTLS
+        S: 250 HELP
+        C: AUTH PLAIN AGFsaWNlAHJpZ2h0
+        S: 538 5.7.11 Encryption required for requested authentication mechanism
+        C: MAIL FROM:<a@b.example>
+        S: 530 5.7.0 Authentication required
+        C: STARTTLS
+        S: 220 2.0.0 Ready to start TLS
+        C: AUTH PLAIN AGFsaWNlAHJpZ2h0
+        S: 503 5.5.1 Error: send HELO/EHLO first
+        C: EHLO c
+        S: 250-localhost Hello c [192.0.2.1]
+        S: 250-SIZE 10240000
+        S: 250-PIPELINING
+        S: 250-8BITMIME
+        S: 250-SMTPUTF8
+        S: 250-ENHANCEDSTATUSCODES
+        S: 250-CHUNKING
+        S: 250-AUTH PLAIN LOGIN
+        S: 250 HELP
+        C: AUTH PLAIN AGFsaWNlAHdyb25n
+        S: 535 5.7.8 Error: authentication failed
+        C: AUTH CRAM-MD5
+        S: 504 5.5.4 Error: unrecognized authentication type
+        C: AUTH LOGIN
+        S: 334 VXNlcm5hbWU6
+        C: *
+        S: 501 5.7.0 Error: authentication cancelled
+        C: AUTH LOGIN
+        S: 334 VXNlcm5hbWU6
+        C: YWxpY2U=
+        S: 334 UGFzc3dvcmQ6
+        C: cmlnaHQ=
+        S: 235 2.7.0 Authentication successful
+        C: AUTH PLAIN AGFsaWNlAHJpZ2h0
+        S: 503 5.5.1 Error: already authenticated
+        C: MAIL FROM:<a@b.example>
+        S: 250 2.1.0 Ok
+        C: RCPT TO:<x@y.example>
+        S: 250 2.1.5 Accepted
+        C: DATA
+        S: 354 *
+        C: Subject: hi
+        C:
+        C: .
+        S: 250 2.0.0 OK : queued as *",
+        Chunks::Whole,
+    );
+    let env = &sim.stored[0].envelope;
+    assert_eq!(env.auth_user.as_deref(), Some("alice"));
+    assert_eq!(env.protocol.as_str(), "ESMTPSA");
+}
+
+#[test]
+fn auth_accept_any_insecure_and_the_log() {
+    use crate::config::AuthMode;
+    let cfg = Config {
+        verbose: true,
+        ..auth_config(AuthMode::AcceptAny, true)
+    };
+    let mut sim = Sim::new(cfg);
+    replay(
+        &mut sim,
+        "S: 220 *
+        C: EHLO c
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-STARTTLS
+        S: 250-AUTH PLAIN LOGIN
+        S: 250 HELP
+        C: MAIL FROM:<a@b.example>
+        S: 250 2.1.0 Ok
+        C: RSET
+        S: 250 2.0.0 OK
+        C: AUTH PLAIN
+        S: 334 
+        C: AGJvYgBhbnl0aGluZw==
+        S: 235 2.7.0 Authentication successful
+        C: MAIL FROM:<a@b.example>
+        S: 250 2.1.0 Ok
+        C: RCPT TO:<x@y.example>
+        S: 250 2.1.5 Accepted
+        C: DATA
+        S: 354 *
+        C: .
+        S: 250 2.0.0 OK : queued as *",
+        Chunks::Whole,
+    );
+    assert_eq!(sim.stored[0].envelope.protocol.as_str(), "ESMTPA");
+    let logged: Vec<String> = std::iter::from_fn(|| sim.conn.poll_event())
+        .map(|e| format!("{e:?}"))
+        .collect();
+    let all = logged.join("\n");
+    assert!(all.contains("AUTH PLAIN"), "{all}");
+    assert!(all.contains("user: \"bob\", ok: true"), "{all}");
+    assert!(
+        !all.contains("AGJvYgBhbnl0aGluZw"),
+        "the password is logged: {all}"
+    );
+}
+
+/// Failed logins count towards `GSMTP_MAX_ERRORS`.
+#[test]
+fn auth_failures_end_the_session() {
+    use crate::config::AuthMode;
+    let cfg = Config {
+        max_errors: 3,
+        ..auth_config(AuthMode::File, true)
+    };
+    let mut sim = Sim::new(cfg);
+    sim.check = check_password;
+    replay(
+        &mut sim,
+        "S: 220 *
+        C: EHLO c
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250 HELP
+        C: AUTH PLAIN AGEAeA==
+        S: 535 5.7.8 Error: authentication failed
+        C: AUTH PLAIN AGEAeQ==
+        S: 535 5.7.8 Error: authentication failed
+        C: AUTH PLAIN AGEAeg==
+        S: 535 5.7.8 Error: authentication failed
+        S: 421 4.7.0 localhost Error: too many errors",
+        Chunks::Whole,
+    );
+    assert_eq!(sim.closed, Some(CloseReason::TooManyErrors));
+}

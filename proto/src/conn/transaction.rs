@@ -104,6 +104,7 @@ impl Connection {
             client_name: self.client_name.clone(),
             protocol,
             tls: self.tls.as_deref().cloned(),
+            auth_user: self.auth_user.as_deref().map(str::to_string),
         };
         let body = Body::new(
             dot_stuffed,

@@ -91,6 +91,9 @@ fields! {
     QUEUE_ID = "SMTP_QUEUE_ID" "X-Smtp-Queue-Id" "x-amz-meta-queue-id" "queue_id";
     /// The TLS version, or `none`.
     TLS = "SMTP_TLS" "X-Smtp-Tls" "x-amz-meta-tls" "tls";
+    /// The user the client authenticated as (AUTH, or a proxy's XCLIENT `LOGIN`);
+    /// present only then.
+    AUTH_USER = "SMTP_AUTH_USER" "X-Smtp-Auth-User" "x-amz-meta-auth-user" "auth_user";
 }
 
 fields! {
@@ -200,7 +203,7 @@ pub fn envelope_fields(env: &Envelope) -> Vec<(Field, Value)> {
         .tls
         .as_ref()
         .map_or_else(|| "none".into(), |t| t.version.clone());
-    vec![
+    let mut fields = vec![
         (MAIL_FROM, Value::One(sender_address(&env.from))),
         (
             RCPT_TO,
@@ -214,7 +217,11 @@ pub fn envelope_fields(env: &Envelope) -> Vec<(Field, Value)> {
         (HELO, Value::One(env.helo.clone())),
         (QUEUE_ID, Value::One(env.id.to_string())),
         (TLS, Value::One(tls)),
-    ]
+    ];
+    if let Some(user) = &env.auth_user {
+        fields.push((AUTH_USER, Value::One(user.clone())));
+    }
+    fields
 }
 
 /// `s` with every octet that is not visible ASCII written `%XX`, and `%` itself: a

@@ -28,6 +28,7 @@ mod dnsbl;
 mod filter;
 mod listen;
 pub mod log;
+mod login;
 pub mod metrics;
 mod observe;
 mod privilege;

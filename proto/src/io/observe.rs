@@ -51,6 +51,8 @@ pub(crate) struct Metrics {
     pub(crate) dnsbl_blocked: IntCounterVec,
     /// Whether a zone is broken (1: its health check failed, it is ignored), by zone.
     pub(crate) dnsbl_broken: prometheus::IntGaugeVec,
+    /// AUTH exchanges that reached a password check, by result (`ok`, `failed`).
+    pub(crate) auth: IntCounterVec,
     /// Whether the destination takes mail, for `/healthz`.
     pub(crate) health: Health,
 }
@@ -176,6 +178,11 @@ impl Metrics {
                     .expect("registered once");
                 g
             },
+            auth: counter(
+                "smtp_auth_total",
+                "AUTH exchanges that reached a password check, by result.",
+                &["result"],
+            ),
             health: Health::default(),
             registry,
         }
@@ -189,6 +196,12 @@ impl Metrics {
         if matches!(outcome, "busy" | "client_limit") {
             self.refusals.with_label_values(&[outcome, "421"]).inc();
         }
+    }
+
+    /// Counts a password check of AUTH.
+    pub(crate) fn auth(&self, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.auth.with_label_values(&[result]).inc();
     }
 
     /// Counts a TLS handshake by the version agreed on, or `failed`.
@@ -359,6 +372,15 @@ pub(crate) fn log_event(
         Event::Command(line) => {
             tracing::info!(target: "transcript", conn = conn.id(), %client, "C: {line}");
         }
+        Event::Auth { user, ok: true } => {
+            tracing::info!(conn = conn.id(), %client, %user, "authenticated");
+        }
+        Event::Auth { user, ok: false } => {
+            tracing::info!(conn = conn.id(), %client, %user, "authentication failed");
+        }
+        Event::EarlyTalker(sent) => {
+            tracing::info!(conn = conn.id(), %client, sent = ?sent, "early talker: wrote before the greeting");
+        }
         Event::Queued {
             id,
             size,
@@ -382,6 +404,7 @@ pub(crate) fn log_event(
                 nrcpt = recipients.len(),
                 size,
                 tls = %conn.tls().map_or("no", |t| t.version.as_str()),
+                auth_user = conn.auth_user().map(shown),
                 delivery_ms = %format_args!("{:.1}", delivery.as_secs_f64() * 1000.0),
                 spf = check("spf"),
                 dkim = check("dkim"),
@@ -451,8 +474,14 @@ pub(crate) fn closed(
     let m = metrics();
     let label = reason.map_or("error", CloseReason::as_str);
     m.closed.with_label_values(&[label]).inc();
-    if let Some(r @ (CloseReason::Timeout | CloseReason::TooManyErrors)) = reason {
-        m.refusals.with_label_values(&[r.as_str(), "421"]).inc();
+    match reason {
+        Some(r @ (CloseReason::Timeout | CloseReason::TooManyErrors)) => {
+            m.refusals.with_label_values(&[r.as_str(), "421"]).inc();
+        }
+        Some(r @ CloseReason::EarlyTalker) => {
+            m.refusals.with_label_values(&[r.as_str(), "554"]).inc();
+        }
+        _ => {}
     }
     let stats = conn.stats();
     let secs = format!("{:.2}", elapsed.as_secs_f64());

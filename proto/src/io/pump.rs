@@ -296,6 +296,14 @@ async fn pump<R: Runtime, D: Deliver, T: Transport>(
     loop {
         match conn.poll_action() {
             Action::Read => {
+                if conn.awaits_greeting() {
+                    // Whatever is here already was sent before the greeting's last line.
+                    let early = futures_lite::future::poll_once(io.read(conn.recv_buf())).await;
+                    if let Some(Ok(n @ 1..)) = early {
+                        conn.handle_received(Instant::now(), n);
+                        continue;
+                    }
+                }
                 if !flush(shared, conn, io, &mut deadline).await? {
                     return Ok(Outcome::Closed(CloseReason::Timeout));
                 }
@@ -319,6 +327,14 @@ async fn pump<R: Runtime, D: Deliver, T: Transport>(
             Action::StartTls => {
                 flush(shared, conn, io, &mut deadline).await?;
                 return Ok(Outcome::StartTls);
+            }
+            Action::Check(Check::Auth { user, password }) => {
+                let result = match &shared.logins {
+                    Some(l) => Box::pin(l.check(&shared.rt, user, password)).await,
+                    None => Err(DeliveryError::transient()),
+                };
+                metrics().auth(result.is_ok());
+                conn.handle_check(Instant::now(), result);
             }
             Action::Check(check) => {
                 // Big futures on cold paths are boxed so that an idle session's task
@@ -429,6 +445,8 @@ async fn answer<R: Runtime, D: Deliver>(
     check: Check<'_>,
 ) -> Result<(), DeliveryError> {
     match check {
+        // Answered by the pump itself.
+        Check::Auth { .. } => Err(DeliveryError::transient()),
         Check::Client(ip) if slot.move_to(ip) => Ok(()),
         Check::Client(_) => Err(DeliveryError::transient()),
         Check::Helo { name } => match milters {

@@ -10,6 +10,7 @@ use super::deliver::{Deliver, Destination};
 use super::dnsbl::Screen;
 use super::filter::Filters;
 use super::listen::{accept_loop, bind, raise_fd_limit, reactor};
+use super::login::Logins;
 use super::runtime::Runtime;
 use super::shared::{Current, Shared};
 use super::time::Signal;
@@ -112,7 +113,9 @@ impl<R: Runtime, D: Deliver> Server<R, D> {
             _ => Screen::start(&cfg)?,
         };
         let filters = Filters::open(&old.rt, &cfg)?;
+        let logins = Logins::open(&cfg)?;
         let mut next = old.next(cfg, deliver, tls, verifier, filters);
+        next.logins = logins.map(Arc::new);
         next.dnsbl = dnsbl;
         self.current.set(next);
         Ok(restart)
@@ -230,7 +233,9 @@ fn start_with_opener<R: Runtime, D: Deliver>(
     let verifier = verifier(&cfg)?;
     let dnsbl = Screen::start(&cfg)?;
     let filters = Filters::open(&rt, &cfg)?;
+    let logins = Logins::open(&cfg)?;
     let mut shared = Shared::new(rt.clone(), cfg, deliver, tls, verifier, filters);
+    shared.logins = logins.map(Arc::new);
     shared.dnsbl = dnsbl;
     let stopping_signal = shared.stopping.clone();
     let current = Arc::new(Current::new(shared));

@@ -32,6 +32,9 @@ pub(crate) struct Shared<R: Runtime, D: Deliver> {
     pub(crate) dnsbl: Option<Arc<super::dnsbl::Screen>>,
     /// The content filters (rspamd, milters), when configured.
     pub(crate) filters: Option<Arc<Filters<R>>>,
+    /// Who may log in, when `GSMTP_AUTH` is on (set after [`Shared::new`] and
+    /// [`Shared::next`], which leave it off).
+    pub(crate) logins: Option<Arc<super::login::Logins>>,
     /// Fired at the end of the shutdown grace period: remaining sessions get `421`.
     pub(crate) force: Signal,
     /// Fired when shutdown begins: listeners close.
@@ -71,6 +74,7 @@ impl<R: Runtime, D: Deliver> Shared<R, D> {
             verifier,
             dnsbl: None,
             filters: filters.map(Arc::new),
+            logins: None,
             force: Signal::new(),
             stopping: Signal::new(),
             active: Arc::new(AtomicUsize::new(0)),
@@ -97,6 +101,7 @@ impl<R: Runtime, D: Deliver> Shared<R, D> {
             verifier,
             dnsbl: None,
             filters: filters.map(Arc::new),
+            logins: None,
             force: self.force.clone(),
             stopping: self.stopping.clone(),
             active: Arc::clone(&self.active),

@@ -156,11 +156,33 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, ParseError> {
     if is("XCLIENT") {
         return xclient(args.unwrap_or(""));
     }
-    const NOT_OFFERED: [&str; 7] = ["AUTH", "TURN", "ETRN", "ATRN", "SEND", "SOML", "SAML"];
+    if is("AUTH") {
+        return auth(args.unwrap_or(""));
+    }
+    const NOT_OFFERED: [&str; 6] = ["TURN", "ETRN", "ATRN", "SEND", "SOML", "SAML"];
     if NOT_OFFERED.iter().any(|v| is(v)) {
         return Err(ParseError::NotImplemented);
     }
     Err(ParseError::Unrecognized)
+}
+
+/// `"AUTH" SP sasl-mech [SP initial-response]` (RFC 4954 §4), after the space: a
+/// mechanism of 1 to 20 upper-case letters, digits, `-` or `_` (RFC 4422 §3.1, any case
+/// accepted), and a response of base64 characters or a lone `=`.
+fn auth(args: &str) -> Result<Command<'_>, ParseError> {
+    let bad = ParseError::Syntax(Verb::Auth);
+    let mut words = args.trim_end_matches(' ').split(' ');
+    let mechanism = words.next().unwrap_or("");
+    let initial = words.next();
+    let mech_ok = (1..=20).contains(&mechanism.len())
+        && mechanism
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let initial_ok = initial.is_none_or(crate::sasl::is_response);
+    if !mech_ok || !initial_ok || words.next().is_some() {
+        return Err(bad);
+    }
+    Ok(Command::Auth { mechanism, initial })
 }
 
 fn strip_prefix_no_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {

@@ -88,6 +88,27 @@ fn commands() {
         ("HELP DATA", Command::Help(Some("DATA"))),
         ("STARTTLS", Command::StartTls),
         (
+            "AUTH PLAIN AGEAYg==",
+            Command::Auth {
+                mechanism: "PLAIN",
+                initial: Some("AGEAYg=="),
+            },
+        ),
+        (
+            "auth login",
+            Command::Auth {
+                mechanism: "login",
+                initial: None,
+            },
+        ),
+        (
+            "AUTH PLAIN =",
+            Command::Auth {
+                mechanism: "PLAIN",
+                initial: Some("="),
+            },
+        ),
+        (
             "XCLIENT ADDR=192.0.2.7 NAME=[UNAVAILABLE]",
             Command::Xclient(vec![("ADDR", "192.0.2.7"), ("NAME", "[UNAVAILABLE]")]),
         ),
@@ -107,7 +128,11 @@ fn errors() {
         ("DATAX", Unrecognized),
         ("MAILFROM:<a@b>", Unrecognized),
         ("\u{7f}", Unrecognized),
-        ("AUTH PLAIN AAAA", NotImplemented),
+        ("TURN", NotImplemented),
+        ("AUTH", Syntax(Verb::Auth)),
+        ("AUTH PLAIN AA AA", Syntax(Verb::Auth)),
+        ("AUTH PLAIN A*A", Syntax(Verb::Auth)),
+        ("AUTH PL@IN", Syntax(Verb::Auth)),
         ("HELO", Syntax(Verb::Helo)),
         ("EHLO a b", Syntax(Verb::Ehlo)),
         ("EHLO a\u{1}b", Syntax(Verb::Ehlo)),

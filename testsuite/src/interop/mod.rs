@@ -25,6 +25,7 @@ mod binary;
 mod clients;
 mod daemon;
 mod dnsbl;
+mod door;
 mod dovecot;
 mod filtering;
 mod filters;
@@ -44,6 +45,7 @@ pub use binary::*;
 pub use clients::*;
 pub use daemon::*;
 pub use dnsbl::*;
+pub use door::*;
 pub use dovecot::*;
 pub use filtering::*;
 pub use filters::*;
@@ -143,6 +145,15 @@ macro_rules! for_each_interop {
         $m!(dns_down_is_temperror_never_5xx, $bin);
         $m!(slow_dns_leaves_other_sessions_alone, $bin);
         $m!(verify_follows_a_reload, $bin);
+        // the door: early talkers and AUTH
+        $m!(greet_pause_lets_real_clients_through, $bin);
+        $m!(greet_pause_refuses_early_talkers, $bin);
+        $m!(greet_pause_zero_refuses_input_before_the_greeting, $bin);
+        $m!(greet_pause_starts_after_the_proxy_header, $bin);
+        $m!(auth_file_users_log_in, $bin);
+        $m!(auth_needs_tls_and_never_relays, $bin);
+        $m!(auth_brute_force_is_cut_off, $bin);
+        $m!(auth_file_follows_a_reload, $bin);
         // DNS blocklists
         $m!(dnsbl_listed_client_refused_at_greeting, $bin);
         $m!(dnsbl_below_threshold_accepted_with_listings, $bin);

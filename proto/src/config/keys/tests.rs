@@ -74,6 +74,10 @@ const OTHER: &[(&str, &str)] = &[
     ("GSMTP_MILTER_COMMAND_TIMEOUT", "8"),
     ("GSMTP_MILTER_CONTENT_TIMEOUT", "99"),
     ("GSMTP_FILTER_ON_ERROR", "accept"),
+    ("GSMTP_GREET_PAUSE", "3"),
+    ("GSMTP_AUTH", "accept-any"),
+    ("GSMTP_AUTH_FILE", "/etc/guerrilla/users"),
+    ("GSMTP_AUTH_INSECURE", "Y"),
 ];
 
 fn names(reload: impl Fn(&Reload) -> bool) -> Vec<&'static str> {
@@ -218,6 +222,8 @@ fn bad_dnsbl_settings_name_their_key() {
         ("GSMTP_DNSBL", "zen.example=127.0.0.[9..2]"),
         ("GSMTP_DNSBL", "zen.example*x"),
         ("GSMTP_DNSBL_THRESHOLD", "0"),
+        ("GSMTP_AUTH", "yes"),
+        ("GSMTP_GREET_PAUSE", "61"),
     ] {
         let e = Config::default().set_json(key, &value.into()).unwrap_err();
         assert_eq!(e.key, key, "{value}");
