@@ -16,6 +16,7 @@
 //!
 //! See `bench/README.md` for what each figure means.
 
+mod filters;
 mod handoff;
 mod loads;
 mod memory;
@@ -112,6 +113,12 @@ fn run() -> Result<bool, String> {
     if o.verdicts {
         let (date, _) = utc_now();
         let result = verdicts::run(&o, &env, &date);
+        let _ = fs::remove_dir_all(&tmp);
+        return result;
+    }
+    if o.filters {
+        let (date, _) = utc_now();
+        let result = filters::run(&o, &env, &date);
         let _ = fs::remove_dir_all(&tmp);
         return result;
     }

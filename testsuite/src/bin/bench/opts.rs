@@ -63,6 +63,13 @@ options:
                         of DKIM-signed 4 KiB messages, a private dnsmasq, warm cache,
                         discard and Maildir (needs dnsmasq and python3-dkim)
   --verdict-messages N  messages per verdicts run (default 10,000; --quick: 1,000)
+  --filters             instead of the loads above, compare guerrilla-smol asking a
+                        private rspamd over HTTP (GSMTP_RSPAMD_URL) with the same binary
+                        without filters and with Postfix's smtpd asking the same rspamd
+                        as a milter (issue 19): 50 sessions of 4 KiB messages,
+                        connections reused, each storing to Maildir (needs rspamd,
+                        dnsmasq and Postfix; without the postfix user, Postfix is skipped)
+  --filter-messages N   messages per filters run (default 10,000; --quick: 1,000)
   --trash-limit-gib N   stored test messages are moved aside after each run and deleted
                         when a server stops, or once one server's exceed N GiB (default 8;
                         a full run stores about 5 GiB per Maildir server)
@@ -217,6 +224,11 @@ pub(crate) struct Opts {
     pub(crate) verdicts: bool,
     /// Messages per verdicts run.
     pub(crate) verdict_messages: usize,
+    /// Compare the content filters' cost, ours and Postfix's (issue 19); when set, only
+    /// that runs.
+    pub(crate) filters: bool,
+    /// Messages per filters run.
+    pub(crate) filter_messages: usize,
 }
 
 pub(crate) fn parse_opts() -> Result<Opts, String> {
@@ -262,6 +274,8 @@ pub(crate) fn parse_opts() -> Result<Opts, String> {
         baseline: None,
         verdicts: false,
         verdict_messages: if quick { 1000 } else { 10_000 },
+        filters: false,
+        filter_messages: if quick { 1000 } else { 10_000 },
     };
     args.reverse();
     let mut curve_messages = None;
@@ -341,6 +355,8 @@ pub(crate) fn parse_opts() -> Result<Opts, String> {
             "--baseline" => o.baseline = Some(PathBuf::from(value()?)),
             "--verdicts" => o.verdicts = true,
             "--verdict-messages" => o.verdict_messages = num(value()?)?.max(SESSIONS_MIN),
+            "--filters" => o.filters = true,
+            "--filter-messages" => o.filter_messages = num(value()?)?.max(SESSIONS_MIN),
             "--out" => o.out = PathBuf::from(value()?),
             "--tmp" => o.tmp = PathBuf::from(value()?),
             "--run-timeout" => o.run_timeout = Duration::from_secs(num(value()?)? as u64),
