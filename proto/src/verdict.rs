@@ -529,13 +529,30 @@ fn comment(text: &str) -> String {
 
 /// Removes from a message's header section (`header`, up to and without the blank line)
 /// every `Authentication-Results` field whose authserv-id is `authserv_id` (compared
-/// without regard to case), continuation lines included: RFC 8601 §5 asks a receiver to
+/// without regard to case), and every field named in `own` (the other fields our verdict
+/// writes, [`own_fields`]), continuation lines included: RFC 8601 §5 asks a receiver to
 /// remove those it did not write, so that no sender can forge our verdict. Fields with
 /// another authserv-id are kept. Returns the header section as it should be stored and
 /// how many fields were removed.
-pub fn remove_own_results(header: &[u8], authserv_id: &str) -> (Vec<u8>, usize) {
-    let (out, kept, all) = crate::header::filter_fields(header, |line| !claims(line, authserv_id));
+pub fn remove_own_results(header: &[u8], authserv_id: &str, own: &[&str]) -> (Vec<u8>, usize) {
+    let (out, kept, all) = crate::header::filter_fields(header, |line| {
+        let name = crate::header::name(line);
+        !claims(line, authserv_id) && !own.iter().any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+    });
     (out, all - kept)
+}
+
+/// The header fields besides `Authentication-Results` that [`Verdict::header_fields`]
+/// writes when the spam filter (`spam`) or the DNS blocklists (`dnsbl`) are on: a
+/// message that arrives with its own is stripped of them, as rspamd's milter does, so
+/// that the one in the stored message is always ours.
+pub fn own_fields(spam: bool, dnsbl: bool) -> &'static [&'static str] {
+    match (spam, dnsbl) {
+        (true, true) => &["X-Spam-Status", "X-Spam", "X-Dnsbl"],
+        (true, false) => &["X-Spam-Status", "X-Spam"],
+        (false, true) => &["X-Dnsbl"],
+        (false, false) => &[],
+    }
 }
 
 /// The `DKIM-Signature` and `ARC-Message-Signature` fields of a header section, whole:
@@ -702,7 +719,7 @@ mod tests {
             authentication-results:MX.TEST;spf=pass\r\n\
             Authentication-Results: \"mx.test\" (comment); dmarc=pass\r\n\
             Subject: hi\r\n";
-        let (kept, removed) = remove_own_results(header, "mx.test");
+        let (kept, removed) = remove_own_results(header, "mx.test", &[]);
         assert_eq!(removed, 3);
         assert_eq!(
             String::from_utf8(kept).unwrap(),
@@ -710,7 +727,14 @@ mod tests {
              Authentication-Results: other.example; spf=fail\r\n\
              Subject: hi\r\n"
         );
-        let (same, none) = remove_own_results(b"Subject: x\r\n", "mx.test");
+        let (same, none) = remove_own_results(b"Subject: x\r\n", "mx.test", &[]);
         assert_eq!((same.as_slice(), none), (&b"Subject: x\r\n"[..], 0));
+        let forged =
+            b"X-Spam-Status: No, score=-100\r\nx-spam: no\r\nX-Dnsbl: pass\r\n\tfolded\r\n\
+            X-Spammy: kept\r\n";
+        let (kept, removed) = remove_own_results(forged, "mx.test", own_fields(true, true));
+        assert_eq!((kept.as_slice(), removed), (&b"X-Spammy: kept\r\n"[..], 3));
+        let (kept, removed) = remove_own_results(forged, "mx.test", own_fields(false, true));
+        assert_eq!(removed, 1, "{}", String::from_utf8_lossy(&kept));
     }
 }

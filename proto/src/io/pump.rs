@@ -353,8 +353,16 @@ async fn pump<R: Runtime, D: Deliver, T: Transport>(
                 }
             }
             Action::Begin(envelope) => {
-                if shared.verifier.is_some() {
-                    txn.reading = Some(Box::new(Reading::new(&shared.cfg.host_name)));
+                // The header section is read when a verdict is made: for the checks, and
+                // to strip what would forge the verdict's header fields.
+                let own = crate::verdict::own_fields(
+                    shared.cfg.filter.rspamd_url.is_some(),
+                    shared.dnsbl.is_some(),
+                );
+                if shared.verifier.is_some() || !own.is_empty() {
+                    let checks = shared.verifier.is_some();
+                    let reading = Reading::new(&shared.cfg.host_name, own, checks);
+                    txn.reading = Some(Box::new(reading));
                 }
                 txn.hold = shared.filters.as_ref().map(|f| f.hold());
                 Box::pin(txn.begin(envelope)).await;

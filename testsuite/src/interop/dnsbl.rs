@@ -105,7 +105,9 @@ fn swaks(d: &Daemon, proxy: Option<&str>, xclient: Option<&str>, to: &str) -> St
     cmd.args(["--server", &d.smtp.to_string()])
         .args(["--ehlo", "client.example", "--from", "a@example.net"])
         .args(["--to", to, "--timeout", "20"])
-        .args(["--header", &format!("Subject: dnsbl {to}")]);
+        .args(["--header", &format!("Subject: dnsbl {to}")])
+        // A sender's forgery of our verdict, never stored.
+        .args(["--add-header", "X-Dnsbl: pass score=0 (forged)"]);
     if let Some(p) = proxy {
         cmd.args(["--proxy", p]);
     }
@@ -188,6 +190,11 @@ pub fn dnsbl_below_threshold_accepted_with_listings(bin: &str) {
             "X-Dnsbl: neutral (no answer from dead.test) score=2 listed=one.test=127.0.0.2*2\r\n"
         ),
         "{text}"
+    );
+    assert_eq!(
+        text.matches("X-Dnsbl:").count(),
+        1,
+        "the forged one is kept:\n{text}"
     );
     let line = d.wait_log(&["message queued", "listed@example.com"]);
     assert!(line.contains("dnsbl=neutral"), "{line}");

@@ -62,13 +62,8 @@ impl<R: Runtime> Filters<R> {
     ) -> Result<Vec<Edit>, ReplyBuf> {
         let mut edits = Vec::new();
         if let Some(rspamd) = &self.rspamd {
-            // Our own spam fields go at the top; a sender's are not kept.
-            for name in ["X-Spam", "X-Spam-Status"] {
-                edits.push(Edit::Remove {
-                    name: name.into(),
-                    nth: 0,
-                });
-            }
+            // Our own spam fields go at the top; a sender's were taken out on the way in
+            // (`verdict::own_fields`).
             match rspamd.check(env, text).await {
                 Ok(answer) => {
                     verdict.spam = Some(answer.spam());

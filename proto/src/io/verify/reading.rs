@@ -35,6 +35,10 @@ enum State {
 /// The reading of one message. See the module docs.
 pub(crate) struct Reading {
     authserv_id: String,
+    /// The other fields of ours removed ([`verdict::own_fields`]).
+    own: &'static [&'static str],
+    /// Whether the body is hashed for the checks (else the reading only cleans).
+    checks: bool,
     /// The header section as received, blank line included once it came.
     header: Vec<u8>,
     state: State,
@@ -63,10 +67,13 @@ pub(crate) struct Read {
 }
 
 impl Reading {
-    /// A reading that removes the `Authentication-Results` fields of `authserv_id`.
-    pub(crate) fn new(authserv_id: &str) -> Self {
+    /// A reading that removes the `Authentication-Results` fields of `authserv_id`, and
+    /// the fields named in `own`; with `checks`, it also hashes the body for them.
+    pub(crate) fn new(authserv_id: &str, own: &'static [&'static str], checks: bool) -> Self {
         Self {
             authserv_id: authserv_id.to_string(),
+            own,
+            checks,
             header: Vec::new(),
             state: State::Header { scanned: 0 },
             removed: 0,
@@ -112,7 +119,11 @@ impl Reading {
     fn body_begins(&mut self, end: usize) -> Vec<u8> {
         let rest = self.header.split_off(end);
         // Only the signatures decide the hashes: they are parsed, not the whole section.
-        let signatures = verdict::signature_fields(&self.header);
+        let signatures = if self.checks {
+            verdict::signature_fields(&self.header)
+        } else {
+            Vec::new()
+        };
         let keys: Vec<HashKey> = AuthenticatedMessage::parse_with_opts(&signatures, None, true)
             .map(|m| {
                 m.body_hashes
@@ -129,7 +140,8 @@ impl Reading {
             h.write(&rest);
         }
         self.state = State::Body { hashers };
-        let (mut out, removed) = verdict::remove_own_results(&self.header, &self.authserv_id);
+        let (mut out, removed) =
+            verdict::remove_own_results(&self.header, &self.authserv_id, self.own);
         self.removed = removed;
         out.extend_from_slice(&rest);
         out
@@ -141,7 +153,8 @@ impl Reading {
         let mut forward = Vec::new();
         if matches!(self.state, State::Header { .. }) {
             // No blank line: the whole text is its header section.
-            let (cleaned, removed) = verdict::remove_own_results(&self.header, &self.authserv_id);
+            let (cleaned, removed) =
+                verdict::remove_own_results(&self.header, &self.authserv_id, self.own);
             self.removed = removed;
             forward = cleaned;
             self.header.extend_from_slice(b"\r\n");
@@ -189,7 +202,7 @@ mod tests {
         let body = "Hello  there \r\n\r\n\r\n";
         let text = format!("{header}{body}");
         for size in [1, 2, 3, 5, 7, 64, 4096] {
-            let mut r = Reading::new("mx.test");
+            let mut r = Reading::new("mx.test", &[], true);
             let mut out = Vec::new();
             for piece in text.as_bytes().chunks(size) {
                 out.extend_from_slice(&r.feed(piece));
