@@ -73,6 +73,7 @@ pub fn esmtp_param(i: &str) -> IResult<&str, (&str, Option<&str>)> {
 pub fn mail_parameters(mut i: &str) -> Result<MailParams, ParseError> {
     let mut params = MailParams::default();
     let mut seen = (false, false, false);
+    let mut auth_seen = false;
     loop {
         let Ok((rest, (keyword, value))) = esmtp_param(i) else {
             return Err(ParseError::Syntax(super::Verb::Mail));
@@ -101,7 +102,14 @@ pub fn mail_parameters(mut i: &str) -> Result<MailParams, ParseError> {
                 return Err(ParseError::Syntax(super::Verb::Mail));
             }
             params.smtputf8 = true;
-        } else if ["SIZE", "BODY", "SMTPUTF8"]
+        } else if keyword.eq_ignore_ascii_case("AUTH") && !auth_seen {
+            // RFC 4954 §5: the identity a relay vouches for, `<>` or xtext. Accepted and
+            // not used: this server relays nothing, and trusts only its own AUTH.
+            auth_seen = true;
+            if value.is_none_or(|v| v != "<>" && crate::syntax::decode_xtext(v).is_none()) {
+                return Err(ParseError::Syntax(super::Verb::Mail));
+            }
+        } else if ["SIZE", "BODY", "SMTPUTF8", "AUTH"]
             .iter()
             .any(|k| keyword.eq_ignore_ascii_case(k))
         {
@@ -127,7 +135,7 @@ mod tests {
 
     #[test]
     fn known_parameters() {
-        let table: [(&str, Result<MailParams, ParseError>); 11] = [
+        let table: [(&str, Result<MailParams, ParseError>); 13] = [
             (
                 "SIZE=1000",
                 Ok(MailParams {
@@ -151,6 +159,14 @@ mod tests {
                     smtputf8: true,
                 }),
             ),
+            (
+                "AUTH=<> SIZE=10",
+                Ok(MailParams {
+                    size: Some(10),
+                    ..Default::default()
+                }),
+            ),
+            ("auth=alice+40example.com", Ok(MailParams::default())),
             ("SIZE=1x", Err(ParseError::Syntax(super::super::Verb::Mail))),
             (
                 "SIZE=1 SIZE=2",

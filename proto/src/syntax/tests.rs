@@ -140,6 +140,8 @@ fn errors() {
         ("MAIL FROM:a@b", Syntax(Verb::Mail)),
         ("MAIL FROM:<a@>", BadSender),
         ("MAIL FROM:<a@b> FOO=bar", UnsupportedParameter),
+        ("MAIL FROM:<a@b> AUTH", Syntax(Verb::Mail)),
+        ("MAIL FROM:<a@b> AUTH=<> AUTH=<>", Syntax(Verb::Mail)),
         ("RCPT TO:<a@b> NOTIFY=NEVER", UnsupportedParameter),
         ("RCPT TO:<a..b@c>", BadRecipient),
         ("RCPT FROM:<a@b>", Syntax(Verb::Rcpt)),
