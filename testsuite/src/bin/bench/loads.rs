@@ -8,8 +8,9 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::bare;
 use crate::memory::{children_cpu_secs, cpu_secs};
-use crate::opts::{Load, Target};
+use crate::opts::{Impl, Load, Target};
 use crate::servers::{Env, Running};
 
 // ---------------------------------------------------------------------------------------
@@ -133,7 +134,10 @@ pub(crate) fn run_source(
     Ok((secs, source_cpu))
 }
 
-/// One smtp-source run against `srv`, checked.
+/// One smtp-source run against `srv`, checked; for bare-maildir, one run of the bench's
+/// own writer with the load's sessions, messages and size (the connection mode does not
+/// apply to it). Returns the wall-clock seconds, the server's CPU seconds (bare-maildir:
+/// its threads') and smtp-source's.
 pub(crate) fn run_load(
     env: &Env,
     srv: &Running,
@@ -145,6 +149,15 @@ pub(crate) fn run_load(
         if !new.is_empty() || !tmp.is_empty() {
             return Err(format!("{} not empty before the run", m.display()));
         }
+    }
+    if srv.target.imp == Impl::Bare {
+        let root = srv
+            .maildir
+            .as_deref()
+            .ok_or("bare-maildir without a Maildir")?;
+        let (secs, cpu) = bare::run(root, load.sessions, load.messages, load.bytes)?;
+        check_stored(env, srv, load)?;
+        return Ok((secs, cpu, 0.0));
     }
     let accepted_before = srv.accepted_count();
     let cpu_before = cpu_secs(srv.pid()).unwrap_or(0.0);
@@ -166,6 +179,14 @@ pub(crate) fn run_load(
             ));
         }
     }
+    check_stored(env, srv, load)?;
+    let server_cpu = cpu_secs(srv.pid()).unwrap_or(0.0) - cpu_before;
+    Ok((secs, server_cpu, source_cpu))
+}
+
+/// Maildir mode: exactly the load's messages in `new/` and none in `tmp/`; then moves
+/// them to the trash.
+fn check_stored(env: &Env, srv: &Running, load: &Load) -> Result<(), String> {
     if let Some(m) = &srv.maildir {
         let (new, tmp) = maildir_files(m);
         if new.len() != load.messages || !tmp.is_empty() {
@@ -178,8 +199,7 @@ pub(crate) fn run_load(
         }
         srv.clear_maildir(new, env.trash_limit)?;
     }
-    let server_cpu = cpu_secs(srv.pid()).unwrap_or(0.0) - cpu_before;
-    Ok((secs, server_cpu, source_cpu))
+    Ok(())
 }
 
 fn drain(r: Option<impl Read + Send + 'static>) -> thread::JoinHandle<Vec<u8>> {

@@ -16,6 +16,7 @@
 //!
 //! See `bench/README.md` for what each figure means.
 
+mod bare;
 mod filters;
 mod handoff;
 mod loads;
@@ -39,7 +40,7 @@ use crate::loads::{Sample, maildir_files, run_load, source_args};
 use crate::memory::{MemFigure, big_memory, idle_memory};
 use crate::opts::{Impl, Load, Mode, Opts, Target, parse_opts};
 use crate::report::{
-    curve_svg, group, medians, mem_label, memory_table, parity_table, targets_check,
+    bare_check, curve_svg, group, medians, mem_label, memory_table, parity_table, targets_check,
     throughput_table, utc_now, write_csv,
 };
 use crate::servers::{Env, Running, build, find_tool, now_secs, raise_nofile, target_dir};
@@ -83,7 +84,7 @@ fn run() -> Result<bool, String> {
         })?;
     }
     for t in &o.targets {
-        if t.imp != Impl::Sink && !bin_dir.join(t.imp.binary()).is_file() {
+        if !matches!(t.imp, Impl::Sink | Impl::Bare) && !bin_dir.join(t.imp.binary()).is_file() {
             return Err(format!(
                 "{} not found; run `cargo build --release --workspace` first",
                 bin_dir.join(t.imp.binary()).display()
@@ -262,6 +263,19 @@ fn measure(o: &Opts, env: &Env, date: &str, time: &str) -> Result<bool, String> 
         env.max_clients,
         env.max_size
     );
+    if throughput_targets.iter().any(|t| t.imp == Impl::Bare) {
+        let _ = writeln!(
+            header,
+            "- bare-maildir: no server and no SMTP: the bench's own threads, one per session, \
+             and one committer make our Maildir destination's file operations for each message \
+             (access checks, open O_CREAT|O_EXCL 0600 in tmp/, one write of the stored size, \
+             group commit: syncfs from {} files or fdatasync, rename into new/, fsync of new/), \
+             under {}; run in each connection mode, which does not apply to it; CPU: its threads' \
+             (getrusage RUSAGE_THREAD)",
+            proto::io::deliver::SYNCFS_BATCH,
+            env.tmp.display()
+        );
+    }
     let _ = writeln!(
         header,
         "- each figure: median of the repetitions, runs alternating between the servers; \
@@ -274,6 +288,11 @@ fn measure(o: &Opts, env: &Env, date: &str, time: &str) -> Result<bool, String> 
         let mut servers = Vec::new();
         for t in &throughput_targets {
             let r = Running::start(env, *t, &t.id())?;
+            if t.imp == Impl::Bare {
+                eprintln!("bench: {}: {}", t.label(), r.command);
+                servers.push(r);
+                continue;
+            }
             eprintln!(
                 "bench: started {} on port {} (pid {}): {}",
                 t.label(),
@@ -359,7 +378,12 @@ fn measure(o: &Opts, env: &Env, date: &str, time: &str) -> Result<bool, String> 
     let mut mem: Vec<MemFigure> = Vec::new();
     if o.loads.iter().any(|l| l == "idle") {
         // Storage plays no part in an idle session: each implementation once, discarding.
-        let mut imps: Vec<Impl> = o.targets.iter().map(|t| t.imp).collect();
+        let mut imps: Vec<Impl> = o
+            .targets
+            .iter()
+            .map(|t| t.imp)
+            .filter(|&i| i != Impl::Bare)
+            .collect();
         imps.sort();
         imps.dedup();
         for imp in imps {
@@ -386,7 +410,7 @@ fn measure(o: &Opts, env: &Env, date: &str, time: &str) -> Result<bool, String> 
         }
     }
     if o.loads.iter().any(|l| l == "big") {
-        for t in &o.targets {
+        for t in o.targets.iter().filter(|t| t.imp != Impl::Bare) {
             match big_memory(env, *t, o.big_mib) {
                 Ok(f) => {
                     eprintln!(
@@ -450,6 +474,13 @@ fn measure(o: &Opts, env: &Env, date: &str, time: &str) -> Result<bool, String> 
     let checks = targets_check(&med, &mem, &all_loads, &o.modes);
     if !checks.is_empty() {
         let _ = writeln!(report, "### Issue 6 targets\n\n{checks}");
+    }
+    let vs_bare = bare_check(&med, &throughput_targets, &o.modes);
+    if !vs_bare.is_empty() {
+        let _ = writeln!(
+            report,
+            "### Issue 21: Maildir against bare-maildir\n\n{vs_bare}"
+        );
     }
     let _ = writeln!(report, "CSV: {}", csv.display());
     if !curve_loads.is_empty() {

@@ -25,8 +25,11 @@ options:
                         curve, idle (RSS per idle connection), big (one 25 MiB message);
                         also `throughput` (a,b,c,curve), `mem` (idle,big), `all` (default)
   --servers LIST        comma-separated, from: sink, smol-discard, smol-maildir,
-                        async-std-discard, async-std-maildir; also smol, async-std,
-                        discard, maildir, all (default); with --baseline also
+                        async-std-discard, async-std-maildir, bare-maildir (no
+                        server: the bench's own writer making our Maildir's file
+                        operations, the reference for the Maildir figures); also
+                        smol, async-std, discard, maildir (the Maildir servers and
+                        bare-maildir), all (default); with --baseline also
                         baseline-discard, baseline-maildir, baseline
   --baseline BIN        another build of guerrilla-smol (an older commit's, say), run
                         beside this one as the baseline-* servers; when --servers names
@@ -87,6 +90,9 @@ pub(crate) enum Impl {
     AsyncStd,
     /// Another build of guerrilla-smol (`--baseline`), to compare two versions.
     Baseline,
+    /// No server: the bench's own durable writer (`bare.rs`), the reference for the
+    /// Maildir figures (issue 21).
+    Bare,
 }
 
 impl Impl {
@@ -96,15 +102,18 @@ impl Impl {
             Self::Smol => "smol",
             Self::AsyncStd => "async-std",
             Self::Baseline => "baseline",
+            Self::Bare => "bare",
         }
     }
 
+    /// The program to start (none for [`Impl::Bare`], which runs in the bench).
     pub(crate) fn binary(self) -> &'static str {
         match self {
             Self::Sink => "smtp-sink",
             Self::Smol => "guerrilla-smol",
             Self::AsyncStd => "guerrilla-async-std",
             Self::Baseline => "guerrilla-baseline",
+            Self::Bare => "",
         }
     }
 }
@@ -124,7 +133,8 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    pub(crate) const ALL: [Self; 7] = [
+    /// Every target, in the tables' order: smtp-sink first, bare-maildir last.
+    pub(crate) const ALL: [Self; 8] = [
         Self::new(Impl::Sink, Mode::Discard),
         Self::new(Impl::Smol, Mode::Discard),
         Self::new(Impl::Baseline, Mode::Discard),
@@ -132,6 +142,7 @@ impl Target {
         Self::new(Impl::Smol, Mode::Maildir),
         Self::new(Impl::Baseline, Mode::Maildir),
         Self::new(Impl::AsyncStd, Mode::Maildir),
+        Self::new(Impl::Bare, Mode::Maildir),
     ];
 
     pub(crate) const fn new(imp: Impl, mode: Mode) -> Self {
@@ -142,6 +153,7 @@ impl Target {
     pub(crate) fn id(self) -> String {
         match (self.imp, self.mode) {
             (Impl::Sink, _) => "sink".into(),
+            (Impl::Bare, _) => "bare-maildir".into(),
             (imp, Mode::Discard) => format!("{}-discard", imp.name()),
             (imp, Mode::Maildir) => format!("{}-maildir", imp.name()),
         }
@@ -151,6 +163,7 @@ impl Target {
     pub(crate) fn label(self) -> String {
         match (self.imp, self.mode) {
             (Impl::Sink, _) => "smtp-sink".into(),
+            (Impl::Bare, _) => "bare-maildir".into(),
             (imp, Mode::Discard) => format!("{} discard", imp.name()),
             (imp, Mode::Maildir) => format!("{} maildir+fsync", imp.name()),
         }
@@ -404,6 +417,7 @@ fn parse_targets(list: &str) -> Result<Vec<Target>, String> {
             .filter(|t| match item {
                 "all" => t.imp != Impl::Baseline,
                 "sink" | "smtp-sink" => t.imp == Impl::Sink,
+                "bare" => t.imp == Impl::Bare,
                 "smol" => t.imp == Impl::Smol,
                 "async-std" => t.imp == Impl::AsyncStd,
                 "baseline" => t.imp == Impl::Baseline,

@@ -104,19 +104,41 @@ pub(crate) fn medians(samples: &[Sample]) -> Medians {
         .collect()
 }
 
+/// The bare-maildir target, the reference of our Maildir figures.
+const BARE: Target = Target::new(Impl::Bare, Mode::Maildir);
+
+/// Our Maildir servers among `targets`, when bare-maildir is among them too: those shown
+/// as a ratio to it.
+fn against_bare(targets: &[Target]) -> Vec<Target> {
+    if !targets.contains(&BARE) {
+        return Vec::new();
+    }
+    targets
+        .iter()
+        .filter(|t| t.mode == Mode::Maildir && t.imp != Impl::Bare)
+        .copied()
+        .collect()
+}
+
+/// One row per load: each target's median with its ratio to smtp-sink, then (with
+/// bare-maildir) a column `<maildir server> / bare-maildir` per Maildir server.
 pub(crate) fn throughput_table(
     loads: &[Load],
     targets: &[Target],
     samples: &[Sample],
     med: &Medians,
 ) -> String {
+    let vs_bare = against_bare(targets);
     let mut s = String::new();
     let _ = write!(s, "| load |");
     for t in targets {
         let _ = write!(s, " {} |", t.label());
     }
+    for t in &vs_bare {
+        let _ = write!(s, " {} / {} |", t.label(), BARE.label());
+    }
     let _ = write!(s, "\n|---|");
-    for _ in targets {
+    for _ in targets.iter().chain(&vs_bare) {
         let _ = write!(s, "--:|");
     }
     s.push('\n');
@@ -143,6 +165,15 @@ pub(crate) fn throughput_table(
                         let _ = write!(s, " {} |", group(m));
                     }
                 },
+            }
+        }
+        let bare = med.get(&(load.key(), BARE)).copied();
+        for t in &vs_bare {
+            match (med.get(&(load.key(), *t)), bare) {
+                (Some(&m), Some(b)) if b > 0.0 => {
+                    let _ = write!(s, " {:.2}x |", m / b);
+                }
+                _ => s.push_str(" - |"),
             }
         }
         s.push('\n');
@@ -335,6 +366,39 @@ pub(crate) fn targets_check(
     s
 }
 
+/// Issue 21: each Maildir server at least 0.85x bare-maildir in loads a and b, in every
+/// connection mode run (empty without bare-maildir).
+pub(crate) fn bare_check(med: &Medians, targets: &[Target], modes: &[bool]) -> String {
+    let mut s = String::new();
+    for &reuse in modes {
+        for id in ["a", "b"] {
+            let key = if reuse { format!("{id} -d") } else { id.into() };
+            let how = if reuse {
+                "smtp-source -d"
+            } else {
+                "a connection per message"
+            };
+            let Some(&b) = med.get(&(key.clone(), BARE)) else {
+                continue;
+            };
+            for t in against_bare(targets) {
+                if let Some(&m) = med.get(&(key.clone(), t)) {
+                    let r = m / b;
+                    let _ = writeln!(
+                        s,
+                        "- [{}] {}: {r:.3}x bare-maildir ({} against {} msg/s), load {id}, {how} (target 0.85x)",
+                        if r >= 0.85 { "met" } else { "MISSED" },
+                        t.label(),
+                        group(m),
+                        group(b)
+                    );
+                }
+            }
+        }
+    }
+    s
+}
+
 pub(crate) fn write_csv(
     path: &Path,
     date: &str,
@@ -499,6 +563,7 @@ pub(crate) fn curve_svg(
                 Impl::Smol => "#1f77b4",
                 Impl::AsyncStd => "#d62728",
                 Impl::Baseline => "#7f7f7f",
+                Impl::Bare => "#2ca02c",
             };
             let dash = if t.mode == Mode::Maildir {
                 r#" stroke-dasharray="7 4""#

@@ -117,11 +117,13 @@ pub(crate) struct Env {
     pub(crate) trash_limit: u64,
 }
 
-/// A running server under test.
+/// A running server under test (for bare-maildir, only its Maildir: the writer runs in
+/// the bench, per load).
 #[derive(Debug)]
 pub(crate) struct Running {
     pub(crate) target: Target,
-    child: Child,
+    /// The server's process; `None` for bare-maildir.
+    child: Option<Child>,
     pub(crate) port: u16,
     dir: PathBuf,
     /// Our servers in Maildir mode: the Maildir root.
@@ -139,8 +141,9 @@ pub(crate) struct Running {
 }
 
 impl Running {
+    /// The server's process id (the bench's own for bare-maildir).
     pub(crate) fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.as_ref().map_or_else(std::process::id, Child::id)
     }
 
     pub(crate) fn addr(&self) -> SocketAddr {
@@ -180,6 +183,23 @@ impl Running {
         let dir = env.tmp.join(name);
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        if target.imp == Impl::Bare {
+            // Where our servers keep their Maildir: the same file system, the same depth.
+            let maildir = dir.join("Maildir");
+            fs::create_dir_all(&maildir).map_err(|e| e.to_string())?;
+            return Ok(Self {
+                target,
+                child: None,
+                port: 0,
+                dir,
+                maildir: Some(maildir),
+                log: None,
+                sink_messages: None,
+                log_seen: Mutex::new((0, 0)),
+                trash: Mutex::new((0, 0)),
+                command: "no server: bare.rs in the bench, one writer thread per session and one committer".into(),
+            });
+        }
         let stderr_path = dir.join("stderr");
         let stderr = fs::File::create(&stderr_path).map_err(|e| e.to_string())?;
         let (mut cmd, maildir, log) = if target.imp == Impl::Sink {
@@ -245,7 +265,7 @@ impl Running {
         });
         let mut r = Self {
             target,
-            child,
+            child: Some(child),
             port,
             dir,
             maildir,
@@ -276,7 +296,7 @@ impl Running {
     fn wait_ready(&mut self) -> Result<(), String> {
         let end = Instant::now() + Duration::from_secs(15);
         loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 return Err(format!("exited with {status}"));
             }
             if let Ok(s) = TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200)) {
@@ -346,7 +366,7 @@ impl Running {
 
     /// If the server has died: its exit status and the end of its stderr and log.
     pub(crate) fn exited(&mut self) -> Option<String> {
-        let status = self.child.try_wait().ok()??;
+        let status = self.child.as_mut()?.try_wait().ok()??;
         let err = fs::read_to_string(self.dir.join("stderr")).unwrap_or_default();
         let log = self
             .log
@@ -365,17 +385,19 @@ impl Running {
     }
 
     fn stop_inner(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = kill(Pid::from_raw(self.pid() as i32), Signal::SIGTERM);
+        if let Some(child) = &mut self.child
+            && let Ok(None) = child.try_wait()
+        {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
             let end = Instant::now() + Duration::from_secs(15);
             while Instant::now() < end {
-                if let Ok(Some(_)) = self.child.try_wait() {
+                if let Ok(Some(_)) = child.try_wait() {
                     break;
                 }
                 thread::sleep(Duration::from_millis(20));
             }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            let _ = child.kill();
+            let _ = child.wait();
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
