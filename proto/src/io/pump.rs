@@ -15,7 +15,7 @@ use super::filter::{Edited, Hold};
 use super::observe::{log_event, metrics};
 use super::runtime::{Runtime, Transport};
 use super::shared::{ClientSlot, Shared};
-use super::time::{Deadline, Interrupt, Signal, bounded, race_with};
+use super::time::{Deadline, Interrupt, Signal, bounded, race_timer, race_with};
 use super::verify::{Request, reading::Reading};
 use crate::conn::{Action, Check, CloseReason, Connection};
 use crate::delivery::{DeliveryError, Envelope};
@@ -31,17 +31,18 @@ pub(crate) enum Outcome {
     Closed(CloseReason),
 }
 
-/// The destination's side of a session's mail transaction.
+/// The destination's side of a session's mail transaction. Each payload is boxed: the
+/// session's task holds this for the whole session, and only a transaction needs more.
 enum Held<T: Transaction> {
     /// No transaction.
     Nothing,
     /// From a MAIL the destination took until the text begins.
-    Transaction(T),
+    Transaction(Box<T>),
     /// The text, on its way into the destination.
-    Message(T::Message),
+    Message(Box<T::Message>),
     /// The text failed ([`Transaction::begin`] or [`Message::write`] refused, or the
     /// destination panicked): the rest is dropped, and this is the answer at its end.
-    Failed(DeliveryError),
+    Failed(Box<DeliveryError>),
     /// A milter said to throw the message away: it is answered `250` and stored nowhere.
     Discarded,
 }
@@ -56,7 +57,7 @@ struct Txn<D: Deliver> {
     reading: Option<Box<Reading>>,
     /// The text held whole for the content filters, when there are any: the destination
     /// gets it once they have answered.
-    hold: Option<Hold>,
+    hold: Option<Box<Hold>>,
 }
 
 /// How much text is gathered before [`Message::write`] is called.
@@ -73,11 +74,13 @@ impl<D: Deliver> Txn<D> {
             match guarded("write", m.write(&self.pending)).await {
                 Some(Ok(())) => {}
                 Some(Err(e)) => {
-                    if let Held::Message(m) = std::mem::replace(&mut self.held, Held::Failed(e)) {
+                    if let Held::Message(m) =
+                        std::mem::replace(&mut self.held, Held::Failed(Box::new(e)))
+                    {
                         guarded("abort", m.abort()).await;
                     }
                 }
-                None => self.held = Held::Failed(panic_error()),
+                None => self.held = Held::Failed(Box::new(panic_error())),
             }
         }
         self.pending.clear();
@@ -87,9 +90,9 @@ impl<D: Deliver> Txn<D> {
     async fn begin(&mut self, envelope: &Envelope) {
         self.held = match std::mem::replace(&mut self.held, Held::Nothing) {
             Held::Transaction(t) => match guarded("begin", t.begin(envelope)).await {
-                Some(Ok(m)) => Held::Message(m),
-                Some(Err(e)) => Held::Failed(e),
-                None => Held::Failed(panic_error()),
+                Some(Ok(m)) => Held::Message(Box::new(m)),
+                Some(Err(e)) => Held::Failed(Box::new(e)),
+                None => Held::Failed(Box::new(panic_error())),
             },
             other => other,
         };
@@ -111,9 +114,10 @@ impl<D: Deliver> Txn<D> {
     /// destination, [`WRITE_BATCH`] at a time.
     async fn put<R: Runtime>(&mut self, rt: &R, bytes: &[u8]) {
         if let Some(hold) = &mut self.hold {
-            if let Err(e) = hold.write(rt, bytes).await {
+            // Boxed, as every cold path: an idle session's task stays small.
+            if let Err(e) = Box::pin(hold.write(rt, bytes)).await {
                 self.hold = None;
-                self.fail(e).await;
+                Box::pin(self.fail(e)).await;
             }
             return;
         }
@@ -130,7 +134,7 @@ impl<D: Deliver> Txn<D> {
     /// The message failed with `e`: the destination's message is aborted, and `e` is the
     /// answer at its end.
     async fn fail(&mut self, e: DeliveryError) {
-        if let Held::Message(m) = std::mem::replace(&mut self.held, Held::Failed(e)) {
+        if let Held::Message(m) = std::mem::replace(&mut self.held, Held::Failed(Box::new(e))) {
             guarded("abort", m.abort()).await;
         }
     }
@@ -142,7 +146,7 @@ impl<D: Deliver> Txn<D> {
     async fn filter<R: Runtime>(
         &mut self,
         shared: &Shared<R, D>,
-        milters: &mut Option<Milters>,
+        milters: &mut Option<Box<Milters>>,
         envelope: Option<&Envelope>,
         verdict: &mut Verdict,
     ) -> Result<bool, ReplyBuf> {
@@ -235,7 +239,7 @@ impl<D: Deliver> Txn<D> {
             Held::Message(m) => guarded("commit", m.commit(verdict))
                 .await
                 .unwrap_or_else(|| Err(panic_error())),
-            Held::Failed(e) => Err(e),
+            Held::Failed(e) => Err(*e),
             Held::Transaction(t) => {
                 guarded("abort", t.abort()).await;
                 Err(DeliveryError::transient().because("the message never began"))
@@ -265,7 +269,7 @@ pub(crate) async fn run<R: Runtime, D: Deliver, T: Transport>(
     conn: &mut Connection,
     io: &mut T,
     slot: &mut ClientSlot<R, D>,
-    milters: &mut Option<Milters>,
+    milters: &mut Option<Box<Milters>>,
 ) -> io::Result<Outcome> {
     let mut txn = Txn::<D> {
         held: Held::Nothing,
@@ -289,7 +293,7 @@ async fn pump<R: Runtime, D: Deliver, T: Transport>(
     io: &mut T,
     txn: &mut Txn<D>,
     slot: &mut ClientSlot<R, D>,
-    milters: &mut Option<Milters>,
+    milters: &mut Option<Box<Milters>>,
 ) -> io::Result<Outcome> {
     let deliver = &*shared.deliver;
     let mut deadline = Deadline::new();
@@ -364,64 +368,11 @@ async fn pump<R: Runtime, D: Deliver, T: Transport>(
                     let reading = Reading::new(&shared.cfg.host_name, own, checks);
                     txn.reading = Some(Box::new(reading));
                 }
-                txn.hold = shared.filters.as_ref().map(|f| f.hold());
+                txn.hold = shared.filters.as_ref().map(|f| Box::new(f.hold()));
                 Box::pin(txn.begin(envelope)).await;
             }
             Action::Write(bytes) => txn.take(&shared.rt, bytes).await,
-            Action::Commit => {
-                let started = Instant::now();
-                let verdict = Box::pin(txn.verify(shared, conn.envelope())).await;
-                let mut verdict = verdict.unwrap_or_default();
-                verdict.dnsbl = conn.dnsbl().cloned();
-                let refusal = verdict
-                    .refusal(shared.cfg.dmarc_reject, shared.cfg.verify_tempfail)
-                    .map(ReplyBuf::from);
-                let refusal = match refusal {
-                    Some(r) => Some(r),
-                    None => {
-                        match Box::pin(txn.filter(shared, milters, conn.envelope(), &mut verdict))
-                            .await
-                        {
-                            Ok(true) => {
-                                // Thrown away, as a milter said: answered 250, stored nowhere.
-                                Box::pin(txn.abort()).await;
-                                txn.held = Held::Discarded;
-                                None
-                            }
-                            Ok(false) => None,
-                            Err(r) => Some(r),
-                        }
-                    }
-                };
-                metrics().verdict(&verdict);
-                let refused = refusal.is_some();
-                let result = match refusal {
-                    Some(reply) => {
-                        Box::pin(txn.abort()).await;
-                        Err(DeliveryError::reply(reply))
-                    }
-                    None => Box::pin(txn.commit(&verdict)).await,
-                };
-                let now = Instant::now();
-                let m = metrics();
-                let result = match result {
-                    Ok(()) => {
-                        m.delivered(deliver.name(), now - started);
-                        m.health.success(now);
-                        Ok(())
-                    }
-                    Err(e) if refused => Err(e),
-                    Err(e) => {
-                        m.destination_error(deliver.name(), &e);
-                        Err(noted(deliver, e))
-                    }
-                };
-                conn.handle_delivery(now, result);
-                while let Some(event) = conn.poll_event() {
-                    let done = (now - started, &verdict);
-                    log_event(conn, &event, Some(done), deliver.name());
-                }
-            }
+            Action::Commit => Box::pin(commit(shared, conn, txn, milters)).await,
             Action::Abort => {
                 if let Some(m) = milters {
                     Box::pin(m.abort()).await;
@@ -449,7 +400,7 @@ async fn answer<R: Runtime, D: Deliver>(
     deliver: &D,
     txn: &mut Txn<D>,
     slot: &mut ClientSlot<R, D>,
-    milters: &mut Option<Milters>,
+    milters: &mut Option<Box<Milters>>,
     check: Check<'_>,
 ) -> Result<(), DeliveryError> {
     match check {
@@ -479,7 +430,7 @@ async fn answer<R: Runtime, D: Deliver>(
                 .await
                 .unwrap_or_else(|| Err(panic_error()))
                 .map_err(|e| noted(deliver, e))?;
-            txn.held = Held::Transaction(t);
+            txn.held = Held::Transaction(Box::new(t));
             Ok(())
         }
         Check::Recipient { recipient, .. } => {
@@ -493,12 +444,12 @@ async fn answer<R: Runtime, D: Deliver>(
                     match guarded("add_recipient", t.add_recipient(recipient)).await {
                         Some(result) => result.map_err(|e| noted(deliver, e)),
                         None => {
-                            txn.held = Held::Failed(panic_error());
+                            txn.held = Held::Failed(Box::new(panic_error()));
                             Err(panic_error())
                         }
                     }
                 }
-                Held::Failed(e) => Err(e.clone()),
+                Held::Failed(e) => Err(DeliveryError::clone(e)),
                 Held::Message(_) | Held::Nothing | Held::Discarded => {
                     Err(DeliveryError::transient().because("no transaction"))
                 }
@@ -559,7 +510,6 @@ async fn flush<R: Runtime, D: Deliver, T: Transport>(
     let bound = conn
         .poll_timeout()
         .unwrap_or_else(|| Instant::now() + shared.cfg.timeout);
-    let never = Signal::never();
     let mut sent = 0;
     loop {
         deadline.arm(Some(bound));
@@ -571,12 +521,77 @@ async fn flush<R: Runtime, D: Deliver, T: Transport>(
                 io.write(&out[sent..]).await.map(Ok)
             }
         };
-        match race_with(deadline.fired(), &never, step).await? {
+        match race_timer(deadline.fired(), step).await? {
             Ok(_) if done => return Ok(true),
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => sent += n,
             Err(_) if Instant::now() >= bound => return Ok(false),
             Err(_) => {}
         }
+    }
+}
+
+/// The end of a message: the checks, the filters, then the destination's commit (or the
+/// refusal), and the reply. Boxed by the pump: its locals (the verdict above all) then
+/// take room only while a message ends, not in every idle session's task.
+async fn commit<R: Runtime, D: Deliver>(
+    shared: &Shared<R, D>,
+    conn: &mut Connection,
+    txn: &mut Txn<D>,
+    milters: &mut Option<Box<Milters>>,
+) {
+    let deliver = &*shared.deliver;
+    let started = Instant::now();
+    let verdict = txn.verify(shared, conn.envelope()).await;
+    let mut verdict = verdict.unwrap_or_default();
+    verdict.dnsbl = conn.dnsbl().cloned();
+    let refusal = verdict
+        .refusal(shared.cfg.dmarc_reject, shared.cfg.verify_tempfail)
+        .map(ReplyBuf::from);
+    let refusal = match refusal {
+        Some(r) => Some(r),
+        None => {
+            match txn
+                .filter(shared, milters, conn.envelope(), &mut verdict)
+                .await
+            {
+                Ok(true) => {
+                    // Thrown away, as a milter said: answered 250, stored nowhere.
+                    txn.abort().await;
+                    txn.held = Held::Discarded;
+                    None
+                }
+                Ok(false) => None,
+                Err(r) => Some(r),
+            }
+        }
+    };
+    metrics().verdict(&verdict);
+    let refused = refusal.is_some();
+    let result = match refusal {
+        Some(reply) => {
+            txn.abort().await;
+            Err(DeliveryError::reply(reply))
+        }
+        None => txn.commit(&verdict).await,
+    };
+    let now = Instant::now();
+    let m = metrics();
+    let result = match result {
+        Ok(()) => {
+            m.delivered(deliver.name(), now - started);
+            m.health.success(now);
+            Ok(())
+        }
+        Err(e) if refused => Err(e),
+        Err(e) => {
+            m.destination_error(deliver.name(), &e);
+            Err(noted(deliver, e))
+        }
+    };
+    conn.handle_delivery(now, result);
+    while let Some(event) = conn.poll_event() {
+        let done = (now - started, &verdict);
+        log_event(conn, &event, Some(done), deliver.name());
     }
 }

@@ -51,6 +51,10 @@ pub(crate) fn admit<R: Runtime, D: Deliver>(
 }
 
 /// Serves one connection. `implicit_tls` is set for the RFC 8314 listener.
+///
+/// Everything before the greeting happens in [`open`], boxed, so that what the task of a
+/// session keeps while it waits for its client (what every idle session costs) is only
+/// the session itself: its stream, its client slot, its connection and the pump.
 async fn serve<R: Runtime, D: Deliver>(
     shared: Arc<Shared<R, D>>,
     tcp: async_io::Async<std::net::TcpStream>,
@@ -59,23 +63,82 @@ async fn serve<R: Runtime, D: Deliver>(
     _active: ActiveGuard<R, D>,
 ) {
     let started = Instant::now();
+    let Some(Opened {
+        mut plain,
+        mut slot,
+        mut conn,
+        mut milters,
+    }) = Box::pin(open(&shared, tcp, peer, started, implicit_tls)).await
+    else {
+        return;
+    };
+    let result = match pump::run(&shared, &mut conn, &mut plain, &mut slot, &mut milters).await {
+        Ok(Outcome::StartTls) => {
+            Box::pin(start_tls(
+                &shared,
+                &mut conn,
+                plain,
+                &mut slot,
+                &mut milters,
+            ))
+            .await
+        }
+        other => other,
+    };
+    let peer = SocketAddr::new(conn.client_ip(), 0);
+    Box::pin(finish(
+        milters,
+        conn.id(),
+        peer,
+        started,
+        result,
+        Some(conn),
+    ))
+    .await;
+}
+
+/// A plaintext session ready for its pump: the greeting (or the refusal that replaces
+/// it) is queued in `conn`.
+struct Opened<R: Runtime, D: Deliver> {
+    plain: Plain,
+    slot: ClientSlot<R, D>,
+    conn: Connection,
+    milters: Option<Box<Milters>>,
+}
+
+/// The start of a session: the PROXY header, the per-client limit, the DNS blocklists
+/// and the milters' connect step; then the connection is made, or refused. Sessions
+/// refused here, and implicit-TLS sessions, are served to their end here (`None`).
+async fn open<R: Runtime, D: Deliver>(
+    shared: &Arc<Shared<R, D>>,
+    tcp: async_io::Async<std::net::TcpStream>,
+    peer: SocketAddr,
+    started: Instant,
+    implicit_tls: bool,
+) -> Option<Opened<R, D>> {
     let id = shared.next_id();
     let mut plain = Plain::new(tcp);
-    let peer = match super::proxy::read_header(&shared, &mut plain, peer).await {
+    let header = if shared.cfg.proxy_protocol {
+        super::proxy::read_header(shared, &mut plain, peer).await
+    } else {
+        Ok(peer)
+    };
+    let peer = match header {
         Ok(p) => p,
         Err(e) => {
             metrics().connection("bad_proxy_header");
             tracing::info!(conn = id, client = %peer.ip(), error = %e, "connection refused: bad PROXY header");
-            return;
+            return None;
         }
     };
     // The client counts against GM_MAX_CLIENTS_PER_IP from now on, unless it is a trusted
     // proxy: then the client it names with XCLIENT does.
-    let mut slot = ClientSlot::new(Arc::clone(&shared));
+    let mut slot = ClientSlot::new(Arc::clone(shared));
     if !shared.cfg.is_trusted_proxy(peer.ip()) && !slot.move_to(peer.ip()) {
         drop(slot);
         metrics().connection("client_limit");
-        return refuse(&shared, plain, peer, CloseReason::ClientLimit).await;
+        refuse(shared, plain, peer, CloseReason::ClientLimit).await;
+        return None;
     }
     metrics().connection("served");
     let accept = Accept {
@@ -89,52 +152,54 @@ async fn serve<R: Runtime, D: Deliver>(
     // The DNS blocklists are asked about the client before it is greeted (a block under
     // GSMTP_DNSBL_ACTION=reject is the answer instead of the greeting)...
     let screened = match &shared.dnsbl {
-        Some(screen) => Some(Box::pin(screen.decide(id, peer.ip())).await),
+        Some(screen) => Some(Box::new(Box::pin(screen.decide(id, peer.ip())).await)),
         None => None,
     };
     // ...and the milters hear of it, and may refuse it.
-    let (mut milters, refused) = match screened.as_ref().and_then(Decision::refused_now) {
+    let (mut milters, refused) = match screened.as_deref().and_then(Decision::refused_now) {
         Some(blocked) => (None, Some(blocked)),
         None => match Box::pin(Milters::open(&shared.rt, &shared.cfg, peer)).await {
-            Some((m, answer)) => (Some(m), answer.err()),
+            Some((m, answer)) => (Some(Box::new(m)), answer.err()),
             None => (None, None),
         },
     };
-    let (result, conn) = if let Some(reply) = refused {
-        let mut conn =
-            Connection::refuse_with(Arc::clone(&shared.cfg), Instant::now(), accept, &reply);
-        let result = pump::run(&shared, &mut conn, &mut plain, &mut slot, &mut milters).await;
-        (result, Some(conn))
-    } else if implicit_tls {
-        Box::pin(serve_implicit_tls(
-            &shared,
-            plain,
-            accept,
-            &mut slot,
-            (&mut milters, screened),
-        ))
-        .await
-    } else {
-        let mut conn = Connection::new(Arc::clone(&shared.cfg), Instant::now(), accept);
-        if let Some(d) = screened {
-            d.apply(&mut conn);
+    let conn = match refused {
+        Some(reply) => {
+            Connection::refuse_with(Arc::clone(&shared.cfg), Instant::now(), accept, &reply)
         }
-        let result = match pump::run(&shared, &mut conn, &mut plain, &mut slot, &mut milters).await
-        {
-            Ok(Outcome::StartTls) => {
-                Box::pin(start_tls(
-                    &shared,
-                    &mut conn,
-                    plain,
-                    &mut slot,
-                    &mut milters,
-                ))
-                .await
+        None if implicit_tls => {
+            let session =
+                serve_implicit_tls(shared, plain, accept, &mut slot, (&mut milters, screened));
+            let (result, conn) = Box::pin(session).await;
+            Box::pin(finish(milters, id, peer, started, result, conn)).await;
+            return None;
+        }
+        None => {
+            let mut conn = Connection::new(Arc::clone(&shared.cfg), Instant::now(), accept);
+            if let Some(d) = screened {
+                d.apply(&mut conn);
             }
-            other => other,
-        };
-        (result, Some(conn))
+            conn
+        }
     };
+    Some(Opened {
+        plain,
+        slot,
+        conn,
+        milters,
+    })
+}
+
+/// A session's end: the milters told, the log line of its close (`id` and `peer` name
+/// the connection when `conn` is `None`: its implicit-TLS handshake did not complete).
+async fn finish(
+    mut milters: Option<Box<Milters>>,
+    id: u64,
+    peer: SocketAddr,
+    started: Instant,
+    result: io::Result<Outcome>,
+    conn: Option<Connection>,
+) {
     if let Some(m) = &mut milters {
         Box::pin(m.quit()).await;
     }
@@ -157,7 +222,7 @@ async fn start_tls<R: Runtime, D: Deliver>(
     conn: &mut Connection,
     plain: Plain,
     slot: &mut ClientSlot<R, D>,
-    milters: &mut Option<Milters>,
+    milters: &mut Option<Box<Milters>>,
 ) -> io::Result<Outcome> {
     let Some(acceptor) = shared.tls.clone() else {
         return Err(io::Error::other("STARTTLS accepted without a certificate"));
@@ -181,7 +246,7 @@ async fn serve_implicit_tls<R: Runtime, D: Deliver>(
     plain: Plain,
     mut accept: Accept,
     slot: &mut ClientSlot<R, D>,
-    (milters, screened): (&mut Option<Milters>, Option<Decision>),
+    (milters, screened): (&mut Option<Box<Milters>>, Option<Box<Decision>>),
 ) -> (io::Result<Outcome>, Option<Connection>) {
     let Some(acceptor) = shared.tls.clone() else {
         return (

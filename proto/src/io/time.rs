@@ -115,6 +115,18 @@ pub(crate) fn race_with<'a, T: 'a>(
     future::or(fut, future::or(timer, stopped))
 }
 
+/// [`race_with`] without the stop signal: `fut` against `timer` alone (a smaller future,
+/// for waits that shutdown need not cut short, such as a reply's write).
+pub(crate) fn race_timer<'a, T: 'a>(
+    timer: impl Future<Output = ()> + 'a,
+    fut: impl Future<Output = io::Result<Result<T, Interrupt>>> + 'a,
+) -> impl Future<Output = io::Result<Result<T, Interrupt>>> + 'a {
+    future::or(fut, async move {
+        timer.await;
+        Ok(Err(Interrupt::Deadline))
+    })
+}
+
 /// A session's timer, kept from one wait to the next and re-armed only when the
 /// deadline moves earlier. Input pushes the idle deadline later on every command; rather
 /// than registering a new timer each time (a few system calls per command), the old one
