@@ -295,7 +295,7 @@ async fn pump<R: Runtime, D: Deliver, T: Transport>(
     slot: &mut ClientSlot<R, D>,
     milters: &mut Option<Box<Milters>>,
 ) -> io::Result<Outcome> {
-    let deliver = &*shared.deliver;
+    let id = conn.id();
     let mut deadline = Deadline::new();
     loop {
         match conn.poll_action() {
@@ -342,15 +342,9 @@ async fn pump<R: Runtime, D: Deliver, T: Transport>(
             }
             Action::Check(check) => {
                 // Big futures on cold paths are boxed so that an idle session's task
-                // stays small.
-                let xclient = if let Check::Client(ip) = check {
-                    Some(ip)
-                } else {
-                    None
-                };
-                let mut result = Box::pin(answer(deliver, txn, slot, milters, check)).await;
-                let screen = shared.dnsbl.as_deref();
-                let screened = Box::pin(at_xclient(screen, conn.id(), xclient, &mut result)).await;
+                // stays small; what they give back is not kept across a wait.
+                let (result, screened) =
+                    Box::pin(answer_and_screen(shared, id, txn, slot, milters, check)).await;
                 conn.handle_check(Instant::now(), result);
                 if let Some(d) = screened {
                     d.apply(conn);
@@ -392,6 +386,30 @@ async fn pump<R: Runtime, D: Deliver, T: Transport>(
             }
         }
     }
+}
+
+/// [`answer`], then, for a client XCLIENT names, the DNS blocklists' decision on it
+/// (whose block becomes the answer).
+async fn answer_and_screen<R: Runtime, D: Deliver>(
+    shared: &Shared<R, D>,
+    id: u64,
+    txn: &mut Txn<D>,
+    slot: &mut ClientSlot<R, D>,
+    milters: &mut Option<Box<Milters>>,
+    check: Check<'_>,
+) -> (
+    Result<(), DeliveryError>,
+    Option<crate::io::dnsbl::Decision>,
+) {
+    let xclient = if let Check::Client(ip) = check {
+        Some(ip)
+    } else {
+        None
+    };
+    let mut result = answer(&*shared.deliver, txn, slot, milters, check).await;
+    let screen = shared.dnsbl.as_deref();
+    let screened = at_xclient(screen, id, xclient, &mut result).await;
+    (result, screened)
 }
 
 /// Answers the connection's question: the destination's for MAIL (which begins its

@@ -43,10 +43,11 @@ pub(crate) fn admit<R: Runtime, D: Deliver>(
             drop(guard);
         });
     } else {
-        // No wrapping `async` block: it would hold the session future twice.
-        shared
-            .rt
-            .spawn(serve(Arc::clone(&shared), tcp, peer, implicit_tls, guard));
+        // No wrapping `async` block: it would hold the session future twice. The
+        // accepted socket comes boxed: a future keeps its arguments to its end, and these
+        // are only needed until the greeting.
+        let accepted = Box::new((tcp, peer, implicit_tls));
+        shared.rt.spawn(serve(Arc::clone(&shared), accepted, guard));
     }
 }
 
@@ -57,12 +58,11 @@ pub(crate) fn admit<R: Runtime, D: Deliver>(
 /// the session itself: its stream, its client slot, its connection and the pump.
 async fn serve<R: Runtime, D: Deliver>(
     shared: Arc<Shared<R, D>>,
-    tcp: async_io::Async<std::net::TcpStream>,
-    peer: SocketAddr,
-    implicit_tls: bool,
+    accepted: Box<(async_io::Async<std::net::TcpStream>, SocketAddr, bool)>,
     _active: ActiveGuard<R, D>,
 ) {
     let started = Instant::now();
+    let (tcp, peer, implicit_tls) = *accepted;
     let Some(Opened {
         mut plain,
         mut slot,
