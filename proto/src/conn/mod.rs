@@ -567,7 +567,7 @@ impl Connection {
     /// The client wrote before the greeting's last line: what it wrote is logged, the
     /// greeting's unsent part dropped, and the session refused and closed.
     fn early_talker(&mut self) {
-        let seen = self.rx.abs(0..self.rx.len());
+        let seen = self.rx.data();
         let cut = &seen[..seen.len().min(100)];
         let what = crate::syntax::escape_for_log(cut);
         self.events.push_back(Event::EarlyTalker(what));
