@@ -29,10 +29,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Group, Pid, Uid, User, chown};
-use testsuite::Client;
 use testsuite::interop::{Rspamd, Zones, text};
 
-use crate::loads::maildir_files;
+use crate::loads::{drive, maildir_files};
 use crate::opts::{Impl, Mode, Opts, Target};
 use crate::report::{group, median};
 use crate::servers::{Env, Running, find_tool, now_secs};
@@ -274,7 +273,15 @@ fn load(
     let cpu0 = srv.cpu_us()?;
     let rspamd0 = tree_cpu_us(rspamd_pid)?;
     let started = Instant::now();
-    drive(srv.addr(), message, n)?;
+    let xclient = format!("XCLIENT ADDR={CLIENT_IP} NAME=client.example HELO=client.example");
+    drive(
+        srv.addr(),
+        SESSIONS,
+        n,
+        message,
+        (SENDER, RECIPIENT),
+        Some(&xclient),
+    )?;
     let accepted = started.elapsed().as_secs_f64();
     let (maildir, stored) = match srv {
         Server::Ours(r, _) => {
@@ -360,46 +367,6 @@ fn load(
         cpu_us: cpu / n as f64,
         rspamd_us: rspamd_cpu / n as f64,
     })
-}
-
-/// Sends `n` messages to `addr` over [`SESSIONS`] connections, each naming its client
-/// [`CLIENT_IP`] by XCLIENT; checks that every one was answered `250`.
-fn drive(addr: SocketAddr, message: &Arc<Vec<u8>>, n: usize) -> Result<(), String> {
-    let workers: Vec<_> = (0..SESSIONS)
-        .map(|i| {
-            let count = n / SESSIONS + usize::from(i < n % SESSIONS);
-            let message = Arc::clone(message);
-            thread::spawn(move || -> Result<(), String> {
-                if count == 0 {
-                    return Ok(());
-                }
-                let mut c = Client::connect(addr);
-                if c.reply().code != 220 {
-                    return Err("no greeting".into());
-                }
-                c.ehlo("client.example");
-                let r = c.cmd(&format!(
-                    "XCLIENT ADDR={CLIENT_IP} NAME=client.example HELO=client.example"
-                ));
-                if r.code != 220 {
-                    return Err(format!("XCLIENT: {r:?}"));
-                }
-                c.ehlo("client.example");
-                for _ in 0..count {
-                    let r = c.send_mail(SENDER, &[RECIPIENT], &message);
-                    if r.code != 250 {
-                        return Err(format!("{r:?}"));
-                    }
-                }
-                c.cmd("QUIT");
-                Ok(())
-            })
-        })
-        .collect();
-    for w in workers {
-        w.join().map_err(|_| "a client panicked")??;
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------

@@ -3,8 +3,10 @@
 
 use std::fs;
 use std::io::Read;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -12,6 +14,7 @@ use crate::bare;
 use crate::memory::{children_cpu_secs, cpu_secs};
 use crate::opts::{Impl, Load, Target};
 use crate::servers::{Env, Running};
+use testsuite::Client;
 
 // ---------------------------------------------------------------------------------------
 // Maildir
@@ -84,7 +87,7 @@ pub(crate) struct Sample {
 pub(crate) fn run_source(
     env: &Env,
     load: &Load,
-    addr: std::net::SocketAddr,
+    addr: SocketAddr,
     lmtp: bool,
     timeout: Duration,
 ) -> Result<(f64, f64), String> {
@@ -210,4 +213,55 @@ fn drain(r: Option<impl Read + Send + 'static>) -> thread::JoinHandle<Vec<u8>> {
         }
         v
     })
+}
+
+/// Sends `n` copies of `message` from `from` to `to` over `sessions` connections at once,
+/// each reused for its share: greeting, EHLO, then `xclient` (a command a trusted client
+/// may send, answered `220`, then EHLO again) when given. Checks that every message was
+/// answered `250`. The client side of the in-process benchmarks (`--verdicts`,
+/// `--filters`).
+pub(crate) fn drive(
+    addr: SocketAddr,
+    sessions: usize,
+    n: usize,
+    message: &Arc<Vec<u8>>,
+    (from, to): (&'static str, &'static str),
+    xclient: Option<&str>,
+) -> Result<(), String> {
+    let workers: Vec<_> = (0..sessions)
+        .map(|i| {
+            let count = n / sessions + usize::from(i < n % sessions);
+            let message = Arc::clone(message);
+            let xclient = xclient.map(str::to_string);
+            thread::spawn(move || -> Result<(), String> {
+                if count == 0 {
+                    return Ok(());
+                }
+                let mut c = Client::connect(addr);
+                if c.reply().code != 220 {
+                    return Err("no greeting".into());
+                }
+                c.ehlo("client.example");
+                if let Some(x) = &xclient {
+                    let r = c.cmd(x);
+                    if r.code != 220 {
+                        return Err(format!("XCLIENT: {r:?}"));
+                    }
+                    c.ehlo("client.example");
+                }
+                for _ in 0..count {
+                    let r = c.send_mail(from, &[to], &message);
+                    if r.code != 250 {
+                        return Err(format!("{r:?}"));
+                    }
+                }
+                c.cmd("QUIT");
+                Ok(())
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().map_err(|_| "a client panicked")??;
+    }
+    Ok(())
 }

@@ -14,13 +14,12 @@ use std::fmt::Write as _;
 use std::fs;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::thread;
 use std::time::Instant;
 
-use testsuite::Client;
 use testsuite::interop::{Zones, text};
 
-use crate::loads::maildir_files;
+use crate::loads::{drive, maildir_files};
+use crate::memory::cpu_secs;
 use crate::opts::{Impl, Mode, Opts, Target};
 use crate::report::{group, median};
 use crate::servers::{Env, Running};
@@ -120,17 +119,9 @@ pub(crate) fn run(o: &Opts, env: &Env, date: &str) -> Result<bool, String> {
 
 /// The server's CPU time so far (user and system), in microseconds.
 fn cpu_us(pid: u32) -> Result<f64, String> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
-    // The fields after the command's closing parenthesis; utime and stime are the 12th
-    // and 13th of them (14 and 15 of the whole line).
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = [11, 12]
-        .iter()
-        .map(|&i| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0))
-        .sum();
-    // USER_HZ is 100 on Linux.
-    Ok(ticks * 10_000.0)
+    cpu_secs(pid)
+        .map(|s| s * 1e6)
+        .ok_or_else(|| format!("no CPU figure for process {pid}"))
 }
 
 /// Sends `n` messages over [`SESSIONS`] reused connections; returns messages/s and the
@@ -147,33 +138,8 @@ fn load(
     let cpu0 = cpu_us(srv.pid())?;
     let addr: SocketAddr = srv.addr();
     let started = Instant::now();
-    let workers: Vec<_> = (0..SESSIONS)
-        .map(|i| {
-            let count = n / SESSIONS + usize::from(i < n % SESSIONS);
-            let message = Arc::clone(message);
-            thread::spawn(move || -> Result<(), String> {
-                if count == 0 {
-                    return Ok(());
-                }
-                let mut c = Client::connect(addr);
-                if c.reply().code != 220 {
-                    return Err("no greeting".into());
-                }
-                c.ehlo("client.example");
-                for _ in 0..count {
-                    let r = c.send_mail("bounce@spf-pass.example", &["user@example.com"], &message);
-                    if r.code != 250 {
-                        return Err(format!("{r:?}"));
-                    }
-                }
-                c.cmd("QUIT");
-                Ok(())
-            })
-        })
-        .collect();
-    for w in workers {
-        w.join().map_err(|_| "a client panicked")??;
-    }
+    let pair = ("bounce@spf-pass.example", "user@example.com");
+    drive(addr, SESSIONS, n, message, pair, None)?;
     let took = started.elapsed().as_secs_f64();
     let cpu = cpu_us(srv.pid())? - cpu0;
     let counted = srv.accepted_count().unwrap_or(0) - before;
