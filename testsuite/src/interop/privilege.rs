@@ -33,6 +33,9 @@ pub fn privilege_drop(bin: &str) {
             .set("GUID", "65534")
             .set("GSMTP_PRV_KEY", &key.display().to_string());
     });
+    // The listener accepts (into the kernel's backlog) as soon as it is bound, which is
+    // before the drop: wait for the drop's log line before reading the ids.
+    d.wait_log(&["dropped privileges", "uid=65534", "gid=65534"]);
     let ids = format!("\t{NOBODY}\t{NOBODY}\t{NOBODY}\t{NOBODY}");
     let tasks: Vec<_> = fs::read_dir(format!("/proc/{}/task", d.pid()))
         .expect("read /proc/<pid>/task")
@@ -53,7 +56,6 @@ pub fn privilege_drop(bin: &str) {
         assert_eq!(field("Gid:"), ids, "{:?}: {status}", task.path());
         assert_eq!(field("Groups:").trim(), NOBODY.to_string(), "{status}");
     }
-    d.wait_log(&["dropped privileges", "uid=65534", "gid=65534"]);
 
     let mut c = Client::connect(d.smtp);
     assert_eq!(c.reply().code, 220);
