@@ -19,11 +19,22 @@ pub use proto::io::{Deliver, Message, Transaction};
 /// `GSMTP_STORAGE` names).
 pub type Server<D = proto::io::Destination<AsyncStd>> = proto::io::Server<AsyncStd, D>;
 
-/// async-std's global runtime.
+/// async-std's global runtime (its pool sized by `GSMTP_THREADS`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct AsyncStd;
 
 impl proto::io::Runtime for AsyncStd {
+    /// Sizes async-std's pool before its first task starts it; `ASYNC_STD_THREAD_COUNT`,
+    /// when set, still wins, as it does for async-std itself.
+    fn start_threads(&self, n: usize) {
+        async_global_executor::init_with_config(
+            async_global_executor::GlobalExecutorConfig::default()
+                .with_env_var("ASYNC_STD_THREAD_COUNT")
+                .with_min_threads(n.max(1))
+                .with_thread_name_fn(|| "async-std/runtime".into()),
+        );
+    }
+
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
         task::spawn(task);
     }

@@ -7,7 +7,7 @@
 //! [smol]: https://docs.rs/smol
 
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Once, OnceLock};
 
 use smol::Executor;
 
@@ -19,35 +19,42 @@ pub use proto::io::{Deliver, Message, Transaction};
 /// `GSMTP_STORAGE` names).
 pub type Server<D = proto::io::Destination<Smol>> = proto::io::Server<Smol, D>;
 
-/// smol, with an executor that runs on one thread per core.
+/// smol, with one executor whose threads start with the first server
+/// (`GSMTP_THREADS`, by default half the cores).
 #[derive(Clone, Debug)]
 pub struct Smol {
     executor: Arc<Executor<'static>>,
+    threads: Arc<Once>,
 }
 
 impl Smol {
-    /// The process-wide runtime; its threads start on first use.
+    /// The process-wide runtime.
     pub fn global() -> Self {
         static GLOBAL: OnceLock<Smol> = OnceLock::new();
         GLOBAL
-            .get_or_init(|| {
-                let executor = Arc::new(Executor::new());
-                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-                for i in 0..threads {
-                    let ex = Arc::clone(&executor);
-                    std::thread::Builder::new()
-                        .name(format!("smol-{i}"))
-                        .spawn(move || smol::block_on(ex.run(std::future::pending::<()>())))
-                        .expect("cannot start the executor threads");
-                }
-                Self { executor }
+            .get_or_init(|| Self {
+                executor: Arc::new(Executor::new()),
+                threads: Arc::new(Once::new()),
             })
             .clone()
     }
 }
 
 impl proto::io::Runtime for Smol {
+    fn start_threads(&self, n: usize) {
+        self.threads.call_once(|| {
+            for i in 0..n.max(1) {
+                let ex = Arc::clone(&self.executor);
+                std::thread::Builder::new()
+                    .name(format!("smol-{i}"))
+                    .spawn(move || smol::block_on(ex.run(std::future::pending::<()>())))
+                    .expect("cannot start the executor threads");
+            }
+        });
+    }
+
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.start_threads(proto::io::session_threads(&Config::default()));
         self.executor.spawn(task).detach();
     }
 

@@ -178,6 +178,9 @@ pub struct Config {
     pub user: Option<String>,
     /// `PID_FILE`: where to write the process id.
     pub pid_file: Option<PathBuf>,
+    /// `GSMTP_THREADS`: the threads that run sessions; `0` (the default) is half the
+    /// cores, at least one ([`Config::session_threads`]).
+    pub threads: usize,
     /// `GSMTP_METRICS_LISTEN`: where `/metrics` (Prometheus) and `/healthz` are served;
     /// off by default.
     pub metrics_listen: Option<SocketAddr>,
@@ -279,6 +282,7 @@ impl Default for Config {
             group: None,
             user: None,
             pid_file: None,
+            threads: 0,
             metrics_listen: None,
             verify: crate::verdict::Checks::default(),
             dns_servers: Vec::new(),
@@ -432,6 +436,18 @@ impl Config {
     /// where reading is (`0600` gives `0700`, `0640` gives `0750`, `0660` gives `0770`).
     pub fn maildir_folder_mode(&self) -> u32 {
         self.maildir_mode | ((self.maildir_mode & 0o444) >> 2)
+    }
+
+    /// How many threads run sessions on a machine of `cores` cores: `GSMTP_THREADS`, or
+    /// when it is `0` half the cores, at least one. Every thread waits on the one
+    /// reactor, so each one more adds wake-ups from thread to thread; the other half of
+    /// the cores is left to the kernel's network stack, the syncs and the checks.
+    pub fn session_threads(&self, cores: usize) -> usize {
+        if self.threads > 0 {
+            self.threads
+        } else {
+            (cores / 2).max(1)
+        }
     }
 
     /// Whether STARTTLS can be offered.

@@ -293,6 +293,7 @@ pub fn main<R: Runtime>(rt: R, name: &'static str) -> ExitCode {
         storage = %c.storage,
         maildir = %c.maildir.display(),
         starttls = c.tls_enabled(),
+        threads = super::server::session_threads(&c),
         "{name} {} started", env!("CARGO_PKG_VERSION")
     );
     for sig in signals.forever() {

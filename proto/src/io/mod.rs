@@ -44,5 +44,5 @@ mod verify;
 
 pub use deliver::{Deliver, Destination, Message, Transaction};
 pub use runtime::{Plain, Runtime, Transport};
-pub use server::{Server, start, start_with};
+pub use server::{Server, session_threads, start, start_with};
 pub use tls::acceptor;

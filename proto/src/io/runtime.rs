@@ -14,6 +14,10 @@ use futures_io::{AsyncRead, AsyncWrite};
 
 /// An async runtime, as the server needs it.
 pub trait Runtime: Clone + Send + Sync + Unpin + 'static {
+    /// Starts `n` threads to run tasks. Only the first call counts: a process runs one
+    /// pool, and a task spawned before any call starts the default count.
+    fn start_threads(&self, n: usize);
+
     /// Runs a task in the background.
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static);
 

@@ -176,6 +176,12 @@ pub fn start_with<R: Runtime, D: Deliver>(
     start_with_opener(rt, cfg, |_: &Config| Ok(deliver))
 }
 
+/// How many threads run sessions here ([`Config::session_threads`] of this machine's
+/// cores).
+pub fn session_threads(cfg: &Config) -> usize {
+    cfg.session_threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// Starts a server whose destination `open` makes once privileges are dropped.
 fn start_with_opener<R: Runtime, D: Deliver>(
     rt: R,
@@ -183,6 +189,7 @@ fn start_with_opener<R: Runtime, D: Deliver>(
     open: impl FnOnce(&Config) -> Result<D, ConfigError>,
 ) -> Result<Server<R, D>, ConfigError> {
     raise_fd_limit();
+    rt.start_threads(session_threads(&cfg));
     let target = super::privilege::Target::resolve(&cfg)?;
     let tls = match (&cfg.tls_cert, &cfg.tls_key) {
         (Some(cert), Some(key)) => Some(super::tls::acceptor(cert, key)?),

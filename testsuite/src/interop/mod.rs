@@ -231,6 +231,7 @@ macro_rules! for_each_binary {
         $m!(sighup_names_a_change_that_needs_a_restart, $bin);
         $m!(reload_under_load_drops_nothing, $bin);
         $m!(json_log_lines, $bin);
+        $m!(threads_follow_gsmtp_threads, $bin);
         $m!(metrics_count_traffic, $bin);
         $m!(healthz_turns_503_at_shutdown, $bin);
         $m!(http_envelope_at_the_recipient_limit, $bin);

@@ -347,16 +347,7 @@ pub fn json_log_lines(bin: &str) {
     let mut d = Daemon::start(bin, |s| {
         s.set("GSMTP_LOG_FORMAT", "json");
     });
-    let mut c = Client::connect(d.smtp);
-    assert_eq!(c.reply().code, 220);
-    c.ehlo("client.example");
-    let r = c.send_mail(
-        "a@example.net",
-        &["u@example.com"],
-        b"Subject: j\r\n\r\nx\r\n",
-    );
-    assert_eq!(r.code, 250);
-    assert_eq!(c.cmd("QUIT").code, 221);
+    one_message(&d);
     d.wait_log(&["connection closed"]);
     assert_eq!(d.stop().code(), Some(0));
     let log = d.log();
@@ -387,6 +378,44 @@ pub fn json_log_lines(bin: &str) {
     assert_eq!(closed["reason"], "quit", "{closed}");
     assert_eq!(closed["messages"], 1);
     find("stopped");
+}
+
+/// `GSMTP_THREADS` sizes the pool that runs sessions (3 here; unset, half the cores, at
+/// least one), the start line says how many, and mail flows on it.
+pub fn threads_follow_gsmtp_threads(bin: &str) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for (setting, want) in [(Some("3"), 3), (None, (cores / 2).max(1))] {
+        let mut d = Daemon::start(bin, |s| {
+            if let Some(n) = setting {
+                s.set("GSMTP_THREADS", n);
+            }
+        });
+        d.wait_log(&["started", &format!("threads={want}")]);
+        one_message(&d);
+        // Thread names are cut to 15 bytes: `smol-0`, `async-std/runti`.
+        let pool = std::fs::read_dir(format!("/proc/{}/task", d.pid()))
+            .expect("read /proc/<pid>/task")
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+            .filter(|name| name.starts_with("smol-") || name.starts_with("async-std/run"))
+            .count();
+        assert_eq!(pool, want, "GSMTP_THREADS={setting:?} on {cores} cores");
+        assert_eq!(d.stop().code(), Some(0));
+    }
+}
+
+/// One session: a message for `u@example.com` answered `250`, then QUIT.
+fn one_message(d: &Daemon) {
+    let mut c = Client::connect(d.smtp);
+    assert_eq!(c.reply().code, 220);
+    c.ehlo("client.example");
+    let r = c.send_mail(
+        "a@example.net",
+        &["u@example.com"],
+        b"Subject: j\r\n\r\nx\r\n",
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    assert_eq!(c.cmd("QUIT").code, 221);
 }
 
 /// `GET path` on `addr` over HTTP/1.1: the status code and the body.
