@@ -297,14 +297,10 @@ impl<R: Runtime> Message for MaildirMessage<R> {
         let (file, buf) = spool.into_parts();
         let copies = Copies { targets, buf, file };
         let dir = Arc::clone(&maildir.dir);
-        // A small message held in memory is written into the page cache at once, which
-        // costs less than handing it to another thread; one that streamed to disk may
-        // have more to copy, so it goes to the blocking pool.
-        let staged = if copies.file.is_none() && copies.targets.len() == 1 {
-            dir.stage(copies)
-        } else {
-            maildir.rt.unblock(move || dir.stage(copies)).await
-        };
+        // On the blocking pool, even for a small message held in memory: creating a file
+        // can wait on the disk (ext4's inode allocator reads its tables), and the
+        // session threads must never wait on the disk.
+        let staged = maildir.rt.unblock(move || dir.stage(copies)).await;
         let tmp = match staged {
             Ok(tmp) => tmp,
             Err(e) => return Err(classify(&e)),
