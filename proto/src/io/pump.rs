@@ -3,6 +3,7 @@
 //! and the shutdown signal. It is the only loop of a session; STARTTLS and implicit TLS
 //! run it twice.
 
+use std::future::Future;
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -264,125 +265,162 @@ impl<D: Deliver> Txn<D> {
 
 /// Runs the pump until the session closes or asks for TLS. A transaction still open when
 /// it stops (an I/O error mid-body) is aborted.
-pub(crate) async fn run<R: Runtime, D: Deliver, T: Transport>(
-    shared: &Shared<R, D>,
-    conn: &mut Connection,
-    io: &mut T,
-    slot: &mut ClientSlot<R, D>,
-    milters: &mut Option<Box<Milters>>,
-) -> io::Result<Outcome> {
-    let mut txn = Txn::<D> {
-        held: Held::Nothing,
-        pending: Vec::new(),
-        reading: None,
-        hold: None,
+///
+/// A plain function around one `async move` block, so that the session's parts are kept
+/// once in its future (an `async fn` keeps its arguments twice: what every idle session
+/// costs).
+pub(crate) fn run<'a, R: Runtime, D: Deliver, T: Transport>(
+    shared: &'a Shared<R, D>,
+    conn: &'a mut Connection,
+    io: &'a mut T,
+    slot: &'a mut ClientSlot<R, D>,
+    milters: &'a mut Option<Box<Milters>>,
+) -> impl Future<Output = io::Result<Outcome>> + Send + 'a {
+    let mut pump = Pump {
+        shared,
+        id: conn.id(),
+        conn,
+        io,
+        slot,
+        milters,
+        txn: Txn::<D> {
+            held: Held::Nothing,
+            pending: Vec::new(),
+            reading: None,
+            hold: None,
+        },
+        deadline: Deadline::new(),
     };
-    let result = pump(shared, conn, io, &mut txn, slot, milters).await;
-    if !matches!(txn.held, Held::Nothing)
-        && let Some(m) = milters
-    {
-        Box::pin(m.abort()).await;
+    async move {
+        let result = pump.run().await;
+        if !matches!(pump.txn.held, Held::Nothing)
+            && let Some(m) = pump.milters
+        {
+            Box::pin(m.abort()).await;
+        }
+        Box::pin(pump.txn.abort()).await;
+        result
     }
-    Box::pin(txn.abort()).await;
-    result
 }
 
-async fn pump<R: Runtime, D: Deliver, T: Transport>(
-    shared: &Shared<R, D>,
-    conn: &mut Connection,
-    io: &mut T,
-    txn: &mut Txn<D>,
-    slot: &mut ClientSlot<R, D>,
-    milters: &mut Option<Box<Milters>>,
-) -> io::Result<Outcome> {
-    let id = conn.id();
-    let mut deadline = Deadline::new();
-    loop {
-        match conn.poll_action() {
-            Action::Read => {
-                if conn.awaits_greeting() {
-                    // Whatever is here already was sent before the greeting's last line.
-                    let early = futures_lite::future::poll_once(io.read(conn.recv_buf())).await;
-                    if let Some(Ok(n @ 1..)) = early {
-                        conn.handle_received(Instant::now(), n);
-                        continue;
+/// One run of the pump: the session's parts, its transaction with the destination and
+/// its timer.
+struct Pump<'a, R: Runtime, D: Deliver, T: Transport> {
+    shared: &'a Shared<R, D>,
+    /// The connection's number, for the log.
+    id: u64,
+    conn: &'a mut Connection,
+    io: &'a mut T,
+    slot: &'a mut ClientSlot<R, D>,
+    milters: &'a mut Option<Box<Milters>>,
+    txn: Txn<D>,
+    deadline: Deadline,
+}
+
+impl<R: Runtime, D: Deliver, T: Transport> Pump<'_, R, D, T> {
+    /// The loop: carries out the connection's actions until it closes or asks for TLS.
+    /// Fields are named by path, never bound to locals, for the same reason as [`run`].
+    async fn run(&mut self) -> io::Result<Outcome> {
+        loop {
+            match self.conn.poll_action() {
+                Action::Read => {
+                    if self.conn.awaits_greeting() {
+                        // Whatever is here already was sent before the greeting's last line.
+                        let early =
+                            futures_lite::future::poll_once(self.io.read(self.conn.recv_buf()))
+                                .await;
+                        if let Some(Ok(n @ 1..)) = early {
+                            self.conn.handle_received(Instant::now(), n);
+                            continue;
+                        }
+                    }
+                    if !Box::pin(flush(self.shared, self.conn, self.io, &mut self.deadline)).await?
+                    {
+                        return Ok(Outcome::Closed(CloseReason::Timeout));
+                    }
+                    self.deadline.arm(self.conn.poll_timeout());
+                    let read = async {
+                        self.io.readable().await?;
+                        self.io.read(self.conn.recv_buf()).await.map(Ok)
+                    };
+                    let woke = race_with(self.deadline.fired(), &self.shared.force, read).await?;
+                    let now = Instant::now();
+                    match woke {
+                        Ok(0) => self.conn.handle_eof(now),
+                        Ok(n) => {
+                            metrics().received.inc_by(n as u64);
+                            self.conn.handle_received(now, n);
+                        }
+                        Err(Interrupt::Deadline) => self.conn.handle_timeout(now),
+                        Err(Interrupt::Stop) => self.conn.handle_shutdown(now),
                     }
                 }
-                if !flush(shared, conn, io, &mut deadline).await? {
-                    return Ok(Outcome::Closed(CloseReason::Timeout));
+                Action::StartTls => {
+                    Box::pin(flush(self.shared, self.conn, self.io, &mut self.deadline)).await?;
+                    return Ok(Outcome::StartTls);
                 }
-                deadline.arm(conn.poll_timeout());
-                let read = async {
-                    io.readable().await?;
-                    io.read(conn.recv_buf()).await.map(Ok)
-                };
-                let woke = race_with(deadline.fired(), &shared.force, read).await?;
-                let now = Instant::now();
-                match woke {
-                    Ok(0) => conn.handle_eof(now),
-                    Ok(n) => {
-                        metrics().received.inc_by(n as u64);
-                        conn.handle_received(now, n);
+                Action::Check(Check::Auth { user, password }) => {
+                    let result = match &self.shared.logins {
+                        Some(l) => Box::pin(l.check(&self.shared.rt, user, password)).await,
+                        None => Err(DeliveryError::transient()),
+                    };
+                    metrics().auth(result.is_ok());
+                    self.conn.handle_check(Instant::now(), result);
+                }
+                Action::Check(check) => {
+                    // Big futures on cold paths are boxed so that an idle session's task
+                    // stays small; what they give back is not kept across a wait.
+                    let (result, screened) = Box::pin(answer_and_screen(
+                        self.shared,
+                        self.id,
+                        &mut self.txn,
+                        self.slot,
+                        self.milters,
+                        check,
+                    ))
+                    .await;
+                    self.conn.handle_check(Instant::now(), result);
+                    if let Some(d) = screened {
+                        d.apply(self.conn);
                     }
-                    Err(Interrupt::Deadline) => conn.handle_timeout(now),
-                    Err(Interrupt::Stop) => conn.handle_shutdown(now),
                 }
-            }
-            Action::StartTls => {
-                flush(shared, conn, io, &mut deadline).await?;
-                return Ok(Outcome::StartTls);
-            }
-            Action::Check(Check::Auth { user, password }) => {
-                let result = match &shared.logins {
-                    Some(l) => Box::pin(l.check(&shared.rt, user, password)).await,
-                    None => Err(DeliveryError::transient()),
-                };
-                metrics().auth(result.is_ok());
-                conn.handle_check(Instant::now(), result);
-            }
-            Action::Check(check) => {
-                // Big futures on cold paths are boxed so that an idle session's task
-                // stays small; what they give back is not kept across a wait.
-                let (result, screened) =
-                    Box::pin(answer_and_screen(shared, id, txn, slot, milters, check)).await;
-                conn.handle_check(Instant::now(), result);
-                if let Some(d) = screened {
-                    d.apply(conn);
+                Action::Begin(envelope) => {
+                    // The header section is read when a verdict is made: for the checks, and
+                    // to strip what would forge the verdict's header fields.
+                    let own = crate::verdict::own_fields(
+                        self.shared.cfg.filter.rspamd_url.is_some(),
+                        self.shared.dnsbl.is_some(),
+                    );
+                    if self.shared.verifier.is_some() || !own.is_empty() {
+                        let checks = self.shared.verifier.is_some();
+                        let reading = Reading::new(&self.shared.cfg.host_name, own, checks);
+                        self.txn.reading = Some(Box::new(reading));
+                    }
+                    self.txn.hold = self.shared.filters.as_ref().map(|f| Box::new(f.hold()));
+                    Box::pin(self.txn.begin(envelope)).await;
                 }
-            }
-            Action::Begin(envelope) => {
-                // The header section is read when a verdict is made: for the checks, and
-                // to strip what would forge the verdict's header fields.
-                let own = crate::verdict::own_fields(
-                    shared.cfg.filter.rspamd_url.is_some(),
-                    shared.dnsbl.is_some(),
-                );
-                if shared.verifier.is_some() || !own.is_empty() {
-                    let checks = shared.verifier.is_some();
-                    let reading = Reading::new(&shared.cfg.host_name, own, checks);
-                    txn.reading = Some(Box::new(reading));
+                Action::Write(bytes) => self.txn.take(&self.shared.rt, bytes).await,
+                Action::Commit => {
+                    Box::pin(commit(self.shared, self.conn, &mut self.txn, self.milters)).await
                 }
-                txn.hold = shared.filters.as_ref().map(|f| Box::new(f.hold()));
-                Box::pin(txn.begin(envelope)).await;
-            }
-            Action::Write(bytes) => txn.take(&shared.rt, bytes).await,
-            Action::Commit => Box::pin(commit(shared, conn, txn, milters)).await,
-            Action::Abort => {
-                if let Some(m) = milters {
-                    Box::pin(m.abort()).await;
+                Action::Abort => {
+                    if let Some(m) = self.milters {
+                        Box::pin(m.abort()).await;
+                    }
+                    Box::pin(self.txn.abort()).await;
                 }
-                Box::pin(txn.abort()).await;
-            }
-            Action::AwaitDelivery => {
-                return Err(io::Error::other("a delivery was left unreported"));
-            }
-            Action::Close(reason) => {
-                slot.release();
-                if flush(shared, conn, io, &mut deadline).await? {
-                    let deadline = Some(Instant::now() + CLOSE_WAIT);
-                    let _ = Box::pin(bounded(deadline, &Signal::never(), io.close())).await;
+                Action::AwaitDelivery => {
+                    return Err(io::Error::other("a delivery was left unreported"));
                 }
-                return Ok(Outcome::Closed(reason));
+                Action::Close(reason) => {
+                    self.slot.release();
+                    if Box::pin(flush(self.shared, self.conn, self.io, &mut self.deadline)).await? {
+                        let deadline = Some(Instant::now() + CLOSE_WAIT);
+                        let _ =
+                            Box::pin(bounded(deadline, &Signal::never(), self.io.close())).await;
+                    }
+                    return Ok(Outcome::Closed(reason));
+                }
             }
         }
     }

@@ -2,6 +2,7 @@
 //! PROXY header, the per-client limit, the DNS blocklists, the optional implicit-TLS
 //! handshake, the pump, STARTTLS, and the log line at the end.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,46 +56,55 @@ pub(crate) fn admit<R: Runtime, D: Deliver>(
 ///
 /// Everything before the greeting happens in [`open`], boxed, so that what the task of a
 /// session keeps while it waits for its client (what every idle session costs) is only
-/// the session itself: its stream, its client slot, its connection and the pump.
-async fn serve<R: Runtime, D: Deliver>(
+/// the session itself: its stream, its client slot, its connection and the pump. A plain
+/// function around one `async move` block: an `async fn` would keep its arguments twice.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn keeps its arguments twice"
+)]
+fn serve<R: Runtime, D: Deliver>(
     shared: Arc<Shared<R, D>>,
     accepted: Box<(async_io::Async<std::net::TcpStream>, SocketAddr, bool)>,
-    _active: ActiveGuard<R, D>,
-) {
-    let started = Instant::now();
-    let (tcp, peer, implicit_tls) = *accepted;
-    let Some(Opened {
-        mut plain,
-        mut slot,
-        mut conn,
-        mut milters,
-    }) = Box::pin(open(&shared, tcp, peer, started, implicit_tls)).await
-    else {
-        return;
-    };
-    let result = match pump::run(&shared, &mut conn, &mut plain, &mut slot, &mut milters).await {
-        Ok(Outcome::StartTls) => {
-            Box::pin(start_tls(
-                &shared,
-                &mut conn,
-                plain,
-                &mut slot,
-                &mut milters,
-            ))
-            .await
-        }
-        other => other,
-    };
-    let peer = SocketAddr::new(conn.client_ip(), 0);
-    Box::pin(finish(
-        milters,
-        conn.id(),
-        peer,
-        started,
-        result,
-        Some(conn),
-    ))
-    .await;
+    active: ActiveGuard<R, D>,
+) -> impl Future<Output = ()> + Send + 'static {
+    async move {
+        let _active = active;
+        let started = Instant::now();
+        let (tcp, peer, implicit_tls) = *accepted;
+        let Some(Opened {
+            mut plain,
+            mut slot,
+            mut conn,
+            mut milters,
+        }) = Box::pin(open(&shared, tcp, peer, started, implicit_tls)).await
+        else {
+            return;
+        };
+        let result = match pump::run(&shared, &mut conn, &mut plain, &mut slot, &mut milters).await
+        {
+            Ok(Outcome::StartTls) => {
+                Box::pin(start_tls(
+                    &shared,
+                    &mut conn,
+                    plain,
+                    &mut slot,
+                    &mut milters,
+                ))
+                .await
+            }
+            other => other,
+        };
+        let peer = SocketAddr::new(conn.client_ip(), 0);
+        Box::pin(finish(
+            milters,
+            conn.id(),
+            peer,
+            started,
+            result,
+            Some(conn),
+        ))
+        .await;
+    }
 }
 
 /// A plaintext session ready for its pump: the greeting (or the refusal that replaces
