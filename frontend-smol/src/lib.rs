@@ -38,12 +38,11 @@ impl Smol {
             })
             .clone()
     }
-}
 
-impl proto::io::Runtime for Smol {
-    fn start_threads(&self, n: usize) {
+    /// Starts the executor's threads, `n()` of them, unless they are running already.
+    fn start_threads_with(&self, n: impl FnOnce() -> usize) {
         self.threads.call_once(|| {
-            for i in 0..n.max(1) {
+            for i in 0..n().max(1) {
                 let ex = Arc::clone(&self.executor);
                 std::thread::Builder::new()
                     .name(format!("smol-{i}"))
@@ -52,9 +51,17 @@ impl proto::io::Runtime for Smol {
             }
         });
     }
+}
+
+impl proto::io::Runtime for Smol {
+    fn start_threads(&self, n: usize) {
+        self.start_threads_with(|| n);
+    }
 
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
-        self.start_threads(proto::io::session_threads(&Config::default()));
+        // The default count is worked out only the first time: it reads the cgroup's
+        // CPU quota, which is not something to do for every connection.
+        self.start_threads_with(|| proto::io::session_threads(&Config::default()));
         self.executor.spawn(task).detach();
     }
 
