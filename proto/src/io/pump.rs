@@ -334,8 +334,7 @@ impl<R: Runtime, D: Deliver, T: Transport> Pump<'_, R, D, T> {
                             continue;
                         }
                     }
-                    if !Box::pin(flush(self.shared, self.conn, self.io, &mut self.deadline)).await?
-                    {
+                    if !flush(self.shared, self.conn, self.io, &mut self.deadline).await? {
                         return Ok(Outcome::Closed(CloseReason::Timeout));
                     }
                     self.deadline.arm(self.conn.poll_timeout());
@@ -356,7 +355,7 @@ impl<R: Runtime, D: Deliver, T: Transport> Pump<'_, R, D, T> {
                     }
                 }
                 Action::StartTls => {
-                    Box::pin(flush(self.shared, self.conn, self.io, &mut self.deadline)).await?;
+                    flush(self.shared, self.conn, self.io, &mut self.deadline).await?;
                     return Ok(Outcome::StartTls);
                 }
                 Action::Check(Check::Auth { user, password }) => {
@@ -414,7 +413,7 @@ impl<R: Runtime, D: Deliver, T: Transport> Pump<'_, R, D, T> {
                 }
                 Action::Close(reason) => {
                     self.slot.release();
-                    if Box::pin(flush(self.shared, self.conn, self.io, &mut self.deadline)).await? {
+                    if flush(self.shared, self.conn, self.io, &mut self.deadline).await? {
                         let deadline = Some(Instant::now() + CLOSE_WAIT);
                         let _ =
                             Box::pin(bounded(deadline, &Signal::never(), self.io.close())).await;
@@ -545,14 +544,27 @@ async fn flush<R: Runtime, D: Deliver, T: Transport>(
     // A fresh buffer each time (no copy: it is swapped with the connection's), so that
     // no buffer is kept while idle.
     let mut out = Vec::new();
-    let out = &mut out;
     while let Some(event) = conn.poll_event() {
         log_event(conn, &event, None, shared.deliver.name());
     }
-    conn.poll_transmit(out);
+    conn.poll_transmit(&mut out);
     if out.is_empty() {
+        // A read in the middle of a message's text: nothing to send, nothing allocated.
         return Ok(true);
     }
+    // Boxed: the write's wait is larger than an idle session's read, and is only needed
+    // while replies go out.
+    Box::pin(send(shared, conn, io, deadline, out)).await
+}
+
+/// Writes `out`, the replies [`flush`] gathered, bounded as it says.
+async fn send<R: Runtime, D: Deliver, T: Transport>(
+    shared: &Shared<R, D>,
+    conn: &Connection,
+    io: &mut T,
+    deadline: &mut Deadline,
+    out: Vec<u8>,
+) -> io::Result<bool> {
     if shared.cfg.verbose {
         for line in out.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let line = crate::syntax::escape_for_log(line.strip_suffix(b"\r").unwrap_or(line));
