@@ -28,7 +28,7 @@ pub(super) enum Pending {
     /// and the user the proxy authenticated (`LOGIN`).
     Client {
         ip: IpAddr,
-        name: Option<String>,
+        name: Option<Box<str>>,
         helo: Option<Helo>,
         login: Option<Box<str>>,
     },
@@ -112,7 +112,7 @@ impl Connection {
         match cmd {
             Command::Helo(name) | Command::Ehlo(name) => {
                 let helo = Helo {
-                    name: name.to_owned(),
+                    name: name.into(),
                     esmtp: matches!(cmd, Command::Ehlo(_)),
                 };
                 self.reset_transaction();
@@ -244,10 +244,11 @@ impl Connection {
             id: conn_id,
             wall: accepted,
             start,
+            instance,
             ..
         } = self.origin;
         let wall = accepted + self.last_input.saturating_duration_since(start);
-        let id = QueueId::new(wall, self.instance, conn_id, self.messages_started);
+        let id = QueueId::new(wall, instance, conn_id, self.messages_started);
         self.messages_started += 1;
         self.ask(Pending::Mail(Box::new(Mail {
             id,
@@ -499,12 +500,12 @@ impl Connection {
                 }
                 "NAME" if unavailable => name = None,
                 "NAME" => match crate::syntax::domain(&value) {
-                    Ok(("", _)) => name = Some(value),
+                    Ok(("", _)) => name = Some(value.into()),
                     _ => return self.reject(reply::XCLIENT_BAD),
                 },
                 "HELO" if unavailable => helo = None,
                 "HELO" => match crate::syntax::helo_name(&value) {
-                    Ok(("", h)) => helo = Some(h.to_string()),
+                    Ok(("", h)) => helo = Some(h.into()),
                     _ => return self.reject(reply::XCLIENT_BAD),
                 },
                 "PROTO" if value.eq_ignore_ascii_case("SMTP") => esmtp = false,

@@ -306,7 +306,9 @@ struct Origin {
     /// The connection number.
     id: u64,
     /// Sessions active at accept.
-    active: usize,
+    active: u32,
+    /// [`Accept::instance`].
+    instance: u32,
     /// The accept's wall-clock time.
     wall: SystemTime,
     /// The accept's monotonic time.
@@ -317,7 +319,7 @@ struct Origin {
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Helo {
     /// The name it gave.
-    name: String,
+    name: Box<str>,
     /// EHLO (or a proxy's `PROTO=ESMTP`), not HELO.
     esmtp: bool,
 }
@@ -327,13 +329,12 @@ struct Helo {
 pub struct Connection {
     cfg: Arc<Config>,
     origin: Origin,
-    instance: u32,
     /// When input last arrived: with `origin`, the wall-clock time of a command, so that
     /// a queue id tells when its message began (S3 keys sort by it).
     last_input: Instant,
     /// The client as the Received header shows it (XCLIENT and PROXY may change it).
     client_ip: IpAddr,
-    client_name: Option<String>,
+    client_name: Option<Box<str>>,
     /// The client's address is a trusted proxy (XCLIENT allowed).
     trusted: bool,
     // Rarely set or large, so boxed: an idle connection stays small.
@@ -423,12 +424,12 @@ impl Connection {
             cfg,
             origin: Origin {
                 id: accept.id,
-                active: accept.active,
+                active: u32::try_from(accept.active).unwrap_or(u32::MAX),
+                instance: accept.instance,
                 wall: accept.wall,
                 start: now,
             },
             last_input: now,
-            instance: accept.instance,
             client_ip,
             client_name: None,
             helo: None,
@@ -488,7 +489,7 @@ impl Connection {
 
     /// The HELO or EHLO name the client gave, if any.
     pub fn helo(&self) -> Option<&str> {
-        self.helo.as_ref().map(|h| h.name.as_str())
+        self.helo.as_ref().map(|h| &*h.name)
     }
 
     /// The user the client authenticated as (AUTH, or a proxy's XCLIENT `LOGIN`).

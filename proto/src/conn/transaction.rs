@@ -98,10 +98,10 @@ impl Connection {
             helo: self
                 .helo
                 .as_ref()
-                .map(|h| h.name.clone())
+                .map(|h| h.name.to_string())
                 .unwrap_or_default(),
             client_ip: self.client_ip,
-            client_name: self.client_name.clone(),
+            client_name: self.client_name.as_deref().map(str::to_string),
             protocol,
             tls: self.tls.as_deref().cloned(),
             auth_user: self.auth_user.as_deref().map(str::to_string),

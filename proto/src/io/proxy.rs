@@ -35,7 +35,7 @@ pub(crate) async fn read_header<R: Runtime, D: Deliver>(
     loop {
         match proxy::parse(&buf[..filled]) {
             Ok(Header::Complete { len, source }) => {
-                plain.pending = buf[len..filled].to_vec();
+                plain.pending = (filled > len).then(|| Box::new(buf[len..filled].to_vec()));
                 return Ok(source.unwrap_or(peer));
             }
             Ok(Header::Incomplete) if filled < buf.len() => {}

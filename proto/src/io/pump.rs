@@ -5,7 +5,11 @@
 
 use std::future::Future;
 use std::io;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::{Duration, Instant};
+
+use event_listener::EventListener;
 
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -16,7 +20,7 @@ use super::filter::{Edited, Hold};
 use super::observe::{log_event, metrics};
 use super::runtime::{Runtime, Transport};
 use super::shared::{ClientSlot, Shared};
-use super::time::{Deadline, Interrupt, Signal, bounded, race_timer, race_with};
+use super::time::{Deadline, Interrupt, Signal, bounded, race_timer};
 use super::verify::{Request, reading::Reading};
 use crate::conn::{Action, Check, CloseReason, Connection};
 use crate::delivery::{DeliveryError, Envelope};
@@ -64,6 +68,16 @@ struct Txn<D: Deliver> {
 /// How much text is gathered before [`Message::write`] is called.
 const WRITE_BATCH: usize = 32 * 1024;
 
+/// Adds `bytes` to the text gathered for the destination; `true` once a batch is due.
+fn gather(pending: &mut Vec<u8>, bytes: &[u8]) -> bool {
+    if pending.capacity() == 0 {
+        // Most messages fit: one allocation instead of a growing one.
+        pending.reserve(8 * 1024);
+    }
+    pending.extend_from_slice(bytes);
+    pending.len() >= WRITE_BATCH
+}
+
 impl<D: Deliver> Txn<D> {
     /// Hands the gathered text to the message. A refusal (or a panic) aborts the message
     /// and is the answer at its end.
@@ -99,7 +113,8 @@ impl<D: Deliver> Txn<D> {
         };
     }
 
-    /// Takes the next piece of the text, through the checks' reading if any.
+    /// Takes the next piece of the text, through the checks' reading if any, when the
+    /// filters hold the text (which may wait). [`Txn::take_now`] is the common case.
     async fn take<R: Runtime>(&mut self, rt: &R, bytes: &[u8]) {
         if matches!(self.held, Held::Failed(_)) {
             return;
@@ -109,6 +124,21 @@ impl<D: Deliver> Txn<D> {
             None => std::borrow::Cow::Borrowed(bytes),
         };
         self.put(rt, &bytes).await;
+    }
+
+    /// [`Txn::take`] without a wait, when no filter holds the text: the piece is gathered,
+    /// and `true` says a batch is due for [`Txn::write`]. A plain function, so that the
+    /// pump's future keeps no room for it: a message's text is taken a line or a read at
+    /// a time, and an idle session's task is only as large as its largest wait.
+    fn take_now(&mut self, bytes: &[u8]) -> bool {
+        debug_assert!(self.hold.is_none());
+        if matches!(self.held, Held::Failed(_)) {
+            return false;
+        }
+        match &mut self.reading {
+            Some(r) => gather(&mut self.pending, &r.feed(bytes)),
+            None => gather(&mut self.pending, bytes),
+        }
     }
 
     /// Hands a piece of text on: to the filters' hold while there is one, else to the
@@ -122,12 +152,7 @@ impl<D: Deliver> Txn<D> {
             }
             return;
         }
-        if self.pending.capacity() == 0 {
-            // Most messages fit: one allocation instead of a growing one.
-            self.pending.reserve(8 * 1024);
-        }
-        self.pending.extend_from_slice(bytes);
-        if self.pending.len() >= WRITE_BATCH {
+        if gather(&mut self.pending, bytes) {
             Box::pin(self.write()).await;
         }
     }
@@ -290,16 +315,12 @@ pub(crate) fn run<'a, R: Runtime, D: Deliver, T: Transport>(
             hold: None,
         },
         deadline: Deadline::new(),
+        stop: None,
     };
     async move {
         let result = pump.run().await;
-        if !matches!(pump.txn.held, Held::Nothing)
-            && let Some(m) = pump.milters
-        {
-            Box::pin(m.abort()).await;
-        }
-        Box::pin(pump.txn.abort()).await;
-        result
+        // The result goes through the boxed end, so it takes no room in this future.
+        Box::pin(pump.end(result)).await
     }
 }
 
@@ -315,9 +336,23 @@ struct Pump<'a, R: Runtime, D: Deliver, T: Transport> {
     milters: &'a mut Option<Box<Milters>>,
     txn: Txn<D>,
     deadline: Deadline,
+    /// The wait on the shutdown signal, kept from one read to the next.
+    stop: Option<EventListener>,
 }
 
 impl<R: Runtime, D: Deliver, T: Transport> Pump<'_, R, D, T> {
+    /// The end of a run: a transaction still open is aborted (and the milters told), and
+    /// `result` is passed on.
+    async fn end(&mut self, result: io::Result<Outcome>) -> io::Result<Outcome> {
+        if !matches!(self.txn.held, Held::Nothing)
+            && let Some(m) = self.milters
+        {
+            m.abort().await;
+        }
+        self.txn.abort().await;
+        result
+    }
+
     /// The loop: carries out the connection's actions until it closes or asks for TLS.
     /// Fields are named by path, never bound to locals, for the same reason as [`run`].
     async fn run(&mut self) -> io::Result<Outcome> {
@@ -338,11 +373,14 @@ impl<R: Runtime, D: Deliver, T: Transport> Pump<'_, R, D, T> {
                         return Ok(Outcome::Closed(CloseReason::Timeout));
                     }
                     self.deadline.arm(self.conn.poll_timeout());
-                    let read = async {
-                        self.io.readable().await?;
-                        self.io.read(self.conn.recv_buf()).await.map(Ok)
-                    };
-                    let woke = race_with(self.deadline.fired(), &self.shared.force, read).await?;
+                    let woke = next_input(
+                        self.io,
+                        self.conn,
+                        &mut self.deadline,
+                        &self.shared.force,
+                        &mut self.stop,
+                    )
+                    .await?;
                     let now = Instant::now();
                     match woke {
                         Ok(0) => self.conn.handle_eof(now),
@@ -398,7 +436,15 @@ impl<R: Runtime, D: Deliver, T: Transport> Pump<'_, R, D, T> {
                     self.txn.hold = self.shared.filters.as_ref().map(|f| Box::new(f.hold()));
                     Box::pin(self.txn.begin(envelope)).await;
                 }
-                Action::Write(bytes) => self.txn.take(&self.shared.rt, bytes).await,
+                // No match guard here: a guard keeps the whole action alive across the
+                // arm's waits, a slot every idle session's task would pay for.
+                Action::Write(bytes) => {
+                    if self.txn.hold.is_some() {
+                        Box::pin(self.txn.take(&self.shared.rt, bytes)).await
+                    } else if self.txn.take_now(bytes) {
+                        Box::pin(self.txn.write()).await;
+                    }
+                }
                 Action::Commit => {
                     Box::pin(commit(self.shared, self.conn, &mut self.txn, self.milters)).await
                 }
@@ -423,6 +469,37 @@ impl<R: Runtime, D: Deliver, T: Transport> Pump<'_, R, D, T> {
             }
         }
     }
+}
+
+/// The wait of an idle session: the client's next bytes, read into the connection, or
+/// the deadline, or the shutdown signal, whichever comes first. A poll function over the
+/// session's own parts, so that waiting keeps no state of its own: the buffer is only
+/// taken once the socket is readable, and nothing else is held but these references.
+fn next_input<'a, T: Transport>(
+    io: &'a mut T,
+    conn: &'a mut Connection,
+    deadline: &'a mut Deadline,
+    stop: &'a Signal,
+    listener: &'a mut Option<EventListener>,
+) -> impl Future<Output = io::Result<Result<usize, Interrupt>>> + 'a {
+    std::future::poll_fn(move |cx| {
+        match io.poll_readable(cx) {
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Ready(Ok(())) => {
+                if let Poll::Ready(read) = Pin::new(&mut *io).poll_read(cx, conn.recv_buf()) {
+                    return Poll::Ready(read.map(Ok));
+                }
+            }
+            Poll::Pending => {}
+        }
+        if deadline.poll_fired(cx).is_ready() {
+            return Poll::Ready(Ok(Err(Interrupt::Deadline)));
+        }
+        if stop.poll_wait(listener, cx).is_ready() {
+            return Poll::Ready(Ok(Err(Interrupt::Stop)));
+        }
+        Poll::Pending
+    })
 }
 
 /// [`answer`], then, for a client XCLIENT names, the DNS blocklists' decision on it
@@ -535,12 +612,12 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// Sends the pending replies, bounded by the connection's deadline (a client that does
 /// not read cannot hold a session forever). `Ok(false)` means the deadline passed.
-async fn flush<R: Runtime, D: Deliver, T: Transport>(
-    shared: &Shared<R, D>,
-    conn: &mut Connection,
-    io: &mut T,
-    deadline: &mut Deadline,
-) -> io::Result<bool> {
+fn flush<'a, R: Runtime, D: Deliver, T: Transport>(
+    shared: &'a Shared<R, D>,
+    conn: &'a mut Connection,
+    io: &'a mut T,
+    deadline: &'a mut Deadline,
+) -> Flush<impl Future<Output = io::Result<bool>> + 'a> {
     // A fresh buffer each time (no copy: it is swapped with the connection's), so that
     // no buffer is kept while idle.
     let mut out = Vec::new();
@@ -550,11 +627,32 @@ async fn flush<R: Runtime, D: Deliver, T: Transport>(
     conn.poll_transmit(&mut out);
     if out.is_empty() {
         // A read in the middle of a message's text: nothing to send, nothing allocated.
-        return Ok(true);
+        return Flush::Done;
     }
     // Boxed: the write's wait is larger than an idle session's read, and is only needed
     // while replies go out.
-    Box::pin(send(shared, conn, io, deadline, out)).await
+    Flush::Sending(Box::pin(send(shared, conn, io, deadline, out)))
+}
+
+/// What [`flush`] gives: `Ok(true)` at once when there was nothing to send, or the
+/// write. A named future (one pointer) rather than an `async fn`, whose state would hold
+/// its arguments in the pump's future for every wait.
+enum Flush<F> {
+    /// Nothing to send.
+    Done,
+    /// The replies' write, boxed.
+    Sending(Pin<Box<F>>),
+}
+
+impl<F: Future<Output = io::Result<bool>>> Future for Flush<F> {
+    type Output = io::Result<bool>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Self::Done => Poll::Ready(Ok(true)),
+            Self::Sending(write) => write.as_mut().poll(cx),
+        }
+    }
 }
 
 /// Writes `out`, the replies [`flush`] gathered, bounded as it says.

@@ -30,10 +30,10 @@ pub trait Runtime: Clone + Send + Sync + Unpin + 'static {
 
 /// A stream the pump reads from and writes to: plain TCP, or TLS over it.
 pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send {
-    /// Resolves once a read would not block. Plain TCP waits without a buffer, which is
-    /// what keeps idle sessions small; TLS returns at once and lets the read wait.
-    fn readable(&mut self) -> impl Future<Output = io::Result<()>> + Send {
-        std::future::ready(Ok(()))
+    /// Ready once a read would not block. Plain TCP waits without a buffer, which is
+    /// what keeps idle sessions small; TLS is ready at once and lets the read wait.
+    fn poll_readable(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -42,26 +42,24 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send {
 pub struct Plain {
     /// The stream.
     pub tcp: Async<TcpStream>,
-    /// Bytes already read from `tcp` that belong to what follows.
-    pub pending: Vec<u8>,
+    /// Bytes already read from `tcp` that belong to what follows, never empty. Boxed:
+    /// only a PROXY header's session may have any, and every idle session keeps this.
+    pub pending: Option<Box<Vec<u8>>>,
 }
 
 impl Plain {
     /// Wraps an accepted stream.
     pub fn new(tcp: Async<TcpStream>) -> Self {
-        Self {
-            tcp,
-            pending: Vec::new(),
-        }
+        Self { tcp, pending: None }
     }
 }
 
 impl Transport for Plain {
-    async fn readable(&mut self) -> io::Result<()> {
-        if self.pending.is_empty() {
-            self.tcp.readable().await
+    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.pending.is_none() {
+            self.tcp.poll_readable(cx)
         } else {
-            Ok(())
+            Poll::Ready(Ok(()))
         }
     }
 }
@@ -74,10 +72,13 @@ impl AsyncRead for Plain {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        if !self.pending.is_empty() {
-            let n = buf.len().min(self.pending.len());
-            buf[..n].copy_from_slice(&self.pending[..n]);
-            self.pending.drain(..n);
+        if let Some(pending) = &mut self.pending {
+            let n = buf.len().min(pending.len());
+            buf[..n].copy_from_slice(&pending[..n]);
+            pending.drain(..n);
+            if pending.is_empty() {
+                self.pending = None;
+            }
             return Poll::Ready(Ok(n));
         }
         Pin::new(&mut self.tcp).poll_read(cx, buf)

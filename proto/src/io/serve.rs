@@ -68,7 +68,6 @@ fn serve<R: Runtime, D: Deliver>(
     active: ActiveGuard<R, D>,
 ) -> impl Future<Output = ()> + Send + 'static {
     async move {
-        let _active = active;
         let started = Instant::now();
         let (tcp, peer, implicit_tls) = *accepted;
         let Some(Opened {
@@ -104,6 +103,8 @@ fn serve<R: Runtime, D: Deliver>(
             Some(conn),
         ))
         .await;
+        // Held to the end: the session counts against GM_MAX_CLIENTS until its log line.
+        drop(active);
     }
 }
 

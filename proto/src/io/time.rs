@@ -3,9 +3,13 @@
 
 use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
+use event_listener::{Event, EventListener};
 use futures_lite::future;
 
 /// The deadline passed before the work was done.
@@ -33,18 +37,17 @@ pub(crate) async fn with_timeout<F: Future>(
 
 /// A level-triggered signal: once fired, every wait on it returns at once.
 #[derive(Clone, Debug)]
-pub(crate) struct Signal {
-    rx: async_channel::Receiver<()>,
-    tx: Arc<std::sync::Mutex<Option<async_channel::Sender<()>>>>,
+pub(crate) struct Signal(Arc<SignalState>);
+
+#[derive(Debug, Default)]
+struct SignalState {
+    fired: AtomicBool,
+    event: Event,
 }
 
 impl Signal {
     pub(crate) fn new() -> Self {
-        let (tx, rx) = async_channel::bounded(1);
-        Self {
-            rx,
-            tx: Arc::new(std::sync::Mutex::new(Some(tx))),
-        }
+        Self(Arc::default())
     }
 
     /// A signal that never fires, shared by all sessions.
@@ -53,21 +56,44 @@ impl Signal {
         NEVER.get_or_init(Self::new).clone()
     }
 
-    /// Fires the signal (closes the channel).
+    /// Fires the signal: every wait, now and later, returns.
     pub(crate) fn fire(&self) {
-        if let Ok(mut tx) = self.tx.lock() {
-            tx.take();
-        }
+        self.0.fired.store(true, Ordering::SeqCst);
+        self.0.event.notify(usize::MAX);
     }
 
     /// Whether the signal has fired.
     pub(crate) fn fired(&self) -> bool {
-        self.tx.lock().map_or(true, |tx| tx.is_none())
+        self.0.fired.load(Ordering::SeqCst)
+    }
+
+    /// Ready once the signal has fired. The wait's registration is kept in `listener`
+    /// between polls (and may be kept from one wait to the next): a caller that polls by
+    /// hand needs no future of its own.
+    pub(crate) fn poll_wait(
+        &self,
+        listener: &mut Option<EventListener>,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        loop {
+            if self.fired() {
+                return Poll::Ready(());
+            }
+            match listener {
+                // Checked again once listening: a fire in between is not missed.
+                None => *listener = Some(self.0.event.listen()),
+                Some(l) => {
+                    std::task::ready!(Pin::new(l).poll(cx));
+                    *listener = None;
+                }
+            }
+        }
     }
 
     /// Resolves once the signal has fired.
     pub(crate) async fn wait(&self) {
-        let _ = self.rx.recv().await;
+        let mut listener = None;
+        future::poll_fn(|cx| self.poll_wait(&mut listener, cx)).await;
     }
 }
 
@@ -162,7 +188,13 @@ impl Deadline {
 
     /// Resolves when the timer fires; it is then disarmed.
     pub(crate) async fn fired(&mut self) {
-        (&mut self.timer).await;
+        future::poll_fn(|cx| self.poll_fired(cx)).await;
+    }
+
+    /// Ready when the timer fires; it is then disarmed.
+    pub(crate) fn poll_fired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        std::task::ready!(Pin::new(&mut self.timer).poll(cx));
         self.at = None;
+        Poll::Ready(())
     }
 }
