@@ -804,3 +804,12 @@ fn auth_failures_end_the_session() {
     );
     assert_eq!(sim.closed, Some(CloseReason::TooManyErrors));
 }
+
+/// Every idle session keeps its `Connection` (the README's memory figure counts it):
+/// what is rare or large is boxed, so that this stays put.
+#[test]
+#[cfg(target_pointer_width = "64")]
+fn an_idle_connection_stays_small() {
+    let size = size_of::<super::Connection>();
+    assert!(size <= 400, "Connection is {size} bytes");
+}

@@ -198,3 +198,39 @@ impl Deadline {
         Poll::Ready(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A wait that began before the fire, one polled by hand, and one that begins after
+    /// it all return; a signal that is never fired keeps its waits pending.
+    #[test]
+    fn a_fired_signal_wakes_every_wait() {
+        let signal = Signal::new();
+        let (woke, woken) = std::sync::mpsc::channel();
+        {
+            let signal = signal.clone();
+            std::thread::spawn(move || {
+                future::block_on(signal.wait());
+                let _ = woke.send(());
+            });
+        }
+        let mut listener = None;
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        assert!(signal.poll_wait(&mut listener, &mut cx).is_pending());
+        assert!(listener.is_some(), "the hand-polled wait is registered");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(!signal.fired());
+        signal.fire();
+        woken
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the wait that began before the fire returns");
+        assert!(signal.poll_wait(&mut listener, &mut cx).is_ready());
+        future::block_on(signal.wait());
+        assert!(signal.fired());
+        let never = Signal::never();
+        assert!(never.poll_wait(&mut None, &mut cx).is_pending());
+    }
+}
