@@ -106,7 +106,9 @@ pub(crate) enum Interrupt {
     Stop,
 }
 
-/// Runs `fut` until it completes, `deadline` passes, or `stop` fires.
+/// Runs `fut` until it completes, `deadline` passes, or `stop` fires, asked in that
+/// order. A plain function, not an `async fn`, so `fut` is moved once into the result
+/// instead of being kept twice (as an argument and as the awaited value).
 pub(crate) fn bounded<'a, T: 'a>(
     deadline: Option<Instant>,
     stop: &'a Signal,
@@ -117,32 +119,17 @@ pub(crate) fn bounded<'a, T: 'a>(
             Some(at) => drop(async_io::Timer::at(at).await),
             None => future::pending::<()>().await,
         }
-    };
-    race_with(timer, stop, async move { fut.await.map(Ok) })
-}
-
-/// Runs `fut` until it completes, `timer` resolves, or `stop` fires. It is a plain
-/// function, not an `async fn`, so `fut` is moved once into the result instead of being
-/// kept twice (as an argument and as the awaited value) in the caller's future: this is
-/// what keeps an idle session's task small.
-pub(crate) fn race_with<'a, T: 'a>(
-    timer: impl Future<Output = ()> + 'a,
-    stop: &'a Signal,
-    fut: impl Future<Output = io::Result<Result<T, Interrupt>>> + 'a,
-) -> impl Future<Output = io::Result<Result<T, Interrupt>>> + 'a {
-    let timer = async move {
-        timer.await;
         Ok(Err(Interrupt::Deadline))
     };
     let stopped = async move {
         stop.wait().await;
         Ok(Err(Interrupt::Stop))
     };
-    future::or(fut, future::or(timer, stopped))
+    future::or(async move { fut.await.map(Ok) }, future::or(timer, stopped))
 }
 
-/// [`race_with`] without the stop signal: `fut` against `timer` alone (a smaller future,
-/// for waits that shutdown need not cut short, such as a reply's write).
+/// `fut` against `timer` alone, without the stop signal (a smaller future than
+/// [`bounded`], for waits that shutdown need not cut short, such as a reply's write).
 pub(crate) fn race_timer<'a, T: 'a>(
     timer: impl Future<Output = ()> + 'a,
     fut: impl Future<Output = io::Result<Result<T, Interrupt>>> + 'a,
