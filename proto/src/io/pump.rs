@@ -314,7 +314,7 @@ pub(crate) fn run<'a, R: Runtime, D: Deliver, T: Transport>(
             reading: None,
             hold: None,
         },
-        deadline: Deadline::new(),
+        deadline: Deadline::new(&shared.timers),
         stop: None,
     };
     async move {
@@ -335,7 +335,7 @@ struct Pump<'a, R: Runtime, D: Deliver, T: Transport> {
     slot: &'a mut ClientSlot<R, D>,
     milters: &'a mut Option<Box<Milters>>,
     txn: Txn<D>,
-    deadline: Deadline,
+    deadline: Deadline<'a>,
     /// The wait on the shutdown signal, kept from one read to the next.
     stop: Option<EventListener>,
 }
@@ -478,7 +478,7 @@ impl<R: Runtime, D: Deliver, T: Transport> Pump<'_, R, D, T> {
 fn next_input<'a, T: Transport>(
     io: &'a mut T,
     conn: &'a mut Connection,
-    deadline: &'a mut Deadline,
+    deadline: &'a mut Deadline<'_>,
     stop: &'a Signal,
     listener: &'a mut Option<EventListener>,
 ) -> impl Future<Output = io::Result<Result<usize, Interrupt>>> + 'a {
@@ -616,7 +616,7 @@ fn flush<'a, R: Runtime, D: Deliver, T: Transport>(
     shared: &'a Shared<R, D>,
     conn: &'a mut Connection,
     io: &'a mut T,
-    deadline: &'a mut Deadline,
+    deadline: &'a mut Deadline<'_>,
 ) -> Flush<impl Future<Output = io::Result<bool>> + 'a> {
     // A fresh buffer each time (no copy: it is swapped with the connection's), so that
     // no buffer is kept while idle.
@@ -660,7 +660,7 @@ async fn send<R: Runtime, D: Deliver, T: Transport>(
     shared: &Shared<R, D>,
     conn: &Connection,
     io: &mut T,
-    deadline: &mut Deadline,
+    deadline: &mut Deadline<'_>,
     out: Vec<u8>,
 ) -> io::Result<bool> {
     if shared.cfg.verbose {

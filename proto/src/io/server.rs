@@ -13,7 +13,7 @@ use super::listen::{accept_loop, bind, raise_fd_limit, reactor};
 use super::login::Logins;
 use super::runtime::Runtime;
 use super::shared::{Current, Shared};
-use super::time::Signal;
+use super::time::{Signal, Timers};
 use super::verify::Verifier;
 use crate::config::{Config, ConfigError};
 
@@ -241,7 +241,11 @@ fn start_with_opener<R: Runtime, D: Deliver>(
     let dnsbl = Screen::start(&cfg)?;
     let filters = Filters::open(&rt, &cfg)?;
     let logins = Logins::open(&cfg)?;
-    let mut shared = Shared::new(rt.clone(), cfg, deliver, tls, verifier, filters);
+    let timers = Timers::start().map_err(|e| ConfigError {
+        key: "GSMTP_TIMEOUT".into(),
+        message: format!("cannot start the timer thread: {e}"),
+    })?;
+    let mut shared = Shared::new(rt.clone(), cfg, deliver, tls, verifier, filters, timers);
     shared.logins = logins.map(Arc::new);
     shared.dnsbl = dnsbl;
     let stopping_signal = shared.stopping.clone();

@@ -11,7 +11,7 @@ use futures_rustls::TlsAcceptor;
 use super::deliver::Deliver;
 use super::filter::Filters;
 use super::runtime::Runtime;
-use super::time::Signal;
+use super::time::{Signal, Timers};
 use super::verify::Verifier;
 use crate::config::Config;
 use crate::policy::{ClientCounts, ClientKey};
@@ -41,6 +41,8 @@ pub(crate) struct Shared<R: Runtime, D: Deliver> {
     pub(crate) stopping: Signal,
     /// Sessions open now.
     pub(crate) active: Arc<AtomicUsize>,
+    /// The sessions' deadlines.
+    pub(crate) timers: Arc<Timers>,
     next_id: Arc<AtomicU64>,
     /// Sessions per client, for `GM_MAX_CLIENTS_PER_IP`.
     clients: Arc<Mutex<ClientCounts>>,
@@ -65,8 +67,10 @@ impl<R: Runtime, D: Deliver> Shared<R, D> {
         tls: Option<TlsAcceptor>,
         verifier: Option<Arc<Verifier>>,
         filters: Option<Filters<R>>,
+        timers: Timers,
     ) -> Self {
         Self {
+            timers: Arc::new(timers),
             rt,
             cfg: Arc::new(cfg),
             deliver: Arc::new(deliver),
@@ -105,6 +109,7 @@ impl<R: Runtime, D: Deliver> Shared<R, D> {
             force: self.force.clone(),
             stopping: self.stopping.clone(),
             active: Arc::clone(&self.active),
+            timers: Arc::clone(&self.timers),
             next_id: Arc::clone(&self.next_id),
             clients: Arc::clone(&self.clients),
         }
