@@ -131,6 +131,14 @@ impl Garage {
         self.nodes[i].s3
     }
 
+    /// The process ids of the nodes that are running.
+    pub fn pids(&self) -> Vec<u32> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.proc.as_ref().map(Proc::pid))
+            .collect()
+    }
+
     /// Starts node `i` (again).
     pub fn restart(&mut self, i: usize) {
         let node = &mut self.nodes[i];

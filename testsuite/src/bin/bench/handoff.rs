@@ -33,6 +33,7 @@ use testsuite::interop::{BUCKET, Dovecot, Garage, Proc, REGION, free_addr, peak_
 use testsuite::{Client, TempDir};
 
 use crate::loads::{run_load, run_source};
+use crate::memory::{children_cpu_secs, cpu_secs};
 use crate::opts::{Impl, Load, Mode, Opts, Target};
 use crate::report::{group, median};
 use crate::servers::{Env, Running, find_tool};
@@ -444,6 +445,10 @@ fn s3(
     }
     let dir = TempDir::new("bench-garage");
     let g = Garage::start(&dir, 3);
+    let garage_cpu = || g.pids().into_iter().filter_map(cpu_secs).sum::<f64>();
+    // CPU seconds per run: Garage's three nodes, and the sender's side (curl, or our
+    // server and smtp-source), to say where a difference in rate comes from.
+    let mut cpu: Vec<(bool, f64, f64, f64)> = Vec::new();
     let settings = |prefix: &str| {
         vec![
             ("GSMTP_STORAGE", "s3".to_string()),
@@ -460,14 +465,18 @@ fn s3(
         for via_ours in order(rep) {
             // Each run writes under its own prefix, through a fresh instance.
             let prefix = format!("{}/{rep}/", if via_ours { "ours" } else { "bare" });
-            let secs = if via_ours {
+            let garage_before = garage_cpu();
+            let (secs, sender, source) = if via_ours {
                 let srv = ours(env, "handoff-s3", &settings(&prefix))?;
-                let secs = run_load(env, &srv, load, o.run_timeout)?.0;
+                let run = run_load(env, &srv, load, o.run_timeout)?;
                 srv.stop();
-                secs
+                run
             } else {
-                run_puts(&g, dir.path(), &prefix, load.messages)?
+                let before = children_cpu_secs();
+                let secs = run_puts(&g, dir.path(), &prefix, load.messages)?;
+                (secs, children_cpu_secs() - before, 0.0)
             };
+            cpu.push((via_ours, garage_cpu() - garage_before, sender, source));
             let stored = g.list(1, &prefix).len();
             if stored != load.messages {
                 return Err(format!("the bucket holds {stored} of {}", load.messages));
@@ -475,6 +484,25 @@ fn s3(
             record(figures, "s3", via_ours, rep, o.reps, load, secs);
         }
     }
+    let per_object = |ours: bool, pick: fn(&(bool, f64, f64, f64)) -> f64| {
+        let v: Vec<f64> = cpu
+            .iter()
+            .filter(|c| c.0 == ours)
+            .map(|c| pick(c) * 1e6 / load.messages as f64)
+            .collect();
+        median(&v).unwrap_or(0.0)
+    };
+    let note = format!(
+        "s3: CPU per object, medians: Garage's three nodes {:.0} us with curl, {:.0} us \
+         through guerrilla-smol; curl {:.0} us; our server {:.0} us and smtp-source {:.0} us",
+        per_object(false, |c| c.1),
+        per_object(true, |c| c.1),
+        per_object(false, |c| c.2),
+        per_object(true, |c| c.2),
+        per_object(true, |c| c.3),
+    );
+    eprintln!("bench: {note}");
+    notes.push(note);
     // A fresh instance, one small message to settle, then 25 MiB: what does it cost?
     let srv = ours(env, "handoff-s3-big", &settings("big/"))?;
     let mut c = Client::connect(srv.addr());
