@@ -145,9 +145,9 @@ pub(crate) fn race_timer<'a, T: 'a>(
 /// until the earliest and wakes the sessions whose deadline has passed. With a timer per
 /// session in async-io instead, the reactor would arm its timerfd on every turn (a
 /// kernel timer started and stopped for every wait of every session) and be woken for
-/// each new timer (an eventfd written and read per connection): about 9 % of the CPU
-/// a short connection costs, measured with smtp-source. Here arming a deadline is an entry in a
-/// map, and only one earlier than all the others wakes the thread.
+/// each new timer (an eventfd written and read per connection): about 9 % of the CPU a
+/// short connection costs, measured with smtp-source. Here arming a deadline is an entry
+/// in a map, and only one earlier than all the others wakes the thread.
 ///
 /// A server's generations share the queue; the thread ends with it.
 #[derive(Debug)]
