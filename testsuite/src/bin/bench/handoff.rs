@@ -448,7 +448,7 @@ fn s3(
     let garage_cpu = || g.pids().into_iter().filter_map(cpu_secs).sum::<f64>();
     // CPU seconds per run: Garage's three nodes, and the sender's side (curl, or our
     // server and smtp-source), to say where a difference in rate comes from.
-    let mut cpu: Vec<(bool, f64, f64, f64)> = Vec::new();
+    let mut cpu: Vec<S3Cpu> = Vec::new();
     let settings = |prefix: &str| {
         vec![
             ("GSMTP_STORAGE", "s3".to_string()),
@@ -476,7 +476,12 @@ fn s3(
                 let secs = run_puts(&g, dir.path(), &prefix, load.messages)?;
                 (secs, children_cpu_secs() - before, 0.0)
             };
-            cpu.push((via_ours, garage_cpu() - garage_before, sender, source));
+            cpu.push(S3Cpu {
+                ours: via_ours,
+                garage: garage_cpu() - garage_before,
+                sender,
+                source,
+            });
             let stored = g.list(1, &prefix).len();
             if stored != load.messages {
                 return Err(format!("the bucket holds {stored} of {}", load.messages));
@@ -484,10 +489,10 @@ fn s3(
             record(figures, "s3", via_ours, rep, o.reps, load, secs);
         }
     }
-    let per_object = |ours: bool, pick: fn(&(bool, f64, f64, f64)) -> f64| {
+    let per_object = |ours: bool, pick: fn(&S3Cpu) -> f64| {
         let v: Vec<f64> = cpu
             .iter()
-            .filter(|c| c.0 == ours)
+            .filter(|c| c.ours == ours)
             .map(|c| pick(c) * 1e6 / load.messages as f64)
             .collect();
         median(&v).unwrap_or(0.0)
@@ -495,11 +500,11 @@ fn s3(
     let note = format!(
         "s3: CPU per object, medians: Garage's three nodes {:.0} us with curl, {:.0} us \
          through guerrilla-smol; curl {:.0} us; our server {:.0} us and smtp-source {:.0} us",
-        per_object(false, |c| c.1),
-        per_object(true, |c| c.1),
-        per_object(false, |c| c.2),
-        per_object(true, |c| c.2),
-        per_object(true, |c| c.3),
+        per_object(false, |c| c.garage),
+        per_object(true, |c| c.garage),
+        per_object(false, |c| c.sender),
+        per_object(true, |c| c.sender),
+        per_object(true, |c| c.source),
     );
     eprintln!("bench: {note}");
     notes.push(note);
@@ -528,6 +533,17 @@ fn s3(
     notes.push(note);
     srv.stop();
     Ok(())
+}
+
+/// CPU seconds of one S3 run, through our server or curl.
+struct S3Cpu {
+    ours: bool,
+    /// Garage's three nodes.
+    garage: f64,
+    /// curl, or our server.
+    sender: f64,
+    /// smtp-source (0 for curl's runs).
+    source: f64,
 }
 
 /// PUTs `n` distinct messages the size of `body` (each with its own `Message-Id`, as
