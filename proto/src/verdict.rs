@@ -567,27 +567,65 @@ pub fn signature_fields(header: &[u8]) -> Vec<u8> {
     .0
 }
 
-/// Whether a header line starts an `Authentication-Results` field for `authserv_id`.
-fn claims(line: &[u8], authserv_id: &str) -> bool {
+/// Whether a header field (its first line and continuation lines) is an
+/// `Authentication-Results` field for `authserv_id`. RFC 8601 §2.2 lets comments and
+/// folding come before the authserv-id (`[CFWS] authserv-id`) and a version after it,
+/// and the id may be a quoted string: all are read so, so that no spelling of a forged
+/// field escapes. Compared without regard to case or a final dot.
+fn claims(field: &[u8], authserv_id: &str) -> bool {
     const NAME: &[u8] = b"authentication-results";
-    let Some(colon) = memchr::memchr(b':', line) else {
+    let Some(colon) = memchr::memchr(b':', field) else {
         return false;
     };
-    let name = line[..colon].trim_ascii();
-    if !name.eq_ignore_ascii_case(NAME) {
+    if !field[..colon].trim_ascii().eq_ignore_ascii_case(NAME) {
         return false;
     }
-    let value = &line[colon + 1..];
-    let id_end = value
-        .iter()
-        .position(|b| matches!(b, b';' | b'\r' | b'\n' | b'('))
-        .unwrap_or(value.len());
-    let id = value[..id_end].trim_ascii();
-    let id = id
-        .strip_prefix(b"\"")
-        .and_then(|i| i.strip_suffix(b"\""))
-        .unwrap_or(id);
-    id.eq_ignore_ascii_case(authserv_id.as_bytes())
+    let value = &field[colon + 1..];
+    let id = leading_value(&value[skip_cfws(value)..]);
+    let bare = |id: &[u8]| -> Vec<u8> { id.strip_suffix(b".").unwrap_or(id).to_vec() };
+    !id.is_empty() && bare(&id).eq_ignore_ascii_case(&bare(authserv_id.as_bytes()))
+}
+
+/// How many octets of `v`'s start are comments (nested, with quoted pairs) and white
+/// space, line ends of folding included; all of it when a comment is left open.
+fn skip_cfws(v: &[u8]) -> usize {
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < v.len() {
+        match v[i] {
+            b'\\' if depth > 0 => i += 1,
+            b'(' => depth += 1,
+            b')' if depth > 0 => depth -= 1,
+            b' ' | b'\t' | b'\r' | b'\n' => {}
+            _ if depth > 0 => {}
+            _ => return i,
+        }
+        i += 1;
+    }
+    v.len()
+}
+
+/// The RFC 2045 `value` at the start of `v`: a quoted string, unquoted (empty if it is
+/// never closed), or the token up to white space, a comment or `;`.
+fn leading_value(v: &[u8]) -> Vec<u8> {
+    let Some(quoted) = v.strip_prefix(b"\"") else {
+        let end = v
+            .iter()
+            .position(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b';' | b'('))
+            .unwrap_or(v.len());
+        return v[..end].to_vec();
+    };
+    let mut out = Vec::new();
+    let mut bytes = quoted.iter();
+    while let Some(&b) = bytes.next() {
+        match b {
+            b'"' => return out,
+            b'\\' => out.extend(bytes.next()),
+            b'\r' | b'\n' => {}
+            b => out.push(b),
+        }
+    }
+    Vec::new()
 }
 
 #[cfg(test)]
@@ -736,5 +774,47 @@ mod tests {
         assert_eq!((kept.as_slice(), removed), (&b"X-Spammy: kept\r\n"[..], 3));
         let (kept, removed) = remove_own_results(forged, "mx.test", own_fields(false, true));
         assert_eq!(removed, 1, "{}", String::from_utf8_lossy(&kept));
+    }
+
+    /// RFC 8601 lets comments and folding come before the authserv-id and a version
+    /// after it: a field written so still claims our name and must go.
+    #[test]
+    fn forged_results_in_every_spelling_are_removed() {
+        for forged in [
+            "Authentication-Results:\r\n mx.test; dkim=pass\r\n",
+            "Authentication-Results:\r\n\t\r\n mx.test;\r\n dkim=pass\r\n",
+            "Authentication-Results: (our (nested) comment) mx.test; dkim=pass\r\n",
+            "Authentication-Results: (a \\) quoted) mx.test; dkim=pass\r\n",
+            "Authentication-Results: mx.test 1; dkim=pass\r\n",
+            "Authentication-Results: mx.test (v) 1 ; dkim=pass\r\n",
+            "Authentication-Results: mx.test\r\n ; dkim=pass\r\n",
+            "Authentication-Results: \"mx\\.test\"; dkim=pass\r\n",
+            "Authentication-Results: MX.Test.; dkim=pass\r\n",
+            "Authentication-Results: mx.test; none\r\n",
+            "Authentication-Results: mx.test\n",
+        ] {
+            let header = format!("Subject: a\r\n{forged}Subject: b\r\n");
+            let (kept, removed) = remove_own_results(header.as_bytes(), "mx.test", &[]);
+            assert_eq!(
+                (String::from_utf8(kept).unwrap().as_str(), removed),
+                ("Subject: a\r\nSubject: b\r\n", 1),
+                "{forged:?}"
+            );
+        }
+        for other in [
+            "Authentication-Results: mx.test.example; dkim=pass\r\n",
+            "Authentication-Results: (mx.test) other.example; dkim=pass\r\n",
+            "Authentication-Results: other.example; x=mx.test\r\n",
+            "Authentication-Results: \"mx.test;\"; dkim=pass\r\n",
+            "Authentication-Results: amx.test; dkim=pass\r\n",
+            "Authentication-Results: (unclosed mx.test; dkim=pass\r\n",
+        ] {
+            let (kept, removed) = remove_own_results(other.as_bytes(), "mx.test", &[]);
+            assert_eq!(
+                (kept.as_slice(), removed),
+                (other.as_bytes(), 0),
+                "{other:?}"
+            );
+        }
     }
 }

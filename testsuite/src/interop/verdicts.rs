@@ -238,7 +238,9 @@ pub fn cases(z: &Zones) -> Vec<Case> {
         &format!(
             "Authentication-Results: mx.test; dkim=pass header.d=bank.example\r\n\
              {other}\
-             Authentication-Results: MX.TEST;\r\n dmarc=pass header.from=bank.example\r\n"
+             Authentication-Results: MX.TEST;\r\n dmarc=pass header.from=bank.example\r\n\
+             Authentication-Results:\r\n mx.test; arc=pass header.d=bank.example\r\n\
+             Authentication-Results: (trust me) mx.test 1; spf=pass smtp.mailfrom=bank.example\r\n"
         ),
     );
     let forged_kept = text("a@spf-pass.example", "forged", other);
