@@ -631,6 +631,7 @@ fn leading_value(v: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn sample() -> Verdict {
         Verdict {
@@ -815,6 +816,77 @@ mod tests {
                 (other.as_bytes(), 0),
                 "{other:?}"
             );
+        }
+    }
+    /// Comments and folding as RFC 5322 allows them: white space, folds, and comments,
+    /// nested, with quoted pairs.
+    fn cfws() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            Just(" ".to_string()),
+            Just("\t".to_string()),
+            Just("\r\n ".to_string()),
+            Just("\r\n\t".to_string()),
+            "[a-z0-9 .;=]{0,8}".prop_map(|t| format!("({t})")),
+            Just("(\\) \\( x)".to_string()),
+        ];
+        let part = leaf.prop_recursive(3, 12, 3, |inner| {
+            proptest::collection::vec(inner, 0..3).prop_map(|v| format!("({})", v.concat()))
+        });
+        proptest::collection::vec(part, 0..4).prop_map(|v| v.concat())
+    }
+
+    /// `id` as a sender might spell it: any case, a final dot, quoted (with a quoted pair).
+    fn spelled(id: &'static str) -> impl Strategy<Value = String> {
+        (any::<u64>(), any::<bool>(), 0u8..3).prop_map(move |(case, dot, quote)| {
+            let mut s: String = id
+                .chars()
+                .enumerate()
+                .map(|(i, c)| match (case >> (i % 64)) & 1 {
+                    1 => c.to_ascii_uppercase(),
+                    _ => c,
+                })
+                .collect();
+            if dot {
+                s.push('.');
+            }
+            match quote {
+                0 => s,
+                1 => format!("\"{s}\""),
+                _ => format!("\"{}\"", s.replace('.', "\\.")),
+            }
+        })
+    }
+
+    /// A whole `Authentication-Results` field for `id`: CFWS, the id, a version or
+    /// not, then results or `none`.
+    fn field_for(id: &'static str) -> impl Strategy<Value = String> {
+        (cfws(), spelled(id), any::<bool>(), cfws(), any::<bool>()).prop_map(
+            |(before, id, version, after, none)| {
+                let version = if version { " 1" } else { "" };
+                let results = if none {
+                    "none"
+                } else {
+                    "dkim=pass header.d=bank.example"
+                };
+                format!("Authentication-Results:{before}{id}{version}{after};{results}\r\n")
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn no_spelling_of_our_authserv_id_survives(field in field_for("mx.test")) {
+            let header = format!("Subject: a\r\n{field}Subject: b\r\n");
+            let (kept, removed) = remove_own_results(header.as_bytes(), "mx.test", &[]);
+            prop_assert_eq!(String::from_utf8(kept).unwrap(), "Subject: a\r\nSubject: b\r\n");
+            prop_assert_eq!(removed, 1);
+        }
+
+        #[test]
+        fn other_authserv_ids_are_kept(field in field_for("mx.test.example")) {
+            let (kept, removed) = remove_own_results(field.as_bytes(), "mx.test", &[]);
+            prop_assert_eq!(kept.as_slice(), field.as_bytes());
+            prop_assert_eq!(removed, 0);
         }
     }
 }
