@@ -4,9 +4,10 @@
 //! header). Pure and bounded: an edit touches the header section only, which the caller
 //! holds in memory (at most [`MAX_HEADER`] octets); the body is never read here.
 
-/// The longest header section held for reading or editing. Past it, a text's header
-/// section is passed on as it is (the checks report a permanent error, and edits are
-/// not made).
+/// The longest header section held for reading or editing. Past it, fields forged in
+/// our name could not be removed, so while verdict fields are written (sender checks,
+/// spam filter or DNS blocklists on) the message is refused (`552 5.3.4`); a milter's
+/// edits are not made.
 pub const MAX_HEADER: usize = 256 * 1024;
 
 /// Where a message's header section ends: the offset just past its blank line

@@ -254,6 +254,9 @@ catalogue! {
     BAD_RECIPIENT = 501 "5.1.3" "Error: bad recipient address syntax";
     /// DMARC failed under the `From:` domain's `p=reject` (`GSMTP_DMARC_REJECT`).
     DMARC_REJECTED = 550 "5.7.1" "Error: the From: domain's DMARC policy rejects this message";
+    /// A header section longer than [`crate::header::MAX_HEADER`] while verdict fields are
+    /// written: fields forged in our name could not be removed from it, so it is refused.
+    HEADER_TOO_BIG = 552 "5.3.4" "Error: the header section exceeds 256 KiB";
     /// A sender check could not complete (`GSMTP_VERIFY_TEMPFAIL`).
     VERIFY_TEMPFAIL = 451 "4.7.0" "Error: sender authentication could not complete, try again later";
     /// The spam filter's `reject`, when it gave no text of its own.

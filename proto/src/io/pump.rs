@@ -24,7 +24,7 @@ use super::time::{Deadline, Interrupt, Signal, bounded, race_timer};
 use super::verify::{Request, reading::Reading};
 use crate::conn::{Action, Check, CloseReason, Connection};
 use crate::delivery::{DeliveryError, Envelope};
-use crate::reply::ReplyBuf;
+use crate::reply::{Reply, ReplyBuf};
 use crate::verdict::Verdict;
 
 /// How a run of the pump ended.
@@ -232,18 +232,26 @@ impl<D: Deliver> Txn<D> {
     }
 
     /// The text is complete: runs the checks, if any, on what was read. `None` when
-    /// there were none, or the message already failed.
+    /// there were none, or the message already failed; the refusal when its header
+    /// section was too long to remove fields forged in our name from.
     async fn verify<R: Runtime>(
         &mut self,
         shared: &Shared<R, D>,
         envelope: Option<&Envelope>,
-    ) -> Option<Verdict> {
-        let reading = self.reading.take()?;
+    ) -> Result<Option<Verdict>, Reply> {
+        let Some(reading) = self.reading.take() else {
+            return Ok(None);
+        };
         let (rest, read) = reading.finish();
+        if read.too_long {
+            return Err(crate::reply::HEADER_TOO_BIG);
+        }
         self.put(&shared.rt, &rest).await;
-        let (verifier, envelope) = (shared.verifier.as_ref()?, envelope?);
+        let (Some(verifier), Some(envelope)) = (shared.verifier.as_ref(), envelope) else {
+            return Ok(None);
+        };
         if !matches!(self.held, Held::Message(_)) {
-            return None;
+            return Ok(None);
         }
         let request = Request {
             checks: shared.cfg.verify,
@@ -253,7 +261,7 @@ impl<D: Deliver> Txn<D> {
             host: shared.cfg.host_name.clone(),
             read,
         };
-        Some(verifier.verify(request).await)
+        Ok(Some(verifier.verify(request).await))
     }
 
     /// The message is complete: commit it with the checks' `verdict`, or give the answer
@@ -708,11 +716,14 @@ async fn commit<R: Runtime, D: Deliver>(
 ) {
     let deliver = &*shared.deliver;
     let started = Instant::now();
-    let verdict = txn.verify(shared, conn.envelope()).await;
+    let (verdict, unreadable) = match txn.verify(shared, conn.envelope()).await {
+        Ok(verdict) => (verdict, None),
+        Err(refusal) => (None, Some(refusal)),
+    };
     let mut verdict = verdict.unwrap_or_default();
     verdict.dnsbl = conn.dnsbl().cloned();
-    let refusal = verdict
-        .refusal(shared.cfg.dmarc_reject, shared.cfg.verify_tempfail)
+    let refusal = unreadable
+        .or_else(|| verdict.refusal(shared.cfg.dmarc_reject, shared.cfg.verify_tempfail))
         .map(ReplyBuf::from);
     let refusal = match refusal {
         Some(r) => Some(r),

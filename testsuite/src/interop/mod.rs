@@ -136,6 +136,7 @@ macro_rules! for_each_interop {
         $m!(http_envelope_through_nginx, $bin);
         // verdicts
         $m!(verdicts_in_maildir, $bin);
+        $m!(a_header_too_long_to_clean_is_refused, $bin);
         $m!(verdicts_over_http, $bin);
         $m!(verdicts_in_s3_metadata, $bin);
         $m!(verdicts_in_pipe_environment, $bin);

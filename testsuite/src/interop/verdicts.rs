@@ -844,6 +844,39 @@ pub fn dns_down_is_temperror_never_5xx(bin: &str) {
     );
 }
 
+/// The header section is held up to 256 KiB to remove fields forged in our name; a
+/// longer one, carrying such a field, is refused with `552 5.3.4` and nothing is stored,
+/// and the session goes on. Just under the limit, the forged field is removed.
+pub fn a_header_too_long_to_clean_is_refused(bin: &str) {
+    let silent = Silent::new();
+    let d = Daemon::start(bin, |s| {
+        verify_all(s, silent.addr);
+        s.set("GSMTP_DNS_TIMEOUT", "1");
+    });
+    let forged = format!("Authentication-Results:\r\n {HOST}; dkim=pass header.d=bank.example\r\n");
+    let padded = |kib: usize| {
+        let pad = "X-Pad: 0123456789012345678901234567890123456789012345678901234567\r\n";
+        let extra = format!("{forged}{}", pad.repeat(kib * 1024 / pad.len()));
+        text("a@spf-pass.example", "padded", &extra)
+    };
+    let mut c = Client::connect(d.smtp);
+    assert_eq!(c.reply().code, 220);
+    c.ehlo("client.example");
+    let r = c.send_mail("a@spf-pass.example", &["big@example.com"], &padded(600));
+    assert_eq!(
+        r.wire(),
+        "552 5.3.4 Error: the header section exceeds 256 KiB\r\n"
+    );
+    assert!(d.files("example.com/big", "new").is_empty());
+    assert!(d.files("example.com/big", "tmp").is_empty());
+    let r = c.send_mail("a@spf-pass.example", &["fits@example.com"], &padded(200));
+    assert_eq!(r.code, 250, "{r:?}");
+    let stored = d.stored("example.com/fits");
+    let text = String::from_utf8_lossy(&stored[0]);
+    assert!(!text.contains("bank.example"), "a forged field stored");
+    assert_eq!(fields(&stored[0], "Authentication-Results").len(), 1);
+}
+
 /// A UDP relay to `to` that answers each query `delay` late, on a thread of its own per
 /// query; stops when dropped.
 struct SlowDns {
