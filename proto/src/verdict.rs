@@ -532,14 +532,24 @@ fn comment(text: &str) -> String {
 /// without regard to case), and every field named in `own` (the other fields our verdict
 /// writes, [`own_fields`]), continuation lines included: RFC 8601 §5 asks a receiver to
 /// remove those it did not write, so that no sender can forge our verdict. Fields with
-/// another authserv-id are kept. Returns the header section as it should be stored and
-/// how many fields were removed.
+/// another authserv-id are kept. A field that hides one of those after a bare CR goes
+/// too: some readers (Python's `email` package) end a line there. Returns the header
+/// section as it should be stored and how many fields were removed.
 pub fn remove_own_results(header: &[u8], authserv_id: &str, own: &[&str]) -> (Vec<u8>, usize) {
-    let (out, kept, all) = crate::header::filter_fields(header, |line| {
-        let name = crate::header::name(line);
-        !claims(line, authserv_id) && !own.iter().any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+    let (out, kept, all) = crate::header::filter_fields(header, |field| {
+        !line_starts(field).any(|line| {
+            let name = crate::header::name(line);
+            claims(line, authserv_id) || own.iter().any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+        })
     });
     (out, all - kept)
+}
+
+/// A field from its start and from after each bare CR in it (one no LF follows), where
+/// a reader that ends lines at a bare CR sees a line begin.
+fn line_starts(field: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let bare_crs = memchr::memchr_iter(b'\r', field).filter(|&i| field.get(i + 1) != Some(&b'\n'));
+    std::iter::once(field).chain(bare_crs.map(|i| &field[i + 1..]))
 }
 
 /// The header fields besides `Authentication-Results` that [`Verdict::header_fields`]
@@ -775,6 +785,9 @@ mod tests {
         assert_eq!((kept.as_slice(), removed), (&b"X-Spammy: kept\r\n"[..], 3));
         let (kept, removed) = remove_own_results(forged, "mx.test", own_fields(false, true));
         assert_eq!(removed, 1, "{}", String::from_utf8_lossy(&kept));
+        let hidden = b"X-Note: a\rX-Spam: yes\r\nX-Spammy: kept\r\n";
+        let (kept, removed) = remove_own_results(hidden, "mx.test", own_fields(true, false));
+        assert_eq!((kept.as_slice(), removed), (&b"X-Spammy: kept\r\n"[..], 1));
     }
 
     /// RFC 8601 lets comments and folding come before the authserv-id and a version
@@ -793,6 +806,8 @@ mod tests {
             "Authentication-Results: MX.Test.; dkim=pass\r\n",
             "Authentication-Results: mx.test; none\r\n",
             "Authentication-Results: mx.test\n",
+            "X-Note: a\rAuthentication-Results: mx.test; dkim=pass\r\n",
+            "X-Note: a\r\n b\rauthentication-results:mx.test\r\n",
         ] {
             let header = format!("Subject: a\r\n{forged}Subject: b\r\n");
             let (kept, removed) = remove_own_results(header.as_bytes(), "mx.test", &[]);

@@ -240,7 +240,9 @@ pub fn cases(z: &Zones) -> Vec<Case> {
              {other}\
              Authentication-Results: MX.TEST;\r\n dmarc=pass header.from=bank.example\r\n\
              Authentication-Results:\r\n mx.test; arc=pass header.d=bank.example\r\n\
-             Authentication-Results: (trust me) mx.test 1; spf=pass smtp.mailfrom=bank.example\r\n"
+             Authentication-Results: (trust me) mx.test 1; spf=pass smtp.mailfrom=bank.example\r\n\
+             X-Note: a bare CR ends a line for some readers\r\
+             Authentication-Results: mx.test; dmarc=pass header.from=bank.example\r\n"
         ),
     );
     let forged_kept = text("a@spf-pass.example", "forged", other);
