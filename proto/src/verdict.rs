@@ -592,8 +592,12 @@ fn claims(field: &[u8], authserv_id: &str) -> bool {
     }
     let value = &field[colon + 1..];
     let id = leading_value(&value[skip_cfws(value)..]);
-    let bare = |id: &[u8]| -> Vec<u8> { id.strip_suffix(b".").unwrap_or(id).to_vec() };
-    !id.is_empty() && bare(&id).eq_ignore_ascii_case(&bare(authserv_id.as_bytes()))
+    !id.is_empty() && without_dot(&id).eq_ignore_ascii_case(without_dot(authserv_id.as_bytes()))
+}
+
+/// A name without its final dot, if it has one.
+fn without_dot(name: &[u8]) -> &[u8] {
+    name.strip_suffix(b".").unwrap_or(name)
 }
 
 /// How many octets of `v`'s start are comments (nested, with quoted pairs) and white

@@ -213,9 +213,6 @@ async fn check(auth: &MessageAuthenticator, caches: &Caches, req: Request) -> Ve
         host,
         read,
     } = req;
-    if read.too_long {
-        return permanent(checks, "the header section is too long");
-    }
     let Some(mut message) = AuthenticatedMessage::parse_with_opts(&read.header, None, true) else {
         return permanent(checks, "no header section");
     };

@@ -62,7 +62,8 @@ pub(crate) struct Read {
     pub(crate) header: Vec<u8>,
     /// The body hashes the signatures asked for.
     pub(crate) hashes: Vec<(HashKey, Vec<u8>)>,
-    /// The header section was longer than [`MAX_HEADER`].
+    /// The header section was longer than [`MAX_HEADER`]: the message is refused before
+    /// the checks, since fields forged in our name could not be removed from it.
     pub(crate) too_long: bool,
 }
 
